@@ -1,0 +1,520 @@
+//! `config.toml`: every setting of the proxy, parsed and validated once at
+//! start-up so that a wrong value is reported with the key that holds it
+//! instead of surfacing later as a confusing runtime failure.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A configuration problem, always naming the offending key.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The whole configuration. Paths are resolved relative to the directory of
+/// the config file, so a checkout's `config.toml` works from any cwd.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: ListenConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub snapshots: SnapshotConfig,
+    #[serde(default)]
+    pub restore: RestoreConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Where clients connect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Implicit TLS listener (`host:port`), usually port 993.
+    pub tls: Option<String>,
+    /// Plain listener offering STARTTLS (`host:port`), usually port 143.
+    pub starttls: Option<String>,
+    /// Allow LOGIN/AUTHENTICATE before STARTTLS on the plain listener. Only
+    /// for loopback demos: passwords then cross the wire in clear text.
+    #[serde(default)]
+    pub allow_plaintext_login: bool,
+}
+
+/// The proxy's own certificate, presented to clients.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+/// How the upstream connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamTls {
+    None,
+    Starttls,
+    Implicit,
+}
+
+/// How the proxy's own jobs log in as a user with the master credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MasterLoginStyle {
+    /// Dovecot style: `LOGIN user*master password`.
+    Separator,
+    /// SASL PLAIN with the user as authorization identity.
+    SaslPlain,
+}
+
+/// The real mail server behind the proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `host:port` of the upstream IMAP server.
+    pub address: String,
+    #[serde(default = "default_upstream_tls")]
+    pub tls: UpstreamTls,
+    /// PEM bundle of CAs trusted for the upstream; default: the system bundle.
+    pub ca: Option<PathBuf>,
+    /// Name checked against the upstream certificate; default: the host of `address`.
+    pub server_name: Option<String>,
+    /// Master user for the proxy's own jobs (snapshots, restores).
+    #[serde(default)]
+    pub master_user: String,
+    #[serde(default)]
+    pub master_password: String,
+    #[serde(default = "default_login_style")]
+    pub login_style: MasterLoginStyle,
+    #[serde(default = "default_master_separator")]
+    pub master_separator: String,
+}
+
+fn default_upstream_tls() -> UpstreamTls {
+    UpstreamTls::None
+}
+fn default_login_style() -> MasterLoginStyle {
+    MasterLoginStyle::Separator
+}
+fn default_master_separator() -> String {
+    "*".into()
+}
+
+/// The embedded snapshot store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data/store"),
+        }
+    }
+}
+
+/// When and what to snapshot, and how the snapshots are shown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    /// Local time of the nightly run, `HH:MM`.
+    pub at: String,
+    /// IANA time zone for `at` and for date labels.
+    pub timezone: String,
+    pub retention_days: u32,
+    pub parallel: usize,
+    /// Users snapshotted even if they never logged in through the proxy.
+    pub users: Vec<String>,
+    /// Folders never snapshotted (upstream names).
+    pub exclude: Vec<String>,
+    /// Name of the virtual root folder.
+    pub folder: String,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self {
+            at: "00:00".into(),
+            timezone: "UTC".into(),
+            retention_days: 15,
+            parallel: 4,
+            users: Vec::new(),
+            exclude: Vec::new(),
+            folder: "Time Machine".into(),
+        }
+    }
+}
+
+/// Who may confirm restores, and what a confirmed restore costs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestoreConfig {
+    pub admins: Vec<String>,
+    /// Price written to the billing ledger per confirmed restore, e.g. `"25.00 EUR"`.
+    pub price: String,
+    /// From header of notification mails.
+    pub from: String,
+}
+
+impl Default for RestoreConfig {
+    fn default() -> Self {
+        Self {
+            admins: Vec::new(),
+            price: "0.00 EUR".into(),
+            from: "Mail Time Machine <time-machine@localhost>".into(),
+        }
+    }
+}
+
+/// Protection against bad or hostile input (SPEC section 8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Concurrent client connections; more get `* BYE` at once.
+    pub max_connections: usize,
+    /// Longest command line (bytes, without literals).
+    pub max_line_length: usize,
+    /// Largest literal in any command but APPEND.
+    pub max_literal_size: u64,
+    /// Largest message accepted by APPEND.
+    pub max_message_size: u64,
+    /// Failed LOGIN/AUTHENTICATE attempts before the connection is closed.
+    pub max_failed_logins: u32,
+    /// Bad commands before login before the connection is closed.
+    pub max_bad_commands: u32,
+    /// Autologout after this long without a client command (authenticated).
+    pub idle_timeout_secs: u64,
+    /// Autologout before authentication.
+    pub login_timeout_secs: u64,
+    /// Connecting to and logging in to the upstream.
+    pub upstream_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 2000,
+            max_line_length: 64 * 1024,
+            max_literal_size: 64 * 1024,
+            max_message_size: 64 * 1024 * 1024,
+            max_failed_logins: 3,
+            max_bad_commands: 10,
+            idle_timeout_secs: 30 * 60,
+            login_timeout_secs: 60,
+            upstream_timeout_secs: 30,
+        }
+    }
+}
+
+/// The local admin socket used by the CLI while `serve` runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub socket: PathBuf,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("data/admin.sock"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `imap_time_machine=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text; relative paths are taken from `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = self.tls.cert.as_mut() {
+            join(p);
+        }
+        if let Some(p) = self.tls.key.as_mut() {
+            join(p);
+        }
+        if let Some(p) = self.upstream.ca.as_mut() {
+            join(p);
+        }
+        join(&mut self.store.path);
+        join(&mut self.admin.socket);
+    }
+
+    /// Checks every value that serde's types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.tls.is_none() && self.listen.starttls.is_none() {
+            return Err(invalid(
+                "listen",
+                "set at least one of `listen.tls` and `listen.starttls`",
+            ));
+        }
+        if let Some(a) = &self.listen.tls {
+            check_host_port("listen.tls", a)?;
+        }
+        if let Some(a) = &self.listen.starttls {
+            check_host_port("listen.starttls", a)?;
+        }
+        for (key, path) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+            match path {
+                None => return Err(invalid(key, "missing: the proxy always offers TLS")),
+                Some(p) if !p.is_file() => {
+                    return Err(invalid(key, format!("no such file: {}", p.display())));
+                }
+                Some(_) => {}
+            }
+        }
+        check_host_port("upstream.address", &self.upstream.address)?;
+        if let Some(ca) = &self.upstream.ca {
+            if !ca.is_file() {
+                return Err(invalid(
+                    "upstream.ca",
+                    format!("no such file: {}", ca.display()),
+                ));
+            }
+        }
+        if self.upstream.master_separator.is_empty() {
+            return Err(invalid("upstream.master_separator", "must not be empty"));
+        }
+        parse_hh_mm(&self.snapshots.at)
+            .ok_or_else(|| invalid("snapshots.at", format!("`{}` is not HH:MM", self.snapshots.at)))?;
+        jiff::tz::TimeZone::get(&self.snapshots.timezone).map_err(|e| {
+            invalid(
+                "snapshots.timezone",
+                format!("unknown time zone `{}`: {e}", self.snapshots.timezone),
+            )
+        })?;
+        if self.snapshots.retention_days == 0 {
+            return Err(invalid("snapshots.retention_days", "must be at least 1"));
+        }
+        if self.snapshots.parallel == 0 {
+            return Err(invalid("snapshots.parallel", "must be at least 1"));
+        }
+        let root = &self.snapshots.folder;
+        if root.is_empty()
+            || root.eq_ignore_ascii_case("INBOX")
+            || root.contains(['/', '.', '*', '%', '"', '\\'])
+            || root.chars().any(|c| c.is_control())
+        {
+            return Err(invalid(
+                "snapshots.folder",
+                format!("`{root}` is not usable as a top-level folder name (no INBOX, `/`, `.`, `*`, `%`, quotes, backslashes or control characters)"),
+            ));
+        }
+        let l = &self.limits;
+        if l.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be at least 1"));
+        }
+        if l.max_line_length < 1024 {
+            return Err(invalid("limits.max_line_length", "must be at least 1024"));
+        }
+        if l.max_literal_size < 1024 {
+            return Err(invalid("limits.max_literal_size", "must be at least 1024"));
+        }
+        if l.max_message_size < l.max_literal_size {
+            return Err(invalid(
+                "limits.max_message_size",
+                "must be at least limits.max_literal_size",
+            ));
+        }
+        if l.max_failed_logins == 0 {
+            return Err(invalid("limits.max_failed_logins", "must be at least 1"));
+        }
+        for (key, v) in [
+            ("limits.idle_timeout_secs", l.idle_timeout_secs),
+            ("limits.login_timeout_secs", l.login_timeout_secs),
+            ("limits.upstream_timeout_secs", l.upstream_timeout_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1 second"));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            invalid(
+                "log.level",
+                format!("`{}` is not a valid filter: {e}", self.log.level),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Host part of `upstream.address`, used as TLS server name by default.
+    pub fn upstream_host(&self) -> &str {
+        split_host_port(&self.upstream.address)
+            .map(|(h, _)| h)
+            .unwrap_or("")
+    }
+}
+
+/// Splits `host:port` (IPv6 as `[::1]:993`).
+pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    Some((host, port))
+}
+
+fn check_host_port(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    split_host_port(value)
+        .map(|_| ())
+        .ok_or_else(|| invalid(key, format!("`{value}` is not host:port")))
+}
+
+/// Parses `HH:MM` into hours and minutes.
+pub fn parse_hh_mm(s: &str) -> Option<(u8, u8)> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let h: u8 = h.parse().ok()?;
+    let m: u8 = m.parse().ok()?;
+    (h < 24 && m < 60).then_some((h, m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("c.pem"), "x").unwrap();
+        std::fs::write(dir.path().join("k.pem"), "x").unwrap();
+        let text = r#"
+[listen]
+tls = "127.0.0.1:993"
+[tls]
+cert = "c.pem"
+key = "k.pem"
+[upstream]
+address = "127.0.0.1:143"
+"#
+        .to_string();
+        (dir, text)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolved_paths() {
+        let (dir, text) = base();
+        let c = Config::from_toml(&text, dir.path()).unwrap();
+        assert_eq!(c.snapshots.retention_days, 15);
+        assert_eq!(c.snapshots.folder, "Time Machine");
+        assert_eq!(c.upstream.tls, UpstreamTls::None);
+        assert_eq!(c.tls.cert.unwrap(), dir.path().join("c.pem"));
+        assert_eq!(c.store.path, dir.path().join("data/store"));
+    }
+
+    fn err_of(extra: &str) -> String {
+        let (dir, text) = base();
+        Config::from_toml(&format!("{text}{extra}"), dir.path())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert!(err_of("[snapshots]\nat = \"25:00\"\n").contains("snapshots.at"));
+        assert!(err_of("[snapshots]\ntimezone = \"Mars/Base\"\n").contains("snapshots.timezone"));
+        assert!(err_of("[snapshots]\nfolder = \"a/b\"\n").contains("snapshots.folder"));
+        assert!(err_of("[limits]\nmax_connections = 0\n").contains("limits.max_connections"));
+        assert!(err_of("[log]\nlevel = \"[[[\"\n").contains("log.level"));
+        // serde names unknown keys and wrong types itself
+        assert!(err_of("[limits]\nmax_conections = 3\n").contains("max_conections"));
+        let e = err_of("[snapshots]\nretention_days = \"x\"\n");
+        assert!(e.contains("retention_days"), "{e}");
+    }
+
+    #[test]
+    fn missing_cert_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[listen]\ntls = \"127.0.0.1:993\"\n[tls]\ncert = \"nope.pem\"\nkey = \"nope.pem\"\n[upstream]\naddress = \"h:1\"\n";
+        let e = Config::from_toml(text, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("tls.cert") && e.contains("nope.pem"), "{e}");
+    }
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(split_host_port("[::1]:993"), Some(("::1", 993)));
+        assert_eq!(split_host_port("mail.example:143"), Some(("mail.example", 143)));
+        assert_eq!(split_host_port("mail.example"), None);
+        assert_eq!(split_host_port(":143"), None);
+        assert_eq!(parse_hh_mm("00:00"), Some((0, 0)));
+        assert_eq!(parse_hh_mm("7:00"), None);
+    }
+}

@@ -1,0 +1,8 @@
+//! imap-time-machine: a TLS IMAP proxy that keeps nightly snapshots of every
+//! mailbox and shows them as read-only `Time Machine` folders.
+//!
+//! See `docs/ARCHITECTURE.md` for how the modules fit together.
+
+pub mod config;
+pub mod imap;
+pub mod proxy;
