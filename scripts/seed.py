@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Load mail into an IMAP server over IMAP (APPEND with flags and INTERNALDATE).
+
+  seed.py --port 10143 [--manifest fixtures/manifest.toml]
+      creates and subscribes every user's folders and appends the fixtures.
+  seed.py --port 10143 --user alice --password alice-pw --folder Bench --generate 10000 [--size 4000]
+      appends N generated messages (distinct Message-IDs) to one folder.
+
+Folder names in the manifest use "/" and UTF-8; they are mapped to the
+server's own separator, personal namespace prefix and modified UTF-7.
+Commands are pipelined with LITERAL+ so large corpora load quickly.
+"""
+import argparse
+import base64
+import os
+import re
+import socket
+import sys
+import tomllib
+
+
+def mutf7(name):
+    """RFC 3501 modified UTF-7."""
+    out, buf = [], []
+
+    def flush():
+        if buf:
+            raw = "".join(buf).encode("utf-16-be")
+            out.append("&" + base64.b64encode(raw).decode().rstrip("=").replace("/", ",") + "-")
+            buf.clear()
+
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7E:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            buf.append(ch)
+    flush()
+    return "".join(out)
+
+
+def quote(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Imap:
+    def __init__(self, host, port):
+        self.sock = socket.create_connection((host, port), timeout=60)
+        self.buf = b""
+        self.n = 0
+        self.readline()  # greeting
+
+    def readline(self):
+        while b"\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise RuntimeError("connection closed by server")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read_until(self, tag):
+        """Reads responses (skipping literals) until the tagged line of `tag`."""
+        untagged = []
+        while True:
+            line = self.readline()
+            m = re.search(rb"\{(\d+)\}$", line)
+            while m:
+                need = int(m.group(1))
+                while len(self.buf) < need:
+                    self.buf += self.sock.recv(65536)
+                line += b"\r\n" + self.buf[:need]
+                self.buf = self.buf[need:]
+                rest = self.readline()
+                line += rest
+                m = re.search(rb"\{(\d+)\}$", rest)
+            if line.startswith(tag.encode() + b" "):
+                return line, untagged
+            untagged.append(line)
+
+    def tag(self):
+        self.n += 1
+        return "s%d" % self.n
+
+    def cmd(self, text, ok=True):
+        t = self.tag()
+        self.sock.sendall(("%s %s\r\n" % (t, text)).encode())
+        line, untagged = self.read_until(t)
+        if ok and not line.split(b" ")[1:2] == [b"OK"]:
+            raise RuntimeError("%s -> %s" % (text, line.decode(errors="replace")))
+        return line, untagged
+
+    def append_many(self, items):
+        """Pipelines APPENDs: items are (mailbox, flags, internaldate, bytes)."""
+        tags = []
+        batch = []
+        for mailbox, flags, date, body in items:
+            t = self.tag()
+            tags.append(t)
+            head = "%s APPEND %s (%s) %s {%d+}\r\n" % (t, mailbox, " ".join(flags), quote(date), len(body))
+            batch.append(head.encode() + body + b"\r\n")
+            if len(batch) >= 200:
+                self.sock.sendall(b"".join(batch))
+                batch = []
+        if batch:
+            self.sock.sendall(b"".join(batch))
+        for t in tags:
+            line, _ = self.read_until(t)
+            if line.split(b" ")[1:2] != [b"OK"]:
+                raise RuntimeError("APPEND failed: %s" % line.decode(errors="replace"))
+
+    def namespace(self):
+        _, untagged = self.cmd("NAMESPACE")
+        for u in untagged:
+            m = re.match(rb'\* NAMESPACE \(\("([^"]*)" "(.)"\)', u)
+            if m:
+                return m.group(1).decode(), m.group(2).decode()
+        return "", "/"
+
+
+def server_name(folder, prefix, sep):
+    if folder.upper() == "INBOX":
+        return "INBOX"
+    return prefix + mutf7(folder.replace("/", sep))
+
+
+def crlf(data):
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def login(args, user, password):
+    c = Imap(args.host, args.port)
+    c.cmd("LOGIN %s %s" % (quote(user), quote(password)))
+    return c
+
+
+def seed_manifest(args):
+    base = os.path.dirname(os.path.abspath(args.manifest))
+    with open(args.manifest, "rb") as f:
+        manifest = tomllib.load(f)
+    for user in manifest["user"]:
+        c = login(args, user["name"], user["password"])
+        prefix, sep = c.namespace()
+        for folder in user["folders"]:
+            name = quote(server_name(folder, prefix, sep))
+            c.cmd("CREATE %s" % name)
+            c.cmd("SUBSCRIBE %s" % name)
+        c.cmd("SUBSCRIBE INBOX")
+        items = []
+        for m in manifest["message"]:
+            if m["user"] != user["name"]:
+                continue
+            with open(os.path.join(base, m["file"]), "rb") as f:
+                body = crlf(f.read())
+            items.append((quote(server_name(m["folder"], prefix, sep)), m["flags"], m["internaldate"], body))
+        c.append_many(items)
+        c.cmd("LOGOUT")
+
+
+def generate(args):
+    c = login(args, args.user, args.password)
+    prefix, sep = c.namespace()
+    name = quote(server_name(args.folder, prefix, sep))
+    c.cmd("CREATE %s" % name, ok=False)
+    filler = ("The quick brown fox jumps over the lazy dog. " * 2)[:78] + "\n"
+    items = []
+    for i in range(args.generate):
+        head = (
+            "Message-ID: <gen-%d@bench.example>\n"
+            "Date: Mon, 02 Nov 2026 09:%02d:%02d +0000\n"
+            "From: Sender %d <sender%d@bench.example>\n"
+            "To: %s@example.org\n"
+            "Subject: Generated message %d\n"
+            "MIME-Version: 1.0\n"
+            "Content-Type: text/plain; charset=us-ascii\n\n" % (i, (i // 60) % 60, i % 60, i % 97, i % 97, args.user, i)
+        )
+        body = filler * max(1, (args.size - len(head)) // len(filler))
+        flags = ["\\Seen"] if i % 3 else []
+        items.append((name, flags, "02-Nov-2026 09:00:00 +0000", crlf((head + body).encode())))
+    c.append_many(items)
+    c.cmd("LOGOUT")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--manifest", default=os.path.join(os.path.dirname(__file__), "..", "fixtures", "manifest.toml"))
+    p.add_argument("--user")
+    p.add_argument("--password")
+    p.add_argument("--folder", default="Bench")
+    p.add_argument("--generate", type=int)
+    p.add_argument("--size", type=int, default=4000)
+    args = p.parse_args()
+    if args.generate:
+        if not (args.user and args.password):
+            p.error("--generate needs --user and --password")
+        generate(args)
+    else:
+        seed_manifest(args)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (OSError, RuntimeError) as e:
+        print("seed.py: %s" % e, file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# A self-contained Dovecot on loopback, for the demo, the tests and the benches.
+#
+#   scripts/upstream.sh start DIR PORT [SEPARATOR]   # SEPARATOR: / (default) or .
+#   scripts/upstream.sh stop DIR
+#   scripts/upstream.sh install                      # just make sure Dovecot is there
+#
+# Everything (config, state, logs, mail) lives in DIR. Users (passwd-file,
+# plain passwords, for tests and demos only): alice/alice-pw, bob/bob-pw,
+# admin/admin-pw; master user itm-master/master-secret (login as
+# `alice*itm-master`). With SEPARATOR "." the personal namespace gets the
+# prefix "INBOX." (Courier/Cyrus style).
+#
+# Optional environment: UPSTREAM_IMAPS_PORT, UPSTREAM_CERT, UPSTREAM_KEY turn
+# on TLS (STARTTLS on PORT, implicit TLS on UPSTREAM_IMAPS_PORT).
+set -euo pipefail
+
+install_dovecot() {
+  if command -v dovecot >/dev/null 2>&1; then return 0; fi
+  echo "installing dovecot-imapd ..." >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq dovecot-imapd >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq dovecot-imapd >/dev/null
+  }
+  # The package may start a system instance; ours never needs it.
+  systemctl stop dovecot >/dev/null 2>&1 || true
+}
+
+write_config() {
+  local dir=$1 port=$2 sep=$3
+  local prefix="" ssl="no" ssl_lines="" imaps_port=0
+  [ "$sep" = "." ] && prefix="INBOX."
+  if [ -n "${UPSTREAM_CERT:-}" ]; then
+    ssl="yes"
+    ssl_lines="ssl_cert = <${UPSTREAM_CERT}
+ssl_key = <${UPSTREAM_KEY}"
+    imaps_port=${UPSTREAM_IMAPS_PORT:-0}
+  fi
+  cat >"$dir/dovecot.conf" <<EOF
+instance_name = itm-upstream-$port
+base_dir = $dir/run
+state_dir = $dir/state
+log_path = $dir/dovecot.log
+info_log_path = $dir/dovecot.log
+listen = 127.0.0.1
+protocols = imap
+ssl = $ssl
+$ssl_lines
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+auth_master_user_separator = *
+login_trusted_networks = 127.0.0.0/8
+first_valid_uid = 1
+mail_location = maildir:$dir/mail/%u
+mail_fsync = never
+default_client_limit = 10000
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $dir/master-users
+  master = yes
+  pass = yes
+}
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $dir/users
+}
+userdb {
+  driver = static
+  args = uid=mail gid=mail home=$dir/home/%u
+}
+namespace inbox {
+  inbox = yes
+  separator = $sep
+  prefix = $prefix
+}
+protocol imap {
+  mail_max_userip_connections = 5000
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $port
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $imaps_port
+  }
+  service_count = 0
+  client_limit = 5000
+  process_limit = 4
+  process_min_avail = 1
+}
+service imap {
+  process_limit = 3000
+}
+EOF
+  cat >"$dir/users" <<EOF
+alice:{PLAIN}alice-pw
+bob:{PLAIN}bob-pw
+admin:{PLAIN}admin-pw
+EOF
+  echo "itm-master:{PLAIN}master-secret" >"$dir/master-users"
+}
+
+wait_port() {
+  local port=$1
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "dovecot did not start listening on port $port" >&2
+  return 1
+}
+
+cmd=${1:-}
+case "$cmd" in
+  install)
+    install_dovecot
+    ;;
+  start)
+    dir=${2:?usage: upstream.sh start DIR PORT [SEPARATOR]}
+    port=${3:?usage: upstream.sh start DIR PORT [SEPARATOR]}
+    sep=${4:-/}
+    case "$sep" in /|.) ;; *) echo "separator must be / or ." >&2; exit 2 ;; esac
+    install_dovecot
+    mkdir -p "$dir/run" "$dir/state" "$dir/mail" "$dir/home"
+    dir=$(cd "$dir" && pwd)
+    # Dovecot's unprivileged processes must reach the config and mail.
+    chmod 755 "$dir"
+    chown mail:mail "$dir/mail" "$dir/home"
+    write_config "$dir" "$port" "$sep"
+    # Detached: Dovecot must not hold the caller's stdout open.
+    dovecot -c "$dir/dovecot.conf" </dev/null >/dev/null 2>&1
+    wait_port "$port"
+    ;;
+  stop)
+    dir=${2:?usage: upstream.sh stop DIR}
+    pidfile="$dir/run/master.pid"
+    if [ -f "$pidfile" ]; then
+      pid=$(cat "$pidfile")
+      # Dovecot's master takes ~2 s to wind down; nobody needs to wait for it.
+      kill "$pid" 2>/dev/null || true
+    fi
+    ;;
+  *)
+    echo "usage: $0 start DIR PORT [SEPARATOR] | stop DIR | install" >&2
+    exit 2
+    ;;
+esac

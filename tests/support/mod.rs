@@ -1,0 +1,415 @@
+//! Shared test support: a private Dovecot per test, the proxy started
+//! in-process on free ports, and a small raw IMAP client.
+//!
+//! Used by the integration tests and by `benches/e2e.rs`.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imap_time_machine::config::Config;
+use imap_time_machine::proxy::stream::MaybeTls;
+use imap_time_machine::proxy::Server;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long any single read in a test may take before the test fails.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A private Dovecot on loopback (scripts/upstream.sh), stopped on drop.
+pub struct Dovecot {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub sep: char,
+}
+
+impl Dovecot {
+    /// Starts an empty Dovecot with hierarchy separator `sep` (`/` or `.`;
+    /// `.` also gets the namespace prefix `INBOX.`).
+    pub fn start(sep: char) -> Self {
+        let dir = tempfile::Builder::new().prefix("itm-dovecot").tempdir().expect("tempdir");
+        for _ in 0..5 {
+            let port = free_port();
+            let status = Command::new(repo_root().join("scripts/upstream.sh"))
+                .arg("start")
+                .arg(dir.path())
+                .arg(port.to_string())
+                .arg(sep.to_string())
+                .status()
+                .expect("run scripts/upstream.sh");
+            if status.success() {
+                return Self { dir, port, sep };
+            }
+        }
+        panic!("could not start dovecot (see {}/dovecot.log)", dir.path().display());
+    }
+
+    /// Starts Dovecot and loads `fixtures/manifest.toml`.
+    pub fn start_seeded(sep: char) -> Self {
+        let d = Self::start(sep);
+        d.seed(&[]);
+        d
+    }
+
+    /// Runs scripts/seed.py against this Dovecot with extra arguments.
+    pub fn seed(&self, extra: &[&str]) {
+        let status = Command::new("python3")
+            .arg(repo_root().join("scripts/seed.py"))
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(extra)
+            .status()
+            .expect("run scripts/seed.py");
+        assert!(status.success(), "seeding failed");
+    }
+
+    /// Appends `n` generated messages of about `size` bytes to `folder`.
+    pub fn generate(&self, user: &str, password: &str, folder: &str, n: usize, size: usize) {
+        self.seed(&[
+            "--user",
+            user,
+            "--password",
+            password,
+            "--folder",
+            folder,
+            "--generate",
+            &n.to_string(),
+            "--size",
+            &size.to_string(),
+        ]);
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// A folder name as this server spells it (`Work/Projects` ->
+    /// `INBOX.Work.Projects` with separator `.`); ASCII names only.
+    pub fn name(&self, folder: &str) -> String {
+        if folder.eq_ignore_ascii_case("INBOX") {
+            return "INBOX".into();
+        }
+        match self.sep {
+            '.' => format!("INBOX.{}", folder.replace('/', ".")),
+            _ => folder.to_string(),
+        }
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/upstream.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The proxy, running in-process on its own runtime thread, stopped on drop.
+pub struct Proxy {
+    pub tls_addr: SocketAddr,
+    pub plain_addr: SocketAddr,
+    pub config: Arc<Config>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Config text for a proxy in front of `upstream` on ephemeral ports.
+pub fn proxy_config_text(upstream: SocketAddr) -> String {
+    format!(
+        r#"
+[listen]
+tls = "127.0.0.1:0"
+starttls = "127.0.0.1:0"
+[tls]
+cert = "certs/localhost.pem"
+key = "certs/localhost-key.pem"
+[upstream]
+address = "{upstream}"
+master_user = "itm-master"
+master_password = "master-secret"
+[log]
+level = "warn"
+"#
+    )
+}
+
+impl Proxy {
+    /// Starts a proxy in front of `upstream`; `tweak` may change the config.
+    pub fn start_with(upstream: SocketAddr, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::from_toml(&proxy_config_text(upstream), &repo_root()).expect("test config");
+        tweak(&mut config);
+        let config = Arc::new(config);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let cfg = config.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let server = Server::bind(cfg).await.expect("bind proxy");
+                let addrs = (server.tls_addr().expect("tls addr"), server.plain_addr().expect("plain addr"));
+                addr_tx.send(addrs).expect("report addresses");
+                server
+                    .run(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        });
+        let (tls_addr, plain_addr) = addr_rx.recv().expect("proxy started");
+        Self {
+            tls_addr,
+            plain_addr,
+            config,
+            shutdown: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn start(upstream: &Dovecot) -> Self {
+        Self::start_with(upstream.addr(), |_| {})
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// TLS client config trusting the development CA in certs/.
+pub fn client_tls() -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(repo_root().join("certs/ca.pem")).expect("read ca.pem") {
+        roots.add(cert.expect("ca cert")).expect("add ca");
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+type Stream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// A raw IMAP client: bytes in, bytes out, with just enough framing to know
+/// where a response ends (its own code, independent of the proxy's).
+pub struct Client {
+    stream: Option<Stream>,
+    buf: Vec<u8>,
+    pub greeting: Vec<u8>,
+}
+
+impl Client {
+    async fn with_stream(stream: Stream) -> Self {
+        let mut c = Self {
+            stream: Some(stream),
+            buf: Vec::new(),
+            greeting: Vec::new(),
+        };
+        c.greeting = c.read_line().await;
+        c
+    }
+
+    fn stream(&mut self) -> &mut Stream {
+        self.stream.as_mut().expect("stream present")
+    }
+
+    /// Plain TCP (Dovecot directly, or the proxy's STARTTLS port).
+    pub async fn plain(addr: SocketAddr) -> Self {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        Self::with_stream(MaybeTls::Plain(tcp)).await
+    }
+
+    /// Implicit TLS to the proxy.
+    pub async fn tls(addr: SocketAddr) -> Self {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let name = ServerName::try_from("localhost").expect("name");
+        let tls = tokio_rustls::TlsConnector::from(client_tls())
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        Self::with_stream(MaybeTls::Tls(Box::new(tls))).await
+    }
+
+    /// STARTTLS on a plain connection; panics unless it succeeds.
+    pub async fn starttls(&mut self) {
+        let r = self.cmd("st", "STARTTLS").await;
+        assert!(r.ends_with(b"st OK Begin TLS negotiation now\r\n"), "{}", show(&r));
+        let MaybeTls::Plain(tcp) = self.stream.take().expect("stream") else {
+            panic!("already TLS")
+        };
+        let name = ServerName::try_from("localhost").expect("name");
+        let tls = tokio_rustls::TlsConnector::from(client_tls())
+            .connect(name, tcp)
+            .await
+            .expect("STARTTLS handshake");
+        self.stream = Some(MaybeTls::Tls(Box::new(tls)));
+    }
+
+    /// Logs in over implicit TLS to the proxy.
+    pub async fn login_tls(addr: SocketAddr, user: &str, password: &str) -> Self {
+        let mut c = Self::tls(addr).await;
+        let r = c.cmd("l", &format!("LOGIN {user} {password}")).await;
+        assert!(r.starts_with(b"l OK"), "login failed: {}", show(&r));
+        c
+    }
+
+    /// Logs in directly to Dovecot (no TLS).
+    pub async fn login_plain(addr: SocketAddr, user: &str, password: &str) -> Self {
+        let mut c = Self::plain(addr).await;
+        let r = c.cmd("l", &format!("LOGIN {user} {password}")).await;
+        assert!(r.starts_with(b"l OK"), "login failed: {}", show(&r));
+        c
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        let s = self.stream();
+        s.write_all(bytes).await.expect("write");
+        s.flush().await.expect("flush");
+    }
+
+    /// Reads more bytes; false at end of stream.
+    async fn fill(&mut self) -> bool {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.reserve(65536);
+        let n = tokio::time::timeout(READ_TIMEOUT, self.stream().read_buf(&mut buf))
+            .await
+            .expect("read timed out")
+            .unwrap_or(0);
+        self.buf = buf;
+        n > 0
+    }
+
+    /// One line including CRLF.
+    pub async fn read_line(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                return self.buf.drain(..i + 2).collect();
+            }
+            assert!(self.fill().await, "connection closed; partial: {}", show(&self.buf));
+        }
+    }
+
+    async fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill().await, "connection closed inside a literal");
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// One whole response, literals included.
+    pub async fn read_response(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let line = self.read_line().await;
+            out.extend_from_slice(&line);
+            match literal_len(&line) {
+                Some(n) => {
+                    let lit = self.read_exact(n).await;
+                    out.extend_from_slice(&lit);
+                }
+                None => return out,
+            }
+        }
+    }
+
+    /// Everything up to and including the tagged response for `tag`.
+    pub async fn until_tagged(&mut self, tag: &str) -> Vec<u8> {
+        let prefix = format!("{tag} ");
+        let mut out = Vec::new();
+        loop {
+            let r = self.read_response().await;
+            out.extend_from_slice(&r);
+            if r.starts_with(prefix.as_bytes()) {
+                return out;
+            }
+        }
+    }
+
+    /// Sends `tag text` and returns every response up to the tagged one.
+    pub async fn cmd(&mut self, tag: &str, text: &str) -> Vec<u8> {
+        self.send(format!("{tag} {text}\r\n").as_bytes()).await;
+        self.until_tagged(tag).await
+    }
+
+    /// True when the server has closed the connection (after draining what
+    /// it sent); returns what was read before the close.
+    pub async fn read_to_close(&mut self) -> Vec<u8> {
+        while self.fill().await {}
+        std::mem::take(&mut self.buf)
+    }
+}
+
+/// The length of a literal announced at the end of `line`.
+pub fn literal_len(line: &[u8]) -> Option<usize> {
+    let l = line.strip_suffix(b"\r\n")?;
+    let l = l.strip_suffix(b"}")?;
+    let open = l.iter().rposition(|&c| c == b'{')?;
+    std::str::from_utf8(&l[open + 1..]).ok()?.trim_end_matches('+').parse().ok()
+}
+
+/// Printable form of protocol bytes for assertion messages.
+pub fn show(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Removes Dovecot's per-command timing, e.g. ` (0.001 + 0.000 secs)`,
+/// which differs between any two runs of the same command.
+pub fn without_timing(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b" (") {
+            if let Some(end) = b[i..].windows(6).position(|w| w == b" secs)") {
+                let inner = &b[i + 2..i + end];
+                if !inner.is_empty() && inner.iter().all(|c| c.is_ascii_digit() || b". +".contains(c)) {
+                    i += end + 6;
+                    continue;
+                }
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Path of a fixture file.
+pub fn fixture(path: &str) -> PathBuf {
+    repo_root().join("fixtures").join(path)
+}
+
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).expect("read file")
+}
