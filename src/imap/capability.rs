@@ -22,12 +22,9 @@ pub fn filter_list(caps: &str) -> String {
         .join(" ")
 }
 
-/// Parses the atoms of a capability list into upper case.
+/// Splits a capability list into its atoms, keeping the server's spelling.
 pub fn parse_list(caps: &str) -> Vec<String> {
-    caps.split(' ')
-        .filter(|c| !c.is_empty())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
+    caps.split(' ').filter(|c| !c.is_empty()).map(str::to_string).collect()
 }
 
 /// If `line` (a whole response line without literals) carries a capability

@@ -231,7 +231,7 @@ fn capabilities_in(line: &[u8]) -> Option<Vec<String>> {
 /// An open upstream connection that is not yet relaying.
 pub struct Upstream {
     pub reader: FrameReader<UpstreamStream>,
-    /// Upper-cased capabilities as last announced.
+    /// Capabilities as last announced (compare case-insensitively).
     pub capabilities: Vec<String>,
     next_tag: u32,
 }

@@ -266,6 +266,12 @@ impl Client {
     pub async fn starttls(&mut self) {
         let r = self.cmd("st", "STARTTLS").await;
         assert!(r.ends_with(b"st OK Begin TLS negotiation now\r\n"), "{}", show(&r));
+        self.finish_starttls().await;
+    }
+
+    /// The TLS handshake after the server's OK to STARTTLS.
+    pub async fn finish_starttls(&mut self) {
+        assert!(self.buf.is_empty(), "clear-text bytes after STARTTLS OK: {}", show(&self.buf));
         let MaybeTls::Plain(tcp) = self.stream.take().expect("stream") else {
             panic!("already TLS")
         };
