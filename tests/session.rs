@@ -28,6 +28,21 @@ async fn implicit_tls_login_and_commands() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_learns_the_real_client_address() {
+    let d = Dovecot::start_seeded('/');
+    let p = Proxy::start(&d);
+    let c = Client::login_tls(p.tls_addr, "bob", "bob-pw").await;
+    let port = c.local_addr.port();
+    let log = std::fs::read_to_string(d.dir.path().join("dovecot.log")).expect("dovecot.log");
+    let login = log
+        .lines()
+        .filter(|l| l.contains("Login: user=<bob>"))
+        .last()
+        .expect("dovecot logged bob's login (after the seeder's)");
+    assert!(login.contains(&format!("rport={port},")), "{login}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_port_requires_starttls_before_login() {
     let d = Dovecot::start_seeded('/');
     let p = Proxy::start(&d);

@@ -135,7 +135,7 @@ async fn accept_loop(listener: TcpListener, kind: Kind, ctx: Arc<Ctx>, limiter: 
                     async move {
                         debug!(?kind, "connected");
                         if let Some(stream) = handshake(&ctx, tcp, kind).await {
-                            session::run(ctx, stream).await;
+                            session::run(ctx, stream, peer).await;
                         }
                         drop(permit);
                     }

@@ -2,6 +2,7 @@
 //! proxy answers itself (CAPABILITY, NOOP, LOGOUT, ID, STARTTLS, LOGIN,
 //! AUTHENTICATE PLAIN), then the relay.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ impl ContinuationSink for ClientWriter {
 
 /// Runs a session to its end. Errors are logged, never propagated: one
 /// connection's trouble must not touch another.
-pub async fn run(ctx: Arc<Ctx>, stream: ClientStream) {
+pub async fn run(ctx: Arc<Ctx>, stream: ClientStream, peer: SocketAddr) {
     let max_line = ctx.config.limits.max_line_length;
     let mut tls_active = stream.is_tls();
     let (rd, mut wr) = tokio::io::split(stream);
@@ -73,7 +74,7 @@ pub async fn run(ctx: Arc<Ctx>, stream: ClientStream) {
     };
     loop {
         let limit = Duration::from_secs(ctx.config.limits.login_timeout_secs);
-        let end = match tokio::time::timeout(limit, pre_auth(&ctx, &mut reader, &mut wr, tls_active, &mut state)).await {
+        let end = match tokio::time::timeout(limit, pre_auth(&ctx, &mut reader, &mut wr, tls_active, peer, &mut state)).await {
             Ok(end) => end,
             Err(_) => {
                 let _ = send(&mut wr, b"* BYE Autologout: no login within the time limit\r\n").await;
@@ -121,6 +122,7 @@ async fn pre_auth(
     reader: &mut ClientReader,
     wr: &mut ClientWriter,
     tls_active: bool,
+    peer: SocketAddr,
     st: &mut PreAuthState,
 ) -> PreAuthEnd {
     let limits = &ctx.config.limits;
@@ -197,7 +199,7 @@ async fn pre_auth(
             Some(CommandBody::Login { username, password }) => {
                 let user = username.as_ref().to_vec();
                 let pass = password.declassify().as_ref().to_vec();
-                match login(ctx, wr, &tag, &user, &pass, st).await {
+                match login(ctx, wr, &tag, &user, &pass, peer, st).await {
                     Some(end) => return end,
                     None => String::new(),
                 }
@@ -223,7 +225,7 @@ async fn pre_auth(
                         continue;
                     };
                     match split_plain(&response) {
-                        Some((user, pass)) => match login(ctx, wr, &tag, &user, &pass, st).await {
+                        Some((user, pass)) => match login(ctx, wr, &tag, &user, &pass, peer, st).await {
                             Some(end) => return end,
                             None => String::new(),
                         },
@@ -284,6 +286,7 @@ async fn login(
     tag: &str,
     user: &[u8],
     pass: &[u8],
+    peer: SocketAddr,
     st: &mut PreAuthState,
 ) -> Option<PreAuthEnd> {
     let user_name = String::from_utf8_lossy(user).into_owned();
@@ -295,6 +298,19 @@ async fn login(
             return send(wr, unavailable.as_bytes()).await.err().map(|_| PreAuthEnd::Close);
         }
     };
+    // Tell the upstream who the client really is (Dovecot honours this from
+    // login_trusted_networks: logs, brute-force penalties, and its own limits).
+    if upstream.has_capability("ID") {
+        let id = format!(
+            "ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\")",
+            peer.ip(),
+            peer.port()
+        );
+        if let Err(e) = upstream.run(&id).await {
+            warn!(error = %e, "upstream failed before login");
+            return send(wr, unavailable.as_bytes()).await.err().map(|_| PreAuthEnd::Close);
+        }
+    }
     let result = match upstream.login(None, user, pass).await {
         Ok(r) => r,
         Err(e) => {

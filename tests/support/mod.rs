@@ -27,10 +27,16 @@ pub fn repo_root() -> PathBuf {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct ports nobody listens on right now (all held until all are
+/// chosen, so the kernel cannot hand out one twice).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<_> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
 }
 
 /// A private Dovecot on loopback (scripts/upstream.sh), stopped on drop.
@@ -94,6 +100,17 @@ impl Dovecot {
             "--size",
             &size.to_string(),
         ]);
+    }
+
+    /// SIGKILLs this instance's `imap` processes: the upstream side of every
+    /// session dies at once, as on a server crash.
+    pub fn kill_sessions(&self) {
+        let pid = std::fs::read_to_string(self.dir.path().join("run/master.pid")).expect("master.pid");
+        let status = Command::new("pkill")
+            .args(["-KILL", "-P", pid.trim(), "-x", "imap"])
+            .status()
+            .expect("run pkill");
+        assert!(status.success(), "no imap process to kill");
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -226,14 +243,17 @@ pub struct Client {
     stream: Option<Stream>,
     buf: Vec<u8>,
     pub greeting: Vec<u8>,
+    /// This end of the connection.
+    pub local_addr: SocketAddr,
 }
 
 impl Client {
-    async fn with_stream(stream: Stream) -> Self {
+    async fn with_stream(stream: Stream, local_addr: SocketAddr) -> Self {
         let mut c = Self {
             stream: Some(stream),
             buf: Vec::new(),
             greeting: Vec::new(),
+            local_addr,
         };
         c.greeting = c.read_line().await;
         c
@@ -247,19 +267,21 @@ impl Client {
     pub async fn plain(addr: SocketAddr) -> Self {
         let tcp = TcpStream::connect(addr).await.expect("connect");
         tcp.set_nodelay(true).expect("nodelay");
-        Self::with_stream(MaybeTls::Plain(tcp)).await
+        let local = tcp.local_addr().expect("local addr");
+        Self::with_stream(MaybeTls::Plain(tcp), local).await
     }
 
     /// Implicit TLS to the proxy.
     pub async fn tls(addr: SocketAddr) -> Self {
         let tcp = TcpStream::connect(addr).await.expect("connect");
         tcp.set_nodelay(true).expect("nodelay");
+        let local = tcp.local_addr().expect("local addr");
         let name = ServerName::try_from("localhost").expect("name");
         let tls = tokio_rustls::TlsConnector::from(client_tls())
             .connect(name, tcp)
             .await
             .expect("TLS handshake");
-        Self::with_stream(MaybeTls::Tls(Box::new(tls))).await
+        Self::with_stream(MaybeTls::Tls(Box::new(tls)), local).await
     }
 
     /// STARTTLS on a plain connection; panics unless it succeeds.
