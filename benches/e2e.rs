@@ -1,0 +1,270 @@
+//! End-to-end bench: the same work against Dovecot directly and through the
+//! proxy (the release binary, as deployed), interleaved, in one run, on this
+//! machine. Prints ratios against the targets of the issues.
+//!
+//!   scripts/bench.sh            (raises the fd limit, then runs this)
+//!   cargo bench --bench e2e -- [--messages N] [--noops N] [--conns N] [--rounds N]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{free_ports, proxy_config_text, repo_root, Client, Dovecot};
+
+const BIN: &str = env!("CARGO_BIN_EXE_imap-time-machine");
+
+struct Args {
+    messages: usize,
+    noops: usize,
+    conns: usize,
+    rounds: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        messages: 10_000,
+        noops: 2_000,
+        conns: 1_000,
+        rounds: 5,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let val = argv.get(i + 1).and_then(|v| v.parse().ok());
+        match (argv[i].as_str(), val) {
+            ("--messages", Some(v)) => a.messages = v,
+            ("--noops", Some(v)) => a.noops = v,
+            ("--conns", Some(v)) => a.conns = v,
+            ("--rounds", Some(v)) => a.rounds = v,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// The proxy binary on its own ports, stopped on drop.
+struct ProxyProcess {
+    child: Child,
+    tls: SocketAddr,
+    plain: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    async fn start(upstream: SocketAddr) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let [tls_port, plain_port] = free_ports::<2>();
+        let root = repo_root();
+        let text = proxy_config_text(upstream)
+            .replace(
+                "starttls = \"127.0.0.1:0\"",
+                &format!("starttls = \"127.0.0.1:{plain_port}\""),
+            )
+            .replace("\ntls = \"127.0.0.1:0\"", &format!("\ntls = \"127.0.0.1:{tls_port}\""))
+            .replace("\"certs/", &format!("\"{}/certs/", root.display()))
+            .replace("[listen]", "[listen]\nallow_plaintext_login = true")
+            + "[limits]\nmax_connections = 5000\n";
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        let child = Command::new(BIN)
+            .args(["serve", "-c"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start proxy");
+        let proxy = Self {
+            child,
+            tls: SocketAddr::from(([127, 0, 0, 1], tls_port)),
+            plain: SocketAddr::from(([127, 0, 0, 1], plain_port)),
+            _dir: dir,
+        };
+        for _ in 0..500 {
+            if tokio::net::TcpStream::connect(proxy.tls).await.is_ok() {
+                return proxy;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("proxy did not start");
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    Direct,
+    ProxyPlain,
+    ProxyTls,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Direct => "dovecot direct",
+            Variant::ProxyPlain => "proxy (plain client side)",
+            Variant::ProxyTls => "proxy (TLS client side)",
+        }
+    }
+}
+
+async fn session(v: Variant, d: &Dovecot, p: &ProxyProcess) -> Client {
+    match v {
+        Variant::Direct => Client::login_plain(d.addr(), "alice", "alice-pw").await,
+        Variant::ProxyPlain => Client::login_plain(p.plain, "alice", "alice-pw").await,
+        Variant::ProxyTls => Client::login_tls(p.tls, "alice", "alice-pw").await,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "meets target"
+    } else {
+        "MISSES target"
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    println!(
+        "e2e bench: {} messages, {} NOOPs, {} idle connections, {} rounds",
+        a.messages, a.noops, a.conns, a.rounds
+    );
+    let d = Dovecot::start('/');
+    let t = Instant::now();
+    d.generate("alice", "alice-pw", "Bench", a.messages, 4000);
+    println!("seeded {} messages in {:.1}s", a.messages, t.elapsed().as_secs_f64());
+    let p = ProxyProcess::start(d.addr()).await;
+    let variants = [Variant::Direct, Variant::ProxyPlain, Variant::ProxyTls];
+
+    // 1. UID FETCH 1:* (BODY.PEEK[]) throughput, interleaved rounds.
+    let mut sessions = Vec::new();
+    for v in variants {
+        let mut c = session(v, &d, &p).await;
+        c.cmd("s", "EXAMINE Bench").await;
+        c.cmd("w", "UID FETCH 1:* (BODY.PEEK[])").await; // warm caches
+        sessions.push(c);
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut bytes = 0;
+    for _ in 0..a.rounds {
+        for (i, c) in sessions.iter_mut().enumerate() {
+            let t = Instant::now();
+            let r = c.cmd("f", "UID FETCH 1:* (BODY.PEEK[])").await;
+            times[i].push(t.elapsed().as_secs_f64());
+            bytes = r.len();
+        }
+    }
+    println!(
+        "\n## UID FETCH 1:* (BODY.PEEK[]) over {} messages ({:.1} MiB per run)",
+        a.messages,
+        bytes as f64 / 1048576.0
+    );
+    let direct = median(times[0].clone());
+    for (i, v) in variants.iter().enumerate() {
+        let m = median(times[i].clone());
+        let ratio = direct / m;
+        let note = if *v == Variant::Direct {
+            String::new()
+        } else {
+            format!(
+                "  throughput ratio {ratio:.3} (target >= 0.90: {})",
+                verdict(ratio >= 0.90)
+            )
+        };
+        println!(
+            "{:28} median {:8.1} ms  {:7.1} MiB/s{note}",
+            v.name(),
+            m * 1000.0,
+            bytes as f64 / 1048576.0 / m
+        );
+    }
+
+    // 2. Sequential NOOP round trips, interleaved in blocks.
+    let blocks = 4;
+    let per_block = a.noops.div_ceil(blocks);
+    let mut rtts: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for _ in 0..blocks {
+        for (i, c) in sessions.iter_mut().enumerate() {
+            for _ in 0..per_block {
+                let t = Instant::now();
+                c.cmd("n", "NOOP").await;
+                rtts[i].push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+    }
+    println!("\n## {} sequential NOOP round trips", blocks * per_block);
+    let direct_p50 = percentile(&mut rtts[0], 0.5);
+    for (i, v) in variants.iter().enumerate() {
+        let p50 = percentile(&mut rtts[i], 0.5);
+        let p99 = percentile(&mut rtts[i], 0.99);
+        let note = if *v == Variant::Direct {
+            String::new()
+        } else {
+            let added = p50 - direct_p50;
+            format!("  added p50 {added:6.1} us (target <= 50: {})", verdict(added <= 50.0))
+        };
+        println!("{:28} p50 {p50:7.1} us  p99 {p99:7.1} us{note}", v.name());
+    }
+    drop(sessions);
+
+    // 3. Idle authenticated connections: proxy RSS per connection.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = p.rss_kib();
+    let mut idle = Vec::with_capacity(a.conns);
+    for chunk in 0..a.conns.div_ceil(50) {
+        let n = 50.min(a.conns - chunk * 50);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let addr = p.tls;
+            set.spawn(async move { Client::login_tls(addr, "alice", "alice-pw").await });
+        }
+        while let Some(c) = set.join_next().await {
+            idle.push(c.expect("login task"));
+        }
+    }
+    // Every session is idle in the authenticated state now.
+    for c in idle.iter_mut().take(5) {
+        c.cmd("n", "NOOP").await;
+    }
+    let after = p.rss_kib();
+    let per = (after.saturating_sub(before)) as f64 / a.conns as f64;
+    println!("\n## {} idle authenticated TLS connections", a.conns);
+    println!(
+        "proxy RSS {before} KiB -> {after} KiB: {per:.1} KiB per connection (target <= 64: {})",
+        verdict(per <= 64.0)
+    );
+    drop(idle);
+}

@@ -11,10 +11,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
@@ -259,9 +256,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-        }
+        Self { level: "info".into() }
     }
 }
 
@@ -338,10 +333,7 @@ impl Config {
         check_host_port("upstream.address", &self.upstream.address)?;
         if let Some(ca) = &self.upstream.ca {
             if !ca.is_file() {
-                return Err(invalid(
-                    "upstream.ca",
-                    format!("no such file: {}", ca.display()),
-                ));
+                return Err(invalid("upstream.ca", format!("no such file: {}", ca.display())));
             }
         }
         if self.upstream.master_separator.is_empty() {
@@ -400,20 +392,14 @@ impl Config {
                 return Err(invalid(key, "must be at least 1 second"));
             }
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
-            invalid(
-                "log.level",
-                format!("`{}` is not a valid filter: {e}", self.log.level),
-            )
-        })?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", format!("`{}` is not a valid filter: {e}", self.log.level)))?;
         Ok(())
     }
 
     /// Host part of `upstream.address`, used as TLS server name by default.
     pub fn upstream_host(&self) -> &str {
-        split_host_port(&self.upstream.address)
-            .map(|(h, _)| h)
-            .unwrap_or("")
+        split_host_port(&self.upstream.address).map(|(h, _)| h).unwrap_or("")
     }
 }
 
@@ -421,10 +407,7 @@ impl Config {
 pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
     let (host, port) = s.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     if host.is_empty() {
         return None;
     }

@@ -10,7 +10,11 @@ use imap_time_machine::config::Config;
 use imap_time_machine::proxy::Server;
 
 #[derive(Parser)]
-#[command(name = "imap-time-machine", version, about = "TLS IMAP proxy with nightly mailbox snapshots shown as Time Machine folders")]
+#[command(
+    name = "imap-time-machine",
+    version,
+    about = "TLS IMAP proxy with nightly mailbox snapshots shown as Time Machine folders"
+)]
 struct Cli {
     /// Path of the configuration file.
     #[arg(short, long, global = true, default_value = "config.toml")]

@@ -12,8 +12,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_imap-time-machine");
 
 fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let root = repo_root();
-    let text = text
-        .replace("\"certs/", &format!("\"{}/certs/", root.display()));
+    let text = text.replace("\"certs/", &format!("\"{}/certs/", root.display()));
     let path = dir.join("config.toml");
     std::fs::write(&path, text).expect("write config");
     path
@@ -42,7 +41,12 @@ fn bad_config_names_the_key() {
         let base = proxy_config_text("127.0.0.1:1".parse().expect("addr"));
         let path = write_config(dir.path(), &format!("{base}{extra}"));
         // -c after the subcommand works too (global option).
-        let out = Command::new(BIN).arg("check-config").arg("-c").arg(&path).output().expect("run");
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .expect("run");
         assert!(!out.status.success());
         let err = show(&out.stderr);
         assert!(err.contains(key), "{key}: {err}");
@@ -52,7 +56,11 @@ fn bad_config_names_the_key() {
         .output()
         .expect("run");
     assert!(!out.status.success());
-    assert!(show(&out.stderr).contains("/nonexistent/itm.toml"), "{}", show(&out.stderr));
+    assert!(
+        show(&out.stderr).contains("/nonexistent/itm.toml"),
+        "{}",
+        show(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,7 +69,10 @@ async fn serve_logs_sessions_but_never_passwords_or_bodies() {
     let dir = tempfile::tempdir().expect("tempdir");
     let [tls_port, plain_port] = free_ports::<2>();
     let text = proxy_config_text(d.addr())
-        .replace("starttls = \"127.0.0.1:0\"", &format!("starttls = \"127.0.0.1:{plain_port}\""))
+        .replace(
+            "starttls = \"127.0.0.1:0\"",
+            &format!("starttls = \"127.0.0.1:{plain_port}\""),
+        )
         .replace("\ntls = \"127.0.0.1:0\"", &format!("\ntls = \"127.0.0.1:{tls_port}\""))
         .replace("level = \"warn\"", "level = \"trace\"");
     let path = write_config(dir.path(), &text);
@@ -105,7 +116,13 @@ async fn serve_logs_sessions_but_never_passwords_or_bodies() {
     let log = show(&out.stderr);
     assert!(log.contains("logged in") && log.contains("user=\"alice\""), "{log}");
     assert!(log.contains("shutting down"), "{log}");
-    for secret in ["alice-pw", "Sekr1t-Wrong", "secret-two", "AGFsaWNlAHNlY3JldC10d28", "usual place"] {
+    for secret in [
+        "alice-pw",
+        "Sekr1t-Wrong",
+        "secret-two",
+        "AGFsaWNlAHNlY3JldC10d28",
+        "usual place",
+    ] {
         assert!(!log.contains(secret), "log leaks {secret}");
     }
 }

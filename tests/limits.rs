@@ -29,7 +29,10 @@ async fn overlong_command_line_gets_bye() {
         line.extend_from_slice(b"\"\r\n");
         c.send(&line).await;
         let r = show(&c.read_to_close().await);
-        assert_eq!(r, "* BYE Command line too long (limit 4096 bytes)\r\n", "logged in: {logged_in}");
+        assert_eq!(
+            r, "* BYE Command line too long (limit 4096 bytes)\r\n",
+            "logged in: {logged_in}"
+        );
     }
     still_works(&p).await;
 }
@@ -44,9 +47,15 @@ async fn oversized_literals_are_refused() {
     let mut c = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
     // A synchronising literal over the limit: refused, the session goes on.
     c.send(b"a SEARCH TEXT {5000}\r\n").await;
-    assert_eq!(show(&c.read_line().await), "a NO [TOOBIG] Literal too large (limit 4096 bytes)\r\n");
+    assert_eq!(
+        show(&c.read_line().await),
+        "a NO [TOOBIG] Literal too large (limit 4096 bytes)\r\n"
+    );
     c.send(b"b APPEND INBOX {100001}\r\n").await;
-    assert_eq!(show(&c.read_line().await), "b NO [TOOBIG] Message too large (limit 100000 bytes)\r\n");
+    assert_eq!(
+        show(&c.read_line().await),
+        "b NO [TOOBIG] Message too large (limit 100000 bytes)\r\n"
+    );
     let r = show(&c.cmd("c", "NOOP").await);
     assert!(r.starts_with("c OK"), "{r}");
     // A non-synchronising one is already on its way: BAD, then BYE.
@@ -158,7 +167,10 @@ async fn unreachable_upstream_gives_unavailable() {
     let p = Proxy::start_with(dead, |_| {});
     let mut c = Client::tls(p.tls_addr).await;
     let r = show(&c.cmd("a", "LOGIN alice alice-pw").await);
-    assert_eq!(r, "a NO [UNAVAILABLE] The mail server is unavailable, try again later\r\n");
+    assert_eq!(
+        r,
+        "a NO [UNAVAILABLE] The mail server is unavailable, try again later\r\n"
+    );
     let r = show(&c.cmd("b", "NOOP").await);
     assert_eq!(r, "b OK NOOP completed\r\n");
 }

@@ -17,7 +17,10 @@ async fn implicit_tls_login_and_commands() {
     let mut c = Client::tls(p.tls_addr).await;
     let g = show(&c.greeting);
     assert!(g.starts_with("* OK [CAPABILITY IMAP4rev1"), "{g}");
-    assert!(g.contains("AUTH=PLAIN") && !g.contains("STARTTLS") && !g.contains("LOGINDISABLED"), "{g}");
+    assert!(
+        g.contains("AUTH=PLAIN") && !g.contains("STARTTLS") && !g.contains("LOGINDISABLED"),
+        "{g}"
+    );
     let r = c.cmd("a", "LOGIN alice alice-pw").await;
     assert!(show(&r).starts_with("a OK [CAPABILITY IMAP4rev1"), "{}", show(&r));
     let r = c.cmd("b", "SELECT INBOX").await;
@@ -36,8 +39,7 @@ async fn the_upstream_learns_the_real_client_address() {
     let log = std::fs::read_to_string(d.dir.path().join("dovecot.log")).expect("dovecot.log");
     let login = log
         .lines()
-        .filter(|l| l.contains("Login: user=<bob>"))
-        .last()
+        .rfind(|l| l.contains("Login: user=<bob>"))
         .expect("dovecot logged bob's login (after the seeder's)");
     assert!(login.contains(&format!("rport={port},")), "{login}");
 }
@@ -48,14 +50,20 @@ async fn plain_port_requires_starttls_before_login() {
     let p = Proxy::start(&d);
     let mut c = Client::plain(p.plain_addr).await;
     let g = show(&c.greeting);
-    assert!(g.contains("STARTTLS") && g.contains("LOGINDISABLED") && !g.contains("AUTH=PLAIN"), "{g}");
+    assert!(
+        g.contains("STARTTLS") && g.contains("LOGINDISABLED") && !g.contains("AUTH=PLAIN"),
+        "{g}"
+    );
     let r = show(&c.cmd("a", "LOGIN alice alice-pw").await);
     assert!(r.starts_with("a NO [PRIVACYREQUIRED]"), "{r}");
     let r = show(&c.cmd("b", "AUTHENTICATE PLAIN AGFsaWNlAGFsaWNlLXB3").await);
     assert!(r.starts_with("b NO [PRIVACYREQUIRED]"), "{r}");
     c.starttls().await;
     let r = show(&c.cmd("c", "CAPABILITY").await);
-    assert!(r.contains("AUTH=PLAIN") && !r.contains("LOGINDISABLED") && !r.contains("STARTTLS"), "{r}");
+    assert!(
+        r.contains("AUTH=PLAIN") && !r.contains("LOGINDISABLED") && !r.contains("STARTTLS"),
+        "{r}"
+    );
     let r = show(&c.cmd("d", "LOGIN alice alice-pw").await);
     assert!(r.starts_with("d OK"), "{r}");
     let r = show(&c.cmd("e", "STATUS INBOX (MESSAGES)").await);
@@ -82,7 +90,10 @@ async fn authenticate_plain_with_and_without_initial_response() {
     let d = Dovecot::start_seeded('/');
     let p = Proxy::start(&d);
     let mut c = Client::tls(p.tls_addr).await;
-    let r = show(&c.cmd("a", &format!("AUTHENTICATE PLAIN {}", b64(b"\0alice\0alice-pw"))).await);
+    let r = show(
+        &c.cmd("a", &format!("AUTHENTICATE PLAIN {}", b64(b"\0alice\0alice-pw")))
+            .await,
+    );
     assert!(r.starts_with("a OK [CAPABILITY"), "{r}");
 
     let mut c = Client::tls(p.tls_addr).await;
@@ -101,7 +112,10 @@ async fn authenticate_plain_with_and_without_initial_response() {
     let r = show(&c.until_tagged("d").await);
     assert!(r.starts_with("d BAD Authentication cancelled"), "{r}");
     // Acting as another user is not allowed.
-    let r = show(&c.cmd("e", &format!("AUTHENTICATE PLAIN {}", b64(b"bob\0alice\0alice-pw"))).await);
+    let r = show(
+        &c.cmd("e", &format!("AUTHENTICATE PLAIN {}", b64(b"bob\0alice\0alice-pw")))
+            .await,
+    );
     assert!(r.starts_with("e NO [AUTHORIZATIONFAILED]"), "{r}");
     let r = show(&c.cmd("f", "AUTHENTICATE CRAM-MD5").await);
     assert!(r.starts_with("f NO"), "{r}");
@@ -132,14 +146,19 @@ async fn append_of_20_mb_lands_byte_identical() {
         i += 1;
     }
     let mut c = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
-    c.send(format!("a APPEND Archive (\\Seen) {{{}}}\r\n", message.len()).as_bytes()).await;
+    c.send(format!("a APPEND Archive (\\Seen) {{{}}}\r\n", message.len()).as_bytes())
+        .await;
     let plus = c.read_line().await;
     assert!(plus.starts_with(b"+"), "{}", show(&plus));
     c.send(&message).await;
     c.send(b"\r\n").await;
     let r = show(&c.until_tagged("a").await);
     assert!(r.starts_with("a OK [APPENDUID "), "{r}");
-    let uid: u32 = r.split(' ').nth(4).and_then(|u| u.trim_end_matches(']').parse().ok()).expect("uid");
+    let uid: u32 = r
+        .split(' ')
+        .nth(4)
+        .and_then(|u| u.trim_end_matches(']').parse().ok())
+        .expect("uid");
 
     // Checked on Dovecot directly, not through the proxy.
     let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
@@ -150,7 +169,8 @@ async fn append_of_20_mb_lands_byte_identical() {
     assert!(r[start..start + message.len()] == message[..], "bytes differ");
     // Also a non-synchronising literal (LITERAL+) through the streaming path.
     let small = b"Subject: plus\r\n\r\nbody\r\n";
-    c.send(format!("b APPEND Archive {{{}+}}\r\n", small.len()).as_bytes()).await;
+    c.send(format!("b APPEND Archive {{{}+}}\r\n", small.len()).as_bytes())
+        .await;
     c.send(small).await;
     c.send(b"\r\n").await;
     let r = show(&c.until_tagged("b").await);
@@ -170,7 +190,9 @@ async fn idle_reports_a_message_appended_directly() {
 
     let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     let msg = b"Subject: hello during IDLE\r\n\r\nhi\r\n";
-    direct.send(format!("a APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes()).await;
+    direct
+        .send(format!("a APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes())
+        .await;
     direct.send(msg).await;
     direct.send(b"\r\n").await;
     let r = show(&direct.until_tagged("a").await);
@@ -217,13 +239,19 @@ async fn the_virtual_tree_is_answered_by_the_proxy_not_the_upstream() {
     assert_eq!(r, "d NO [CANNOT] Time Machine folders are read-only\r\n");
     // Real folders next to it still work.
     let r = show(&c.cmd("e", "SELECT \"Time Machines\"").await);
-    assert!(r.starts_with("e NO"), "a real (missing) folder is the upstream's answer: {r}");
+    assert!(
+        r.starts_with("e NO"),
+        "a real (missing) folder is the upstream's answer: {r}"
+    );
     let r = show(&c.cmd("f", "SELECT Work").await);
     assert!(r.contains("f OK [READ-WRITE]"), "{r}");
 
     // Nothing reached Dovecot.
     let r = show(&direct.cmd("l", "LIST \"\" \"Time Machine/*\"").await);
-    assert!(r.contains("Time Machine/real") && !r.contains("Time Machine/new"), "{r}");
+    assert!(
+        r.contains("Time Machine/real") && !r.contains("Time Machine/new"),
+        "{r}"
+    );
     let r = show(&direct.cmd("s", "STATUS \"Time Machine/real\" (MESSAGES)").await);
     assert!(r.contains("(MESSAGES 0)"), "{r}");
 }

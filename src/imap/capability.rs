@@ -8,10 +8,7 @@ use bytes::Bytes;
 /// about the upstream connection, not the client's.
 fn hidden(cap: &str) -> bool {
     let up = cap.to_ascii_uppercase();
-    up.starts_with("COMPRESS=")
-        || up == "STARTTLS"
-        || up == "LOGINDISABLED"
-        || up.starts_with("AUTH=")
+    up.starts_with("COMPRESS=") || up == "STARTTLS" || up == "LOGINDISABLED" || up.starts_with("AUTH=")
 }
 
 /// Filters a space-separated capability list.
@@ -64,7 +61,15 @@ pub fn filter_line(line: &[u8]) -> Option<Bytes> {
 
 /// The capability list the proxy itself answers before login.
 pub fn pre_auth(tls_active: bool, allow_plaintext: bool) -> String {
-    let mut caps = vec!["IMAP4rev1", "SASL-IR", "LOGIN-REFERRALS", "ID", "ENABLE", "IDLE", "LITERAL+"];
+    let mut caps = vec![
+        "IMAP4rev1",
+        "SASL-IR",
+        "LOGIN-REFERRALS",
+        "ID",
+        "ENABLE",
+        "IDLE",
+        "LITERAL+",
+    ];
     if !tls_active {
         caps.push("STARTTLS");
     }
@@ -85,7 +90,10 @@ mod tests {
         let l = b"* CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE MOVE AUTH=PLAIN\r\n";
         assert_eq!(&filter_line(l).unwrap()[..], b"* CAPABILITY IMAP4rev1 IDLE MOVE\r\n");
         let l = b"a OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE UIDPLUS] Logged in\r\n";
-        assert_eq!(&filter_line(l).unwrap()[..], b"a OK [CAPABILITY IMAP4rev1 UIDPLUS] Logged in\r\n");
+        assert_eq!(
+            &filter_line(l).unwrap()[..],
+            b"a OK [CAPABILITY IMAP4rev1 UIDPLUS] Logged in\r\n"
+        );
         assert!(filter_line(b"* 3 EXISTS\r\n").is_none());
         assert!(filter_line(b"* OK [UIDNEXT 4] Predicted next UID\r\n").is_none());
     }

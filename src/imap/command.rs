@@ -108,7 +108,7 @@ fn take_atom(s: &[u8]) -> Option<(&[u8], &[u8])> {
 /// forwarded untouched so that extensions keep working.
 pub fn decode(bytes: &[u8]) -> Option<Command<'_>> {
     match CommandCodec::default().decode(bytes) {
-        Ok((rest, cmd)) if rest.is_empty() => Some(cmd),
+        Ok(([], cmd)) => Some(cmd),
         Ok(_) | Err(CommandDecodeError::Failed) | Err(CommandDecodeError::Incomplete) => None,
         Err(CommandDecodeError::LiteralFound { .. }) => None,
     }

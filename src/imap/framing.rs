@@ -115,11 +115,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Continues reading from `inner` after `buffered` (e.g. after a split).
     pub fn from_parts(inner: R, buf: BytesMut, max_line: usize) -> Self {
-        Self {
-            inner,
-            buf,
-            max_line,
-        }
+        Self { inner, buf, max_line }
     }
 
     async fn fill(&mut self) -> Result<usize, std::io::Error> {
@@ -136,17 +132,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(i) = memchr::memchr(b'\n', &self.buf[searched..]) {
                 let end = searched + i + 1;
                 if end > self.max_line {
-                    return Err(FrameError::LineTooLong {
-                        limit: self.max_line,
-                    });
+                    return Err(FrameError::LineTooLong { limit: self.max_line });
                 }
                 return Ok(Some(self.buf.split_to(end).freeze()));
             }
             searched = self.buf.len();
             if searched > self.max_line {
-                return Err(FrameError::LineTooLong {
-                    limit: self.max_line,
-                });
+                return Err(FrameError::LineTooLong { limit: self.max_line });
             }
             if self.fill().await? == 0 {
                 return if self.buf.is_empty() {
@@ -199,7 +191,10 @@ pub enum ReadCommand {
     /// A literal over the limit was announced. For a synchronising literal
     /// the client sends nothing more; a non-synchronising one is already on
     /// its way, so the connection cannot be resynchronised.
-    TooBig { sync: bool, limit: u64 },
+    TooBig {
+        sync: bool,
+        limit: u64,
+    },
 }
 
 /// Whoever can send the client a `+` continuation request.
@@ -260,15 +255,27 @@ mod tests {
     fn announcements() {
         assert_eq!(
             literal_announcement(b"A1 APPEND INBOX {310}\r\n"),
-            Some(LiteralAnnouncement { len: 310, sync: true, binary: false })
+            Some(LiteralAnnouncement {
+                len: 310,
+                sync: true,
+                binary: false
+            })
         );
         assert_eq!(
             literal_announcement(b"A1 LOGIN {5+}\r\n"),
-            Some(LiteralAnnouncement { len: 5, sync: false, binary: false })
+            Some(LiteralAnnouncement {
+                len: 5,
+                sync: false,
+                binary: false
+            })
         );
         assert_eq!(
             literal_announcement(b"A APPEND INBOX ~{12}\r\n"),
-            Some(LiteralAnnouncement { len: 12, sync: true, binary: true })
+            Some(LiteralAnnouncement {
+                len: 12,
+                sync: true,
+                binary: true
+            })
         );
         assert_eq!(
             literal_announcement(b"* 1 FETCH (BODY[] {0}\r\n").map(|l| l.len),
@@ -317,10 +324,15 @@ mod tests {
         let mut plus = Counter(0);
         let first = Bytes::from_static(b"a LOGIN {5}\r\n");
         let got = read_command(&mut r, first, 100, &mut plus).await.unwrap();
-        let ReadCommand::Complete(cmd) = got else { panic!("complete") };
+        let ReadCommand::Complete(cmd) = got else {
+            panic!("complete")
+        };
         assert_eq!(&cmd.bytes[..], b"a LOGIN {5}\r\nalice {2+}\r\npw\r\n");
         assert_eq!(cmd.sync_splits, vec![13]);
-        assert_eq!(&r.read_line().await.unwrap_err().to_string()[..], "connection closed in the middle of a message");
+        assert_eq!(
+            &r.read_line().await.unwrap_err().to_string()[..],
+            "connection closed in the middle of a message"
+        );
         assert_eq!(plus.0, 1);
         let mut r = FrameReader::new(&b""[..], 100);
         let big = Bytes::from_static(b"a X {101}\r\n");

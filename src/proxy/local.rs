@@ -19,9 +19,7 @@ pub fn answer(cmd: &Command<'_>) -> Vec<u8> {
         | CommandBody::Append { .. }
         | CommandBody::Copy { .. }
         | CommandBody::Move { .. }
-        | CommandBody::SetMetadata { .. } => {
-            "NO [CANNOT] Time Machine folders are read-only"
-        }
+        | CommandBody::SetMetadata { .. } => "NO [CANNOT] Time Machine folders are read-only",
         _ => "NO [NONEXISTENT] No such Time Machine folder",
     };
     format!("{tag} {text}\r\n").into_bytes()

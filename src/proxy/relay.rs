@@ -30,8 +30,8 @@ use crate::config::Limits;
 use crate::imap::capability;
 use crate::imap::command::{decode, CommandHead};
 use crate::imap::framing::{
-    literal_announcement, read_command, strip_eol, BufferedCommand, ContinuationSink, FrameError, FrameReader, LiteralAnnouncement,
-    ReadCommand,
+    literal_announcement, read_command, strip_eol, BufferedCommand, ContinuationSink, FrameError, FrameReader,
+    LiteralAnnouncement, ReadCommand,
 };
 
 use super::local;
@@ -136,7 +136,13 @@ enum End {
 }
 
 /// Relays until either side ends.
-pub async fn run(ctx: &Ctx, client_reader: ClientReader, client_writer: WriteHalf<ClientStream>, upstream: Upstream, router: Router) {
+pub async fn run(
+    ctx: &Ctx,
+    client_reader: ClientReader,
+    client_writer: WriteHalf<ClientStream>,
+    upstream: Upstream,
+    router: Router,
+) {
     let (ustream, ubuf) = upstream.reader.into_parts();
     let (urd, uwr) = tokio::io::split(ustream);
     let upstream_reader = FrameReader::from_parts(urd, ubuf, ctx.connector.max_line());
@@ -203,7 +209,10 @@ impl ClientPump {
         let idle = Duration::from_secs(self.limits.idle_timeout_secs);
         match tokio::time::timeout(idle, self.reader.read_line()).await {
             Ok(r) => r,
-            Err(_) => Err(FrameError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle"))),
+            Err(_) => Err(FrameError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "idle",
+            ))),
         }
     }
 
@@ -232,7 +241,9 @@ impl ClientPump {
                 Err(e) => return Err(e),
             };
             // Continuation data the upstream asked for (IDLE's DONE, SASL).
-            if self.shared.client_continuation.swap(false, Ordering::AcqRel) || strip_eol(&line).eq_ignore_ascii_case(b"DONE") {
+            if self.shared.client_continuation.swap(false, Ordering::AcqRel)
+                || strip_eol(&line).eq_ignore_ascii_case(b"DONE")
+            {
                 self.upstream.write_all(&line).await?;
                 self.flush_if_idle().await?;
                 continue;
@@ -295,7 +306,12 @@ impl ClientPump {
 
     /// Registers an expectation, sends `bytes`, and waits for the upstream's
     /// answer to the sync literal they announce.
-    async fn send_and_expect(&mut self, tag: &Bytes, bytes: &[u8], forward_plus: bool) -> Result<Continuation, FrameError> {
+    async fn send_and_expect(
+        &mut self,
+        tag: &Bytes,
+        bytes: &[u8],
+        forward_plus: bool,
+    ) -> Result<Continuation, FrameError> {
         let (reply, wait) = oneshot::channel();
         if let Ok(mut e) = self.shared.expect.lock() {
             *e = Some(Expectation {
@@ -326,7 +342,12 @@ impl ClientPump {
 
     /// Streams an APPEND to a real folder: each line as it comes, each
     /// literal in chunks. Returns `Some(end)` when the session must end.
-    async fn stream_append(&mut self, tag: Bytes, first: Bytes, first_lit: LiteralAnnouncement) -> Result<Option<End>, FrameError> {
+    async fn stream_append(
+        &mut self,
+        tag: Bytes,
+        first: Bytes,
+        first_lit: LiteralAnnouncement,
+    ) -> Result<Option<End>, FrameError> {
         let mut line = first;
         let mut lit = first_lit;
         let mut started = false;
@@ -335,12 +356,14 @@ impl ClientPump {
                 let limit = self.limits.max_message_size;
                 let t = String::from_utf8_lossy(&tag);
                 if !started && lit.sync {
-                    self.to_client(format!("{t} NO [TOOBIG] Message too large (limit {limit} bytes)\r\n")).await?;
+                    self.to_client(format!("{t} NO [TOOBIG] Message too large (limit {limit} bytes)\r\n"))
+                        .await?;
                     return Ok(None);
                 }
                 // Part of the command is upstream already, or the literal is
                 // on its way: the only clean way out is to close.
-                self.to_client(format!("{t} BAD [TOOBIG] Message too large (limit {limit} bytes)\r\n")).await?;
+                self.to_client(format!("{t} BAD [TOOBIG] Message too large (limit {limit} bytes)\r\n"))
+                    .await?;
                 return Ok(Some(bye("Cannot skip an oversized literal")));
             }
             if !started {
@@ -380,7 +403,12 @@ impl ClientPump {
 }
 
 /// Writes upstream responses and the proxy's own to the client, in order.
-async fn response_pump(mut up: UpstreamReader, client: WriteHalf<ClientStream>, mut rx: mpsc::Receiver<ToClient>, shared: Arc<Shared>) {
+async fn response_pump(
+    mut up: UpstreamReader,
+    client: WriteHalf<ClientStream>,
+    mut rx: mpsc::Receiver<ToClient>,
+    shared: Arc<Shared>,
+) {
     let mut out = BufWriter::with_capacity(16 * 1024, client);
     let mut upstream_said_bye = false;
     loop {

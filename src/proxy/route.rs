@@ -72,9 +72,7 @@ impl Router {
             | CommandBody::GetMetadata { mailbox, .. } => v(mailbox),
             CommandBody::Rename { from, to } => v(from) || v(to),
             // The source is the selected folder; the target decides here.
-            CommandBody::Copy { mailbox, .. } | CommandBody::Move { mailbox, .. } => {
-                virtual_selected || v(mailbox)
-            }
+            CommandBody::Copy { mailbox, .. } | CommandBody::Move { mailbox, .. } => virtual_selected || v(mailbox),
             // Commands on the selected folder.
             CommandBody::Fetch { .. }
             | CommandBody::Store { .. }
@@ -142,7 +140,10 @@ mod tests {
 
     #[test]
     fn commands_route_by_mailbox_and_selection() {
-        assert_eq!(route("a SELECT \"Time Machine/2026-11-24/INBOX\"\r\n", false), Route::Local);
+        assert_eq!(
+            route("a SELECT \"Time Machine/2026-11-24/INBOX\"\r\n", false),
+            Route::Local
+        );
         assert_eq!(route("a SELECT INBOX\r\n", false), Route::Forward);
         assert_eq!(route("a UID COPY 1:* \"Time Machine\"\r\n", false), Route::Local);
         assert_eq!(route("a UID COPY 1:* Archive\r\n", true), Route::Local);
@@ -150,6 +151,9 @@ mod tests {
         assert_eq!(route("a FETCH 1 FLAGS\r\n", false), Route::Forward);
         assert_eq!(route("a FETCH 1 FLAGS\r\n", true), Route::Local);
         assert_eq!(route("a LIST \"\" *\r\n", false), Route::Forward);
-        assert_eq!(route("a STATUS {12+}\r\nTime Machine (MESSAGES)\r\n", false), Route::Local);
+        assert_eq!(
+            route("a STATUS {12+}\r\nTime Machine (MESSAGES)\r\n", false),
+            Route::Local
+        );
     }
 }

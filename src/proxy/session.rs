@@ -74,7 +74,12 @@ pub async fn run(ctx: Arc<Ctx>, stream: ClientStream, peer: SocketAddr) {
     };
     loop {
         let limit = Duration::from_secs(ctx.config.limits.login_timeout_secs);
-        let end = match tokio::time::timeout(limit, pre_auth(&ctx, &mut reader, &mut wr, tls_active, peer, &mut state)).await {
+        let end = match tokio::time::timeout(
+            limit,
+            pre_auth(&ctx, &mut reader, &mut wr, tls_active, peer, &mut state),
+        )
+        .await
+        {
             Ok(end) => end,
             Err(_) => {
                 let _ = send(&mut wr, b"* BYE Autologout: no login within the time limit\r\n").await;
@@ -145,7 +150,10 @@ async fn pre_auth(
         let tag = CommandHead::parse(&line).map(|h| h.tag_str().to_string());
         let Some(tag) = tag else {
             st.bad_commands += 1;
-            if send(wr, b"* BAD Malformed command: expected a tag and a command name\r\n").await.is_err() {
+            if send(wr, b"* BAD Malformed command: expected a tag and a command name\r\n")
+                .await
+                .is_err()
+            {
                 return PreAuthEnd::Close;
             }
             continue;
@@ -219,7 +227,10 @@ async fn pre_auth(
                         },
                     };
                     let Some(response) = response else {
-                        if send(wr, format!("{tag} BAD Authentication cancelled\r\n").as_bytes()).await.is_err() {
+                        if send(wr, format!("{tag} BAD Authentication cancelled\r\n").as_bytes())
+                            .await
+                            .is_err()
+                        {
                             return PreAuthEnd::Close;
                         }
                         continue;
@@ -350,7 +361,10 @@ mod tests {
     #[test]
     fn plain_responses() {
         assert_eq!(split_plain(b"\0alice\0pw"), Some((b"alice".to_vec(), b"pw".to_vec())));
-        assert_eq!(split_plain(b"alice\0alice\0pw"), Some((b"alice".to_vec(), b"pw".to_vec())));
+        assert_eq!(
+            split_plain(b"alice\0alice\0pw"),
+            Some((b"alice".to_vec(), b"pw".to_vec()))
+        );
         assert_eq!(split_plain(b"bob\0alice\0pw"), None);
         assert_eq!(split_plain(b"\0\0pw"), None);
         assert_eq!(split_plain(b"alice pw"), None);

@@ -59,7 +59,12 @@ pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, TlsSetupError
     };
     let certs = load_certs("tls.cert", cert)?;
     let private = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err("tls.key", key, e))?;
-    let rustls_err = |key: &'static str| move |e: rustls::Error| TlsSetupError::Rustls { key, message: e.to_string() };
+    let rustls_err = |key: &'static str| {
+        move |e: rustls::Error| TlsSetupError::Rustls {
+            key,
+            message: e.to_string(),
+        }
+    };
     let sc = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(rustls_err("tls"))?

@@ -29,10 +29,7 @@ use super::tls::{upstream_config, TlsSetupError};
 #[derive(Debug, Error)]
 pub enum UpstreamError {
     #[error("cannot connect to {address}: {source}")]
-    Connect {
-        address: String,
-        source: std::io::Error,
-    },
+    Connect { address: String, source: std::io::Error },
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
     #[error("TLS with upstream failed: {0}")]
@@ -207,7 +204,8 @@ impl Connector {
         let r = match self.login_style {
             MasterLoginStyle::Separator => {
                 let authc = format!("{user}{}{}", self.master_separator, self.master_user);
-                up.login(None, authc.as_bytes(), self.master_password.as_bytes()).await?
+                up.login(None, authc.as_bytes(), self.master_password.as_bytes())
+                    .await?
             }
             MasterLoginStyle::SaslPlain => {
                 up.login(
@@ -309,7 +307,8 @@ impl Upstream {
             self.run(&format!("AUTHENTICATE PLAIN {b64}")).await?
         } else if authz.is_some() {
             return Err(UpstreamError::Protocol(
-                "upstream does not offer SASL PLAIN with initial response, needed for login_style = \"sasl-plain\"".into(),
+                "upstream does not offer SASL PLAIN with initial response, needed for login_style = \"sasl-plain\""
+                    .into(),
             ));
         } else {
             match (quoted(user), quoted(password)) {
@@ -337,7 +336,8 @@ impl Upstream {
         if self.has_capability("NAMESPACE") {
             let r = self.run("NAMESPACE").await?;
             for line in &r.untagged {
-                if let Ok((_, Response::Data(Data::Namespace { personal, .. }))) = ResponseCodec::default().decode(line) {
+                if let Ok((_, Response::Data(Data::Namespace { personal, .. }))) = ResponseCodec::default().decode(line)
+                {
                     if let Some(ns) = personal.first() {
                         return Ok(Namespace {
                             prefix: String::from_utf8_lossy(ns.prefix.as_ref()).into_owned(),

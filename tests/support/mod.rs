@@ -50,7 +50,10 @@ impl Dovecot {
     /// Starts an empty Dovecot with hierarchy separator `sep` (`/` or `.`;
     /// `.` also gets the namespace prefix `INBOX.`).
     pub fn start(sep: char) -> Self {
-        let dir = tempfile::Builder::new().prefix("itm-dovecot").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("itm-dovecot")
+            .tempdir()
+            .expect("tempdir");
         for _ in 0..5 {
             let port = free_port();
             let status = Command::new(repo_root().join("scripts/upstream.sh"))
@@ -185,7 +188,10 @@ impl Proxy {
                 .expect("runtime");
             rt.block_on(async move {
                 let server = Server::bind(cfg).await.expect("bind proxy");
-                let addrs = (server.tls_addr().expect("tls addr"), server.plain_addr().expect("plain addr"));
+                let addrs = (
+                    server.tls_addr().expect("tls addr"),
+                    server.plain_addr().expect("plain addr"),
+                );
                 addr_tx.send(addrs).expect("report addresses");
                 server
                     .run(async {
@@ -293,7 +299,11 @@ impl Client {
 
     /// The TLS handshake after the server's OK to STARTTLS.
     pub async fn finish_starttls(&mut self) {
-        assert!(self.buf.is_empty(), "clear-text bytes after STARTTLS OK: {}", show(&self.buf));
+        assert!(
+            self.buf.is_empty(),
+            "clear-text bytes after STARTTLS OK: {}",
+            show(&self.buf)
+        );
         let MaybeTls::Plain(tcp) = self.stream.take().expect("stream") else {
             panic!("already TLS")
         };
@@ -404,7 +414,11 @@ pub fn literal_len(line: &[u8]) -> Option<usize> {
     let l = line.strip_suffix(b"\r\n")?;
     let l = l.strip_suffix(b"}")?;
     let open = l.iter().rposition(|&c| c == b'{')?;
-    std::str::from_utf8(&l[open + 1..]).ok()?.trim_end_matches('+').parse().ok()
+    std::str::from_utf8(&l[open + 1..])
+        .ok()?
+        .trim_end_matches('+')
+        .parse()
+        .ok()
 }
 
 /// Printable form of protocol bytes for assertion messages.
