@@ -212,20 +212,17 @@ async fn main() {
         );
     }
 
-    // 2. Sequential NOOP round trips, interleaved in blocks.
-    let blocks = 4;
-    let per_block = a.noops.div_ceil(blocks);
+    // 2. Sequential NOOP round trips, interleaved one by one so every
+    // variant sees the same machine state.
     let mut rtts: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    for _ in 0..blocks {
+    for _ in 0..a.noops {
         for (i, c) in sessions.iter_mut().enumerate() {
-            for _ in 0..per_block {
-                let t = Instant::now();
-                c.cmd("n", "NOOP").await;
-                rtts[i].push(t.elapsed().as_secs_f64() * 1e6);
-            }
+            let t = Instant::now();
+            c.cmd("n", "NOOP").await;
+            rtts[i].push(t.elapsed().as_secs_f64() * 1e6);
         }
     }
-    println!("\n## {} sequential NOOP round trips", blocks * per_block);
+    println!("\n## {} sequential NOOP round trips per variant", a.noops);
     let direct_p50 = percentile(&mut rtts[0], 0.5);
     for (i, v) in variants.iter().enumerate() {
         let p50 = percentile(&mut rtts[i], 0.5);

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/upstream.sh install
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/imap-time-machine/target}
 # 1,000 client connections need 2,000+ descriptors in the proxy.
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo bench --locked --bench e2e -- "$@"
 if [ -z "${E2E_ONLY:-}" ]; then
   cargo bench --locked --bench framing

@@ -78,6 +78,8 @@ namespace inbox {
 }
 protocol imap {
   mail_max_userip_connections = 5000
+  # Advertises COMPRESS=DEFLATE, which the proxy must hide from clients.
+  mail_plugins = \$mail_plugins imap_zlib
 }
 service imap-login {
   inet_listener imap {

@@ -120,6 +120,13 @@ async fn idle_and_login_timeouts_log_out() {
     let mut c = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
     let r = show(&c.read_to_close().await);
     assert_eq!(r, "* BYE Autologout; idle for too long\r\n");
+    // A session that keeps talking is not logged out.
+    let mut c = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    for i in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let r = show(&c.cmd(&format!("n{i}"), "NOOP").await);
+        assert!(r.contains(&format!("n{i} OK")), "{r}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

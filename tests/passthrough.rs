@@ -118,10 +118,23 @@ async fn capabilities_after_login_are_the_upstreams() {
     };
     let (a, b) = (caps(&a), caps(&b));
     assert!(a.contains(&"IDLE".to_string()) && a.contains(&"MOVE".to_string()));
+    assert!(
+        a.contains(&"COMPRESS=DEFLATE".to_string()),
+        "the test upstream offers COMPRESS: {a:?}"
+    );
     let expected: Vec<String> = a
         .iter()
         .filter(|c| !c.starts_with("COMPRESS=") && !c.starts_with("AUTH=") && *c != "STARTTLS")
         .cloned()
         .collect();
     assert_eq!(b, expected);
+    // The login response code carries the same filtered list.
+    let mut c = Client::tls(p.tls_addr).await;
+    let r = show(&c.cmd("l", "LOGIN alice alice-pw").await);
+    assert!(r.starts_with("l OK [CAPABILITY ") && !r.contains("COMPRESS"), "{r}");
+    // COMPRESS itself is not carried: the upstream never sees it.
+    let r = show(&proxied.cmd("z", "COMPRESS DEFLATE").await);
+    assert_eq!(r, "z NO [CANNOT] Compression is not available through this proxy\r\n");
+    let r = show(&proxied.cmd("n", "STATUS INBOX (MESSAGES)").await);
+    assert!(r.contains("n OK"), "the session still works uncompressed: {r}");
 }

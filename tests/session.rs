@@ -4,7 +4,8 @@
 mod support;
 
 use base64::Engine;
-use support::{show, Client, Dovecot, Proxy};
+use imap_time_machine::config::UpstreamTls;
+use support::{repo_root, show, Client, Dovecot, Proxy};
 
 fn b64(s: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -254,4 +255,34 @@ async fn the_virtual_tree_is_answered_by_the_proxy_not_the_upstream() {
     );
     let r = show(&direct.cmd("s", "STATUS \"Time Machine/real\" (MESSAGES)").await);
     assert!(r.contains("(MESSAGES 0)"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_over_starttls_and_implicit_tls() {
+    let (d, imaps) = Dovecot::start_tls('/');
+    d.seed(&[]);
+    let with = |mode: UpstreamTls, port: u16, ca: bool| {
+        Proxy::start_with(([127, 0, 0, 1], port).into(), move |c| {
+            c.upstream.tls = mode;
+            c.upstream.server_name = Some("localhost".into());
+            c.upstream.ca = ca.then(|| repo_root().join("certs/ca.pem"));
+        })
+    };
+    for (mode, port) in [(UpstreamTls::Starttls, d.port), (UpstreamTls::Implicit, imaps)] {
+        let p = with(mode, port, true);
+        let mut c = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+        let r = show(&c.cmd("s", "STATUS INBOX (MESSAGES)").await);
+        assert!(r.contains("(MESSAGES 4)"), "{mode:?}: {r}");
+    }
+    // An upstream certificate the proxy does not trust: no login.
+    let p = with(UpstreamTls::Implicit, imaps, false);
+    let mut c = Client::tls(p.tls_addr).await;
+    let r = show(&c.cmd("a", "LOGIN alice alice-pw").await);
+    assert!(r.starts_with("a NO [UNAVAILABLE]"), "{r}");
+    // TLS is really on the wire: Dovecot logged TLS logins.
+    let log = std::fs::read_to_string(d.dir.path().join("dovecot.log")).expect("log");
+    assert!(
+        log.lines().any(|l| l.contains("user=<alice>") && l.contains("TLS")),
+        "{log}"
+    );
 }

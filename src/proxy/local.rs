@@ -13,6 +13,7 @@ pub fn answer(cmd: &Command<'_>) -> Vec<u8> {
     let text = match &cmd.body {
         CommandBody::Subscribe { .. } => "OK SUBSCRIBE completed",
         CommandBody::Unsubscribe { .. } => "OK UNSUBSCRIBE completed",
+        CommandBody::Compress { .. } => "NO [CANNOT] Compression is not available through this proxy",
         CommandBody::Create { .. }
         | CommandBody::Delete { .. }
         | CommandBody::Rename { .. }

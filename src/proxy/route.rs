@@ -1,9 +1,9 @@
 //! Command routing: the seam where the virtual `Time Machine` tree plugs in.
 //!
 //! Every client command after login is classified here. Commands about a
-//! mailbox inside the virtual tree, and every command while a virtual folder
-//! is selected, are answered by the proxy; everything else goes upstream as
-//! the original bytes.
+//! mailbox inside the virtual tree, every command while a virtual folder is
+//! selected, and COMPRESS (which would hide the stream the proxy frames) are
+//! answered by the proxy; everything else goes upstream as the original bytes.
 
 use imap_codec::imap_types::command::{Command, CommandBody};
 
@@ -86,6 +86,8 @@ impl Router {
             | CommandBody::Unselect
             | CommandBody::Idle
             | CommandBody::Noop => virtual_selected,
+            // The proxy frames the stream itself: compression would hide it.
+            CommandBody::Compress { .. } => true,
             _ => false,
         };
         if local {

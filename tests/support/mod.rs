@@ -50,21 +50,34 @@ impl Dovecot {
     /// Starts an empty Dovecot with hierarchy separator `sep` (`/` or `.`;
     /// `.` also gets the namespace prefix `INBOX.`).
     pub fn start(sep: char) -> Self {
+        Self::start_inner(sep, false).0
+    }
+
+    /// Starts Dovecot with TLS (certs/localhost.pem): STARTTLS on `port`,
+    /// implicit TLS on the returned port.
+    pub fn start_tls(sep: char) -> (Self, u16) {
+        Self::start_inner(sep, true)
+    }
+
+    fn start_inner(sep: char, tls: bool) -> (Self, u16) {
         let dir = tempfile::Builder::new()
             .prefix("itm-dovecot")
             .tempdir()
             .expect("tempdir");
         for _ in 0..5 {
-            let port = free_port();
-            let status = Command::new(repo_root().join("scripts/upstream.sh"))
-                .arg("start")
+            let [port, imaps] = free_ports::<2>();
+            let mut cmd = Command::new(repo_root().join("scripts/upstream.sh"));
+            cmd.arg("start")
                 .arg(dir.path())
                 .arg(port.to_string())
-                .arg(sep.to_string())
-                .status()
-                .expect("run scripts/upstream.sh");
-            if status.success() {
-                return Self { dir, port, sep };
+                .arg(sep.to_string());
+            if tls {
+                cmd.env("UPSTREAM_CERT", repo_root().join("certs/localhost.pem"))
+                    .env("UPSTREAM_KEY", repo_root().join("certs/localhost-key.pem"))
+                    .env("UPSTREAM_IMAPS_PORT", imaps.to_string());
+            }
+            if cmd.status().expect("run scripts/upstream.sh").success() {
+                return (Self { dir, port, sep }, imaps);
             }
         }
         panic!("could not start dovecot (see {}/dovecot.log)", dir.path().display());
