@@ -8,13 +8,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{free_ports, proxy_config_text, repo_root, Client, Dovecot};
-
-const BIN: &str = env!("CARGO_BIN_EXE_imap-time-machine");
+use support::{Client, Dovecot, ProxyProcess};
 
 struct Args {
     messages: usize,
@@ -47,69 +43,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-/// The proxy binary on its own ports, stopped on drop.
-struct ProxyProcess {
-    child: Child,
-    tls: SocketAddr,
-    plain: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl ProxyProcess {
-    async fn start(upstream: SocketAddr) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let [tls_port, plain_port] = free_ports::<2>();
-        let root = repo_root();
-        let text = proxy_config_text(upstream)
-            .replace(
-                "starttls = \"127.0.0.1:0\"",
-                &format!("starttls = \"127.0.0.1:{plain_port}\""),
-            )
-            .replace("\ntls = \"127.0.0.1:0\"", &format!("\ntls = \"127.0.0.1:{tls_port}\""))
-            .replace("\"certs/", &format!("\"{}/certs/", root.display()))
-            .replace("[listen]", "[listen]\nallow_plaintext_login = true")
-            + "[limits]\nmax_connections = 5000\n";
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, text).expect("write config");
-        let child = Command::new(BIN)
-            .args(["serve", "-c"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start proxy");
-        let proxy = Self {
-            child,
-            tls: SocketAddr::from(([127, 0, 0, 1], tls_port)),
-            plain: SocketAddr::from(([127, 0, 0, 1], plain_port)),
-            _dir: dir,
-        };
-        for _ in 0..500 {
-            if tokio::net::TcpStream::connect(proxy.tls).await.is_ok() {
-                return proxy;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("proxy did not start");
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -166,7 +99,12 @@ async fn main() {
     let t = Instant::now();
     d.generate("alice", "alice-pw", "Bench", a.messages, 4000);
     println!("seeded {} messages in {:.1}s", a.messages, t.elapsed().as_secs_f64());
-    let p = ProxyProcess::start(d.addr()).await;
+    let p = ProxyProcess::start(
+        d.addr(),
+        |t| t.replace("[listen]", "[listen]\nallow_plaintext_login = true") + "[limits]\nmax_connections = 5000\n",
+        false,
+    )
+    .await;
     let variants = [Variant::Direct, Variant::ProxyPlain, Variant::ProxyTls];
 
     // 1. UID FETCH 1:* (BODY.PEEK[]) throughput, interleaved rounds.

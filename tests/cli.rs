@@ -3,10 +3,9 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use support::{free_ports, proxy_config_text, repo_root, show, Client, Dovecot};
+use support::{proxy_config_text, repo_root, show, Client, Dovecot, ProxyProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imap-time-machine");
 
@@ -66,37 +65,8 @@ fn bad_config_names_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_logs_sessions_but_never_passwords_or_bodies() {
     let d = Dovecot::start_seeded('/');
-    let dir = tempfile::tempdir().expect("tempdir");
-    let [tls_port, plain_port] = free_ports::<2>();
-    let text = proxy_config_text(d.addr())
-        .replace(
-            "starttls = \"127.0.0.1:0\"",
-            &format!("starttls = \"127.0.0.1:{plain_port}\""),
-        )
-        .replace("\ntls = \"127.0.0.1:0\"", &format!("\ntls = \"127.0.0.1:{tls_port}\""))
-        .replace("level = \"warn\"", "level = \"trace\"");
-    let path = write_config(dir.path(), &text);
-    let mut child = Command::new(BIN)
-        .args(["serve", "-c"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start serve");
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], tls_port));
-    let mut up = false;
-    for _ in 0..500 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    if !up {
-        let _ = child.kill();
-        let out = child.wait_with_output().expect("wait");
-        panic!("serve did not listen: {}", show(&out.stderr));
-    }
+    let p = ProxyProcess::start(d.addr(), |t| t.replace("level = \"warn\"", "level = \"trace\""), true).await;
+    let addr = p.tls;
     let mut c = Client::login_tls(addr, "alice", "alice-pw").await;
     c.cmd("s", "SELECT INBOX").await;
     let r = show(&c.cmd("f", "FETCH 1 BODY.PEEK[]").await);
@@ -110,9 +80,7 @@ async fn serve_logs_sessions_but_never_passwords_or_bodies() {
     drop(c);
 
     // SIGTERM: a clean shutdown.
-    let status = Command::new("kill").arg(child.id().to_string()).status().expect("kill");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("wait");
+    let out = p.stop();
     let log = show(&out.stderr);
     assert!(log.contains("logged in") && log.contains("user=\"alice\""), "{log}");
     assert!(log.contains("shutting down"), "{log}");

@@ -239,6 +239,90 @@ impl Drop for Proxy {
     }
 }
 
+/// The built binary running `serve` on its own free ports (as deployed),
+/// killed on drop unless stopped with [`ProxyProcess::stop`].
+pub struct ProxyProcess {
+    child: Option<std::process::Child>,
+    pub tls: SocketAddr,
+    pub plain: SocketAddr,
+    pub config_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    /// Starts `imap-time-machine serve` in front of `upstream`; `edit` may
+    /// change the config text; `capture` pipes stderr (the log) for [`stop`].
+    pub async fn start(upstream: SocketAddr, edit: impl FnOnce(String) -> String, capture: bool) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let [tls_port, plain_port] = free_ports::<2>();
+        let text = proxy_config_text(upstream)
+            .replace(
+                "starttls = \"127.0.0.1:0\"",
+                &format!("starttls = \"127.0.0.1:{plain_port}\""),
+            )
+            .replace("\ntls = \"127.0.0.1:0\"", &format!("\ntls = \"127.0.0.1:{tls_port}\""))
+            .replace("\"certs/", &format!("\"{}/certs/", repo_root().display()));
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, edit(text)).expect("write config");
+        let child = Command::new(env!("CARGO_BIN_EXE_imap-time-machine"))
+            .args(["serve", "-c"])
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(if capture {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::inherit()
+            })
+            .spawn()
+            .expect("start imap-time-machine serve");
+        let p = Self {
+            child: Some(child),
+            tls: SocketAddr::from(([127, 0, 0, 1], tls_port)),
+            plain: SocketAddr::from(([127, 0, 0, 1], plain_port)),
+            config_path,
+            _dir: dir,
+        };
+        for _ in 0..1000 {
+            if TcpStream::connect(p.tls).await.is_ok() {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let out = p.stop();
+        panic!("serve did not listen: {}", show(&out.stderr));
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Resident memory of the proxy process.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// SIGTERM (a clean shutdown), then what the process wrote.
+    pub fn stop(mut self) -> std::process::Output {
+        let child = self.child.take().expect("running");
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        child.wait_with_output().expect("wait for serve")
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// TLS client config trusting the development CA in certs/.
 pub fn client_tls() -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
