@@ -10,6 +10,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use std::path::Path;
+use std::process::Command;
+
+use imap_time_machine::store::Store;
 use support::{Client, Dovecot, ProxyProcess};
 
 struct Args {
@@ -97,7 +101,7 @@ async fn main() {
     );
     let d = Dovecot::start('/');
     let t = Instant::now();
-    d.generate("alice", "alice-pw", "Bench", a.messages, 4000);
+    d.generate("alice", "alice-pw", "Bench", a.messages, 4000, 0);
     println!("seeded {} messages in {:.1}s", a.messages, t.elapsed().as_secs_f64());
     let p = ProxyProcess::start(
         d.addr(),
@@ -202,4 +206,159 @@ async fn main() {
         verdict(per <= 64.0)
     );
     drop(idle);
+    drop(p);
+
+    snapshots(&d, &a).await;
+}
+
+fn run_cli(config: &Path, args: &[&str]) -> Duration {
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_imap-time-machine"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run imap-time-machine");
+    let took = t.elapsed();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+fn mbsync_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    let maildir = dir.join("maildir");
+    std::fs::create_dir_all(&maildir).expect("maildir");
+    let text = format!(
+        "IMAPAccount bench\nHost 127.0.0.1\nPort {port}\nUser alice\nPass alice-pw\nSSLType None\nAuthMechs LOGIN\n\n\
+         IMAPStore remote\nAccount bench\n\n\
+         MaildirStore local\nPath {m}/\nInbox {m}/INBOX\nSubFolders Verbatim\n\n\
+         Channel bench\nFar :remote:\nNear :local:\nPatterns *\nCreate Near\nSync Pull\nSyncState *\n",
+        m = maildir.display()
+    );
+    let path = dir.join("mbsyncrc");
+    std::fs::write(&path, text).expect("mbsyncrc");
+    path
+}
+
+/// Snapshot benches: a full snapshot against mbsync pulling the same
+/// mailbox, a snapshot without changes, and the store size over 15 days.
+async fn snapshots(d: &Dovecot, a: &Args) {
+    if Command::new("mbsync").arg("--version").output().is_err() {
+        let _ = Command::new("apt-get").args(["install", "-y", "-qq", "isync"]).status();
+    }
+    let mut full = Vec::new();
+    let mut mbsync = Vec::new();
+    for round in 0..a.rounds.min(3) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("config.toml");
+        std::fs::write(
+            &cfg,
+            support::proxy_config_text(d.addr(), dir.path())
+                .replace("\"certs/", &format!("\"{}/certs/", support::repo_root().display())),
+        )
+        .expect("config");
+        full.push(run_cli(&cfg, &["snapshot", "--user", "alice", "--label", "2026-11-01"]).as_secs_f64());
+        let mdir = tempfile::tempdir().expect("tempdir");
+        let rc = mbsync_config(mdir.path(), d.port);
+        let t = Instant::now();
+        let out = Command::new("mbsync")
+            .arg("-q")
+            .arg("-c")
+            .arg(&rc)
+            .arg("bench")
+            .output()
+            .expect("run mbsync");
+        assert!(out.status.success(), "mbsync: {}", String::from_utf8_lossy(&out.stderr));
+        mbsync.push(t.elapsed().as_secs_f64());
+        if round == 0 {
+            let count = std::fs::read_dir(mdir.path().join("maildir/Bench/cur"))
+                .map(|r| r.count())
+                .unwrap_or(0);
+            println!(
+                "\n## Snapshot of {} messages (mbsync pulled {count} into an empty Maildir)",
+                a.messages
+            );
+        }
+    }
+    let (full_m, mbsync_m) = (median(full.clone()), median(mbsync));
+    println!(
+        "full snapshot median {:7.0} ms, mbsync median {:7.0} ms: ratio {:.2} (target <= 1.0: {})",
+        full_m * 1000.0,
+        mbsync_m * 1000.0,
+        full_m / mbsync_m,
+        verdict(full_m <= mbsync_m)
+    );
+
+    // One store, 15 days: day 1 full, then 2 % deleted and 2 % added a day.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        support::proxy_config_text(d.addr(), dir.path())
+            .replace("\"certs/", &format!("\"{}/certs/", support::repo_root().display())),
+    )
+    .expect("config");
+    // Labels end today, so retention (15 days) keeps them all.
+    let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+    let label = |day: i64| {
+        today
+            .checked_sub(jiff::Span::new().days(15 - day))
+            .expect("date")
+            .to_string()
+    };
+    run_cli(&cfg, &["snapshot", "--user", "alice", "--label", &label(1)]);
+    let mut again = Vec::new();
+    for _ in 0..3 {
+        again.push(run_cli(&cfg, &["snapshot", "--user", "alice", "--label", &label(2)]).as_secs_f64());
+    }
+    let again_m = median(again);
+    println!(
+        "unchanged snapshot median {:7.1} ms: {:.3} x full (target <= 0.05: {})",
+        again_m * 1000.0,
+        again_m / full_m,
+        verdict(again_m <= 0.05 * full_m)
+    );
+    let raw_bytes = {
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let one = store
+            .snapshots(Some("alice"))
+            .expect("list")
+            .into_iter()
+            .next()
+            .expect("day 1");
+        let size = store.disk_size().expect("size");
+        println!(
+            "store after 1 snapshot: {:.1} MiB for {:.1} MiB of mail ({:.2} x)",
+            size as f64 / 1048576.0,
+            one.bytes as f64 / 1048576.0,
+            size as f64 / one.bytes as f64
+        );
+        one.bytes
+    };
+    let churn = (a.messages / 50).max(1);
+    let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    for day in 2..=15i64 {
+        c.cmd("s", "SELECT Bench").await;
+        c.cmd("x", &format!("STORE 1:{churn} +FLAGS.SILENT (\\Deleted)")).await;
+        c.cmd("y", "EXPUNGE").await;
+        c.cmd("u", "UNSELECT").await;
+        d.generate("alice", "alice-pw", "Bench", churn, 4000, 100 + day as u64);
+        run_cli(&cfg, &["snapshot", "--user", "alice", "--label", &label(day)]);
+    }
+    run_cli(&cfg, &["prune"]);
+    let store = Store::open(&dir.path().join("store")).expect("store");
+    store.sweep().expect("compact");
+    let size = store.disk_size().expect("size");
+    let n = store.snapshots(Some("alice")).expect("list").len();
+    println!(
+        "store after {n} daily snapshots ({churn} added and {churn} deleted a day): {:.1} MiB = {:.2} x one copy ({:.1} MiB) (target <= 1.2: {})",
+        size as f64 / 1048576.0,
+        size as f64 / raw_bytes as f64,
+        raw_bytes as f64 / 1048576.0,
+        verdict(size as f64 <= 1.2 * raw_bytes as f64)
+    );
 }

@@ -3,7 +3,7 @@
 # micro-benches. Extra arguments go to the e2e bench, e.g. --messages 2000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/upstream.sh install
+scripts/deps.sh isync
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/imap-time-machine/target}
 # 1,000 client connections need 2,000+ descriptors in the proxy.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

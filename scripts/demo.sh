@@ -3,7 +3,7 @@
 # proxy on config.toml. Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/upstream.sh install
+scripts/deps.sh
 dir=.demo/upstream
 scripts/upstream.sh stop "$dir" 2>/dev/null || true
 rm -rf "$dir"

@@ -13,6 +13,7 @@ Commands are pipelined with LITERAL+ so large corpora load quickly.
 import argparse
 import base64
 import os
+import random
 import re
 import socket
 import sys
@@ -162,19 +163,36 @@ def generate(args):
     prefix, sep = c.namespace()
     name = quote(server_name(args.folder, prefix, sep))
     c.cmd("CREATE %s" % name, ok=False)
-    filler = ("The quick brown fox jumps over the lazy dog. " * 2)[:78] + "\n"
+    # Text of random words: compresses like real prose (about 3:1), unlike
+    # a repeated sentence.
+    words = (
+        "the of and to in is you that it he was for on are as with his they at be this have from or one had by "
+        "word but not what all were we when your can said there use an each which she do how their if will up "
+        "other about out many then them these so some her would make like him into time has look two more write "
+        "go see number no way could people my than first water been call who oil its now find long down day did "
+        "get come made may part over new sound take only little work know place year live me back give most very "
+        "after thing our just name good sentence man think say great where help through much before line right "
+        "invoice meeting project budget report schedule server backup restore mailbox folder message attachment"
+    ).split()
+    rng = random.Random(args.seed)
     items = []
     for i in range(args.generate):
         head = (
-            "Message-ID: <gen-%d@bench.example>\n"
+            "Message-ID: <gen-%d-%d@bench.example>\n"
             "Date: Mon, 02 Nov 2026 09:%02d:%02d +0000\n"
             "From: Sender %d <sender%d@bench.example>\n"
             "To: %s@example.org\n"
             "Subject: Generated message %d\n"
             "MIME-Version: 1.0\n"
-            "Content-Type: text/plain; charset=us-ascii\n\n" % (i, (i // 60) % 60, i % 60, i % 97, i % 97, args.user, i)
+            "Content-Type: text/plain; charset=us-ascii\n\n" % (args.seed, i, (i // 60) % 60, i % 60, i % 97, i % 97, args.user, i)
         )
-        body = filler * max(1, (args.size - len(head)) // len(filler))
+        lines = []
+        size = len(head)
+        while size < args.size:
+            line = " ".join(rng.choice(words) for _ in range(12)) + "\n"
+            lines.append(line)
+            size += len(line) + 1
+        body = "".join(lines)
         flags = ["\\Seen"] if i % 3 else []
         items.append((name, flags, "02-Nov-2026 09:00:00 +0000", crlf((head + body).encode())))
     c.append_many(items)
@@ -191,6 +209,7 @@ def main():
     p.add_argument("--folder", default="Bench")
     p.add_argument("--generate", type=int)
     p.add_argument("--size", type=int, default=4000)
+    p.add_argument("--seed", type=int, default=0, help="varies generated content and Message-IDs")
     args = p.parse_args()
     if args.generate:
         if not (args.user and args.password):

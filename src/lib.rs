@@ -3,6 +3,9 @@
 //!
 //! See `docs/ARCHITECTURE.md` for how the modules fit together.
 
+pub mod admin;
 pub mod config;
 pub mod imap;
 pub mod proxy;
+pub mod snapshot;
+pub mod store;

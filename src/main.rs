@@ -1,13 +1,20 @@
 //! Command line: parses arguments, loads the config, and calls the library.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use base64::Engine;
 use clap::{Parser, Subcommand};
 
+use imap_time_machine::admin::{self, Reply, Request};
 use imap_time_machine::config::Config;
+use imap_time_machine::proxy::upstream::Connector;
 use imap_time_machine::proxy::Server;
+use imap_time_machine::snapshot::schedule::SystemClock;
+use imap_time_machine::snapshot::{ProgressFn, Service};
+use imap_time_machine::store::Store;
 
 #[derive(Parser)]
 #[command(
@@ -25,61 +32,214 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy.
+    /// Run the proxy, the nightly snapshots and the admin socket.
     Serve,
     /// Validate the configuration (and the certificate and key) and exit.
     CheckConfig,
+    /// Take a snapshot now (all users, or those named); returns when committed.
+    Snapshot {
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// Date label YYYY-MM-DD (backfill, tests); default today.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List snapshots.
+    Snapshots {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Apply retention now.
+    Prune,
+    /// Write one message of a snapshot as .eml (stdout without -o).
+    Export {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        date: String,
+        #[arg(long)]
+        folder: String,
+        #[arg(long)]
+        uid: u32,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(ansi)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
         }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
+    Store::open(&config.store.path).map(Arc::new).with_context(|| {
+        format!(
+            "opening the store at {} (config key `store.path`; is another imap-time-machine using it?)",
+            config.store.path.display()
+        )
+    })
+}
+
+fn service(config: Arc<Config>, store: Arc<Store>) -> anyhow::Result<Arc<Service>> {
+    let connector = Arc::new(Connector::from_config(&config)?);
+    Ok(Arc::new(Service::new(config, store, connector)?))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let store = open_store(&config)?;
+    let svc = service(config.clone(), store.clone())?;
+    let admin = admin::server::bind(&config.admin.socket).with_context(|| {
+        format!(
+            "config key `admin.socket`: cannot listen on {}",
+            config.admin.socket.display()
+        )
+    })?;
+    let server = Server::bind(config.clone(), Some(store)).await?;
+    let admin_task = tokio::spawn(admin::server::run(admin, svc.clone()));
+    let schedule_task = tokio::spawn(svc.run_schedule(Arc::new(SystemClock)));
+    server.run(shutdown_signal()).await;
+    admin_task.abort();
+    schedule_task.abort();
+    let _ = std::fs::remove_file(&config.admin.socket);
+    Ok(())
+}
+
+/// Sends the request to a running server, or runs it here on the store.
+async fn admin_command(config: Config, request: Request) -> anyhow::Result<Reply> {
+    let terminal = std::io::stderr().is_terminal();
+    // Progress: on a terminal for a person, in the log for a service.
+    let print = move |line: &str| {
+        if terminal {
+            eprintln!("{line}");
+        } else {
+            tracing::info!("{line}");
+        }
+    };
+    if let Some(stream) = admin::client::connect(&config.admin.socket).await {
+        return Ok(admin::client::call(stream, &request, print).await?);
+    }
+    let config = Arc::new(config);
+    let store = open_store(&config)?;
+    let svc = service(config, store)?;
+    let progress: ProgressFn = Arc::new(move |line: &str| print(line));
+    Ok(admin::execute(&svc, request, progress).await)
+}
+
+fn finish(reply: Reply, output: Option<PathBuf>) -> anyhow::Result<()> {
+    match reply {
+        Reply::Error { message } => bail!("{message}"),
+        Reply::Snapshot { results } => {
+            let mut failed = 0;
+            for r in &results {
+                match &r.result {
+                    Ok(s) => println!(
+                        "{} {}: {} folders, {} messages ({} bytes), {} bodies downloaded, {} new, {} ms",
+                        s.user, s.date, s.folders, s.messages, s.bytes, s.bodies_fetched, s.new_bodies, s.millis
+                    ),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{}: snapshot FAILED: {e}", r.user);
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} of {} snapshots failed", results.len());
+            }
+        }
+        Reply::Snapshots { list } => {
+            println!(
+                "{:<20} {:<10} {:>7} {:>9} {:>12}",
+                "user", "date", "folders", "messages", "bytes"
+            );
+            for s in list {
+                println!(
+                    "{:<20} {:<10} {:>7} {:>9} {:>12}",
+                    s.user, s.date, s.folders, s.messages, s.bytes
+                );
+            }
+        }
+        Reply::Prune { report } => {
+            for (u, d) in &report.removed {
+                println!("removed {u} {d}");
+            }
+            println!(
+                "pruned {} snapshots, freed {} bodies ({} bytes)",
+                report.removed.len(),
+                report.sweep.blobs_removed,
+                report.sweep.bytes_removed
+            );
+        }
+        Reply::Export { base64 } => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .context("malformed export reply")?;
+            match output {
+                Some(path) => std::fs::write(&path, raw).with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::stdout().write_all(&raw)?,
+            }
+        }
+        Reply::Progress { .. } => bail!("unexpected progress reply"),
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli.config)?;
-    match cli.command {
+    let rt = || tokio::runtime::Runtime::new().context("starting the async runtime");
+    let (request, output) = match cli.command {
         Command::CheckConfig => {
             imap_time_machine::proxy::tls::server_config(&config)?;
-            imap_time_machine::proxy::upstream::Connector::from_config(&config)?;
+            Connector::from_config(&config)?;
             println!("{}: OK", cli.config.display());
-            Ok(())
+            return Ok(());
         }
         Command::Serve => {
             init_logging(&config.log.level);
-            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(async {
-                let server = Server::bind(Arc::new(config)).await?;
-                server.run(shutdown_signal()).await;
-                Ok(())
-            })
+            return rt()?.block_on(serve(config));
         }
-    }
+        Command::Snapshot { users, label } => (Request::Snapshot { users, label }, None),
+        Command::Snapshots { user } => (Request::Snapshots { user }, None),
+        Command::Prune => (Request::Prune, None),
+        Command::Export {
+            user,
+            date,
+            folder,
+            uid,
+            output,
+        } => (
+            Request::Export {
+                user,
+                date,
+                folder,
+                uid,
+            },
+            output,
+        ),
+    };
+    // Jobs run here (no server) log like the service would.
+    init_logging(&config.log.level);
+    let reply = rt()?.block_on(admin_command(config, request))?;
+    finish(reply, output)
 }

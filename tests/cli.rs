@@ -37,7 +37,7 @@ fn bad_config_names_the_key() {
         ("[upstream2]\nx = 1\n", "upstream2"),
     ];
     for (extra, key) in cases {
-        let base = proxy_config_text("127.0.0.1:1".parse().expect("addr"));
+        let base = proxy_config_text("127.0.0.1:1".parse().expect("addr"), dir.path());
         let path = write_config(dir.path(), &format!("{base}{extra}"));
         // -c after the subcommand works too (global option).
         let out = Command::new(BIN)
@@ -80,7 +80,7 @@ async fn serve_logs_sessions_but_never_passwords_or_bodies() {
     drop(c);
 
     // SIGTERM: a clean shutdown.
-    let out = p.stop();
+    let (out, _dir) = p.stop();
     let log = show(&out.stderr);
     assert!(log.contains("logged in") && log.contains("user=\"alice\""), "{log}");
     assert!(log.contains("shutting down"), "{log}");

@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::Config;
+use crate::store::Store;
 
 use self::session::Ctx;
 use self::stream::MaybeTls;
@@ -57,8 +58,9 @@ pub struct Server {
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 impl Server {
-    /// Loads certificates and binds the configured listeners.
-    pub async fn bind(config: Arc<Config>) -> Result<Self, ServeError> {
+    /// Loads certificates and binds the configured listeners. Users who log
+    /// in are remembered in `store` (snapshotted nightly).
+    pub async fn bind(config: Arc<Config>, store: Option<Arc<Store>>) -> Result<Self, ServeError> {
         let server_tls = tls::server_config(&config)?;
         let connector = Arc::new(Connector::from_config(&config)?);
         let bind = |key: &'static str, address: Option<String>| async move {
@@ -78,6 +80,7 @@ impl Server {
                 config,
                 server_tls,
                 connector,
+                store,
             }),
             tls_listener,
             plain_listener,

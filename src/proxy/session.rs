@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::imap::capability;
 use crate::imap::command::{decode, CommandHead};
 use crate::imap::framing::{read_command, strip_eol, ContinuationSink, FrameError, FrameReader, ReadCommand};
+use crate::store::Store;
 
 use super::relay;
 use super::route::Router;
@@ -28,6 +29,8 @@ pub struct Ctx {
     pub config: Arc<Config>,
     pub server_tls: Arc<ServerConfig>,
     pub connector: Arc<Connector>,
+    /// Where logins are remembered (they are snapshotted nightly).
+    pub store: Option<Arc<Store>>,
 }
 
 type ClientReader = FrameReader<ReadHalf<ClientStream>>;
@@ -344,6 +347,11 @@ async fn login(
         }
     };
     tracing::Span::current().record("user", user_name.as_str());
+    if let Some(store) = &ctx.store {
+        if let Err(e) = store.remember_user(&user_name, jiff::Timestamp::now().as_second()) {
+            warn!(error = %e, "cannot remember the user for snapshots");
+        }
+    }
     info!(prefix = %ns.prefix, delimiter = ?ns.delimiter, "logged in");
     let caps = capability::filter_list(&upstream.capabilities.join(" "));
     let ok = format!("{tag} OK [CAPABILITY {caps}] Logged in\r\n");

@@ -73,6 +73,14 @@ impl Tagged {
     }
 }
 
+/// One response read with [`Upstream::next`].
+#[derive(Debug)]
+pub enum Next {
+    Untagged(Bytes),
+    /// The tagged completion (its `untagged` is empty).
+    Done(Tagged),
+}
+
 /// The upstream's personal namespace: names of the virtual tree follow it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace {
@@ -246,38 +254,56 @@ impl Upstream {
 
     /// Runs one command (text without tag and CRLF) and collects its responses.
     pub async fn run(&mut self, command: &str) -> Result<Tagged, UpstreamError> {
-        let tag = self.tag();
-        let line = format!("{tag} {command}\r\n");
-        self.run_raw(&tag, line.as_bytes()).await
-    }
-
-    async fn run_raw(&mut self, tag: &str, bytes: &[u8]) -> Result<Tagged, UpstreamError> {
-        let w = self.reader.get_mut();
-        w.write_all(bytes).await?;
-        w.flush().await?;
+        let tag = self.start(command).await?;
         let mut untagged = Vec::new();
         loop {
-            let response = read_response(&mut self.reader).await?;
-            if let Some(rest) = response.strip_prefix(tag.as_bytes()).and_then(|r| r.strip_prefix(b" ")) {
-                let word = rest.split(|&c| c == b' ' || c == b'\r').next().unwrap_or(b"");
-                let status = if word.eq_ignore_ascii_case(b"OK") {
-                    Status::Ok
-                } else if word.eq_ignore_ascii_case(b"NO") {
-                    Status::No
-                } else {
-                    Status::Bad
-                };
-                return Ok(Tagged {
-                    untagged,
-                    status,
-                    line: response,
-                });
+            match self.next(&tag).await? {
+                Next::Untagged(r) => untagged.push(r),
+                Next::Done(mut t) => {
+                    t.untagged = untagged;
+                    return Ok(t);
+                }
             }
-            if response.starts_with(b"+") {
-                return Err(UpstreamError::Protocol("unexpected continuation request".into()));
-            }
-            untagged.push(response);
         }
+    }
+
+    /// Sends a command and returns its tag; read its responses with
+    /// [`Upstream::next`] (for responses too big to collect, like FETCH).
+    pub async fn start(&mut self, command: &str) -> Result<String, UpstreamError> {
+        let tag = self.tag();
+        let w = self.reader.get_mut();
+        w.write_all(format!("{tag} {command}\r\n").as_bytes()).await?;
+        w.flush().await?;
+        Ok(tag)
+    }
+
+    /// The next response to the command tagged `tag`.
+    pub async fn next(&mut self, tag: &str) -> Result<Next, UpstreamError> {
+        let response = read_response(&mut self.reader).await?;
+        if let Some(rest) = response.strip_prefix(tag.as_bytes()).and_then(|r| r.strip_prefix(b" ")) {
+            let word = rest.split(|&c| c == b' ' || c == b'\r').next().unwrap_or(b"");
+            let status = if word.eq_ignore_ascii_case(b"OK") {
+                Status::Ok
+            } else if word.eq_ignore_ascii_case(b"NO") {
+                Status::No
+            } else {
+                Status::Bad
+            };
+            return Ok(Next::Done(Tagged {
+                untagged: Vec::new(),
+                status,
+                line: response,
+            }));
+        }
+        if response.starts_with(b"+") {
+            return Err(UpstreamError::Protocol("unexpected continuation request".into()));
+        }
+        if response.len() >= 6 && response[..6].eq_ignore_ascii_case(b"* BYE ") {
+            return Err(UpstreamError::Refused(
+                String::from_utf8_lossy(strip_eol(&response)).into_owned(),
+            ));
+        }
+        Ok(Next::Untagged(response))
     }
 
     /// Asks for CAPABILITY again (after STARTTLS or login).

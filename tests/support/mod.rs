@@ -13,6 +13,7 @@ use std::time::Duration;
 use imap_time_machine::config::Config;
 use imap_time_machine::proxy::stream::MaybeTls;
 use imap_time_machine::proxy::Server;
+use imap_time_machine::store::Store;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -102,8 +103,9 @@ impl Dovecot {
         assert!(status.success(), "seeding failed");
     }
 
-    /// Appends `n` generated messages of about `size` bytes to `folder`.
-    pub fn generate(&self, user: &str, password: &str, folder: &str, n: usize, size: usize) {
+    /// Appends `n` generated messages of about `size` bytes to `folder`;
+    /// `seed` varies their text and Message-IDs.
+    pub fn generate(&self, user: &str, password: &str, folder: &str, n: usize, size: usize, seed: u64) {
         self.seed(&[
             "--user",
             user,
@@ -115,6 +117,8 @@ impl Dovecot {
             &n.to_string(),
             "--size",
             &size.to_string(),
+            "--seed",
+            &seed.to_string(),
         ]);
     }
 
@@ -157,6 +161,8 @@ impl Drop for Dovecot {
 
 /// The proxy, running in-process on its own runtime thread, stopped on drop.
 pub struct Proxy {
+    /// Holds the store and admin socket.
+    pub data: tempfile::TempDir,
     pub tls_addr: SocketAddr,
     pub plain_addr: SocketAddr,
     pub config: Arc<Config>,
@@ -165,9 +171,14 @@ pub struct Proxy {
 }
 
 /// Config text for a proxy in front of `upstream` on ephemeral ports.
-pub fn proxy_config_text(upstream: SocketAddr) -> String {
+pub fn proxy_config_text(upstream: SocketAddr, data: &Path) -> String {
+    let data = data.display();
     format!(
         r#"
+[store]
+path = "{data}/store"
+[admin]
+socket = "{data}/admin.sock"
 [listen]
 tls = "127.0.0.1:0"
 starttls = "127.0.0.1:0"
@@ -187,7 +198,9 @@ level = "warn"
 impl Proxy {
     /// Starts a proxy in front of `upstream`; `tweak` may change the config.
     pub fn start_with(upstream: SocketAddr, tweak: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config::from_toml(&proxy_config_text(upstream), &repo_root()).expect("test config");
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut config =
+            Config::from_toml(&proxy_config_text(upstream, data.path()), &repo_root()).expect("test config");
         tweak(&mut config);
         let config = Arc::new(config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -200,7 +213,8 @@ impl Proxy {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let server = Server::bind(cfg).await.expect("bind proxy");
+                let store = Store::open(&cfg.store.path).map(Arc::new).expect("open store");
+                let server = Server::bind(cfg, Some(store)).await.expect("bind proxy");
                 let addrs = (
                     server.tls_addr().expect("tls addr"),
                     server.plain_addr().expect("plain addr"),
@@ -215,6 +229,7 @@ impl Proxy {
         });
         let (tls_addr, plain_addr) = addr_rx.recv().expect("proxy started");
         Self {
+            data,
             tls_addr,
             plain_addr,
             config,
@@ -255,7 +270,7 @@ impl ProxyProcess {
     pub async fn start(upstream: SocketAddr, edit: impl FnOnce(String) -> String, capture: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let [tls_port, plain_port] = free_ports::<2>();
-        let text = proxy_config_text(upstream)
+        let text = proxy_config_text(upstream, dir.path())
             .replace(
                 "starttls = \"127.0.0.1:0\"",
                 &format!("starttls = \"127.0.0.1:{plain_port}\""),
@@ -288,7 +303,7 @@ impl ProxyProcess {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let out = p.stop();
+        let (out, _) = p.stop();
         panic!("serve did not listen: {}", show(&out.stderr));
     }
 
@@ -306,11 +321,14 @@ impl ProxyProcess {
             .expect("VmRSS")
     }
 
-    /// SIGTERM (a clean shutdown), then what the process wrote.
-    pub fn stop(mut self) -> std::process::Output {
+    /// SIGTERM (a clean shutdown), then what the process wrote, and its
+    /// directory (config, store), which lives on with the caller.
+    pub fn stop(mut self) -> (std::process::Output, tempfile::TempDir) {
         let child = self.child.take().expect("running");
         let _ = Command::new("kill").arg(child.id().to_string()).status();
-        child.wait_with_output().expect("wait for serve")
+        let out = child.wait_with_output().expect("wait for serve");
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
+        (out, dir)
     }
 }
 

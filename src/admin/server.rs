@@ -1,0 +1,90 @@
+//! The socket side inside `serve`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{Reply, Request};
+use crate::snapshot::{ProgressFn, Service};
+
+/// Binds the socket (replacing a stale one) with mode 0600.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves CLI requests until the task is dropped.
+pub async fn run(listener: UnixListener, service: Arc<Service>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let svc = service.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle(stream, svc).await {
+                        warn!(error = %e, "admin connection failed");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "admin socket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn write_reply(w: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    w.write_all(&line).await
+}
+
+async fn handle(stream: UnixStream, svc: Arc<Service>) -> std::io::Result<()> {
+    let (rd, mut wr) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(rd.take(1 << 20)).read_line(&mut line).await?;
+    let request: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            return write_reply(
+                &mut wr,
+                &Reply::Error {
+                    message: format!("bad request: {e}"),
+                },
+            )
+            .await;
+        }
+    };
+    info!(?request, "admin request");
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let progress: ProgressFn = Arc::new(move |l: &str| {
+        let _ = tx.send(l.to_string());
+    });
+    let work = super::execute(&svc, request, progress);
+    tokio::pin!(work);
+    let reply = loop {
+        tokio::select! {
+            reply = &mut work => break reply,
+            Some(line) = rx.recv() => write_reply(&mut wr, &Reply::Progress { line }).await?,
+        }
+    };
+    while let Ok(line) = rx.try_recv() {
+        write_reply(&mut wr, &Reply::Progress { line }).await?;
+    }
+    write_reply(&mut wr, &reply).await?;
+    wr.shutdown().await
+}

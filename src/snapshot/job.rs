@@ -1,0 +1,524 @@
+//! Taking one user's snapshot.
+//!
+//! Log in with the master credentials, list the folders, and per folder:
+//! EXAMINE it (read-only, so nothing changes: no `\Recent` taken, no
+//! `\Seen` set); if it is unchanged since the previous snapshot
+//! (UIDVALIDITY, UIDNEXT, EXISTS and CONDSTORE's HIGHESTMODSEQ) reuse that
+//! folder's records; otherwise list UIDs and flags, reuse what is known, and
+//! fetch only the missing messages. Bodies go to a worker thread that
+//! hashes, compresses and stores them while the next ones arrive (bounded
+//! channel: bounded memory). Nothing is visible until the final commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::flag::FlagNameAttribute;
+use imap_codec::imap_types::response::{Data, Response};
+use imap_codec::ResponseCodec;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tracing::{debug, info};
+
+use crate::config::SnapshotConfig;
+use crate::imap::fetch_scan::{self, atom_list, string_value};
+use crate::imap::quoted;
+use crate::proxy::upstream::{Connector, Next, Status, Upstream, UpstreamError};
+use crate::store::{ContentRecord, FolderRecord, MessageRecord, SnapshotInfo, Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("master login as {user} refused: {text}")]
+    Login { user: String, text: String },
+    #[error("upstream answered {command}: {text}")]
+    Command { command: String, text: String },
+    #[error("unexpected upstream response: {0}")]
+    Protocol(String),
+    #[error("storage worker failed")]
+    Worker,
+}
+
+/// What one user's snapshot did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStats {
+    pub user: String,
+    pub date: String,
+    pub folders: u32,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Message bodies downloaded from the upstream.
+    pub bodies_fetched: u64,
+    pub bytes_fetched: u64,
+    /// Bodies that were new to the store.
+    pub new_bodies: u64,
+    pub millis: u64,
+}
+
+/// Progress callback: a short human-readable line.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+struct Listed {
+    name: Vec<u8>,
+    delimiter: Option<char>,
+    attributes: Vec<String>,
+}
+
+fn attribute_text(a: &FlagNameAttribute<'_>) -> String {
+    a.to_string()
+}
+
+/// LIST "" "*", minus the virtual tree and the excluded folders.
+async fn list_folders(
+    up: &mut Upstream,
+    root: &[u8],
+    cfg: &SnapshotConfig,
+    prefix: &str,
+) -> Result<Vec<Listed>, SnapshotError> {
+    let r = up.run("LIST \"\" \"*\"").await?;
+    if r.status != Status::Ok {
+        return Err(SnapshotError::Command {
+            command: "LIST".into(),
+            text: String::from_utf8_lossy(r.status_text()).into_owned(),
+        });
+    }
+    let mut out = Vec::new();
+    for line in &r.untagged {
+        let Ok((
+            _,
+            Response::Data(Data::List {
+                items,
+                delimiter,
+                mailbox,
+            }),
+        )) = ResponseCodec::default().decode(line)
+        else {
+            continue;
+        };
+        let name = crate::imap::command::mailbox_bytes(&mailbox).to_vec();
+        let delim = delimiter.as_ref().map(|d| d.inner());
+        let in_root = name == root
+            || delim.is_some_and(|d| name.len() > root.len() && name.starts_with(root) && name[root.len()] == d as u8);
+        let text = String::from_utf8_lossy(&name);
+        let excluded = cfg.exclude.iter().any(|x| *x == text || format!("{prefix}{x}") == text);
+        if in_root || excluded {
+            continue;
+        }
+        out.push(Listed {
+            name,
+            delimiter: delim,
+            attributes: items.iter().map(attribute_text).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// What EXAMINE says about a folder.
+#[derive(Default)]
+struct Examined {
+    exists: u32,
+    uidvalidity: u32,
+    uidnext: u32,
+    highestmodseq: u64,
+    flags: Vec<String>,
+}
+
+fn code_number(line: &[u8], code: &str) -> Option<u64> {
+    let pat = format!("[{code} ");
+    let text = std::str::from_utf8(line).ok()?;
+    let start = text.find(&pat)? + pat.len();
+    let end = text[start..].find(']')? + start;
+    text[start..end].trim().parse().ok()
+}
+
+fn mailbox_arg(name: &[u8]) -> Result<String, SnapshotError> {
+    quoted(name)
+        .ok_or_else(|| SnapshotError::Protocol(format!("folder name not quotable: {}", String::from_utf8_lossy(name))))
+}
+
+async fn examine(up: &mut Upstream, name: &[u8], condstore: bool) -> Result<Examined, SnapshotError> {
+    let arg = mailbox_arg(name)?;
+    let cmd = if condstore {
+        format!("EXAMINE {arg} (CONDSTORE)")
+    } else {
+        format!("EXAMINE {arg}")
+    };
+    let r = up.run(&cmd).await?;
+    if r.status != Status::Ok {
+        return Err(SnapshotError::Command {
+            command: cmd,
+            text: String::from_utf8_lossy(r.status_text()).into_owned(),
+        });
+    }
+    let mut e = Examined::default();
+    for line in r.untagged.iter().chain(std::iter::once(&r.line)) {
+        let text = String::from_utf8_lossy(line);
+        if let Some(n) = text
+            .strip_prefix("* ")
+            .and_then(|t| t.trim_end().strip_suffix(" EXISTS"))
+        {
+            e.exists = n.parse().unwrap_or(0);
+        } else if let Some(rest) = text.strip_prefix("* FLAGS ") {
+            e.flags = atom_list(rest.trim_end().as_bytes());
+        }
+        if let Some(n) = code_number(line, "UIDVALIDITY") {
+            e.uidvalidity = n as u32;
+        }
+        if let Some(n) = code_number(line, "UIDNEXT") {
+            e.uidnext = n as u32;
+        }
+        if let Some(n) = code_number(line, "HIGHESTMODSEQ") {
+            e.highestmodseq = n;
+        }
+    }
+    Ok(e)
+}
+
+/// `1:5,7,9:12` for sorted UIDs.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+fn without_recent(flags: Vec<String>) -> Vec<String> {
+    flags
+        .into_iter()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .collect()
+}
+
+/// One downloaded message on its way to the storage worker.
+struct Downloaded {
+    folder: usize,
+    uid: u32,
+    flags: Vec<String>,
+    internaldate: String,
+    modseq: u64,
+    raw: Vec<u8>,
+    content: ContentRecord,
+}
+
+/// The storage worker: hashes, compresses and stores, returns records.
+fn storage_worker(
+    store: Arc<Store>,
+    user: String,
+    mut rx: tokio::sync::mpsc::Receiver<Downloaded>,
+) -> Result<(Vec<(usize, MessageRecord)>, u64), StoreError> {
+    let mut out = Vec::new();
+    let mut new = 0;
+    while let Some(d) = rx.blocking_recv() {
+        let hash = *blake3::hash(&d.raw).as_bytes();
+        if store.put_content(&user, &hash, &d.raw, &d.content)? {
+            new += 1;
+        }
+        out.push((
+            d.folder,
+            MessageRecord {
+                uid: d.uid,
+                flags: d.flags,
+                internaldate: d.internaldate,
+                hash,
+                modseq: d.modseq,
+            },
+        ));
+    }
+    Ok((out, new))
+}
+
+/// Everything one snapshot run needs.
+pub struct Job<'a> {
+    pub store: Arc<Store>,
+    pub connector: &'a Connector,
+    pub config: &'a SnapshotConfig,
+}
+
+impl Job<'_> {
+    /// Takes and commits `user`'s snapshot labelled `date`.
+    pub async fn run(
+        &self,
+        user: &str,
+        date: &str,
+        taken_at: i64,
+        progress: Progress<'_>,
+    ) -> Result<JobStats, SnapshotError> {
+        let started = Instant::now();
+        let (mut up, login) = self.connector.connect_as(user).await?;
+        if login.status != Status::Ok {
+            return Err(SnapshotError::Login {
+                user: user.into(),
+                text: String::from_utf8_lossy(login.status_text()).trim_end().to_string(),
+            });
+        }
+        let ns = up.namespace().await?;
+        let mut root = ns.prefix.clone().into_bytes();
+        root.extend_from_slice(self.config.folder.as_bytes());
+        let listed = list_folders(&mut up, &root, self.config, &ns.prefix).await?;
+        let condstore = up.has_capability("CONDSTORE");
+        // The previous snapshot to build on (the latest one, any date).
+        let prev = self
+            .store
+            .snapshots(Some(user))?
+            .into_iter()
+            .max_by(|a, b| a.date.cmp(&b.date));
+        let prev_folders: HashMap<Vec<u8>, FolderRecord> = match &prev {
+            Some(p) => self
+                .store
+                .folders(user, &p.date)?
+                .into_iter()
+                .map(|f| (f.name.clone(), f))
+                .collect(),
+            None => HashMap::new(),
+        };
+
+        let (tx, rx) = tokio::sync::mpsc::channel::<Downloaded>(64);
+        let worker = {
+            let store = self.store.clone();
+            let user = user.to_string();
+            tokio::task::spawn_blocking(move || storage_worker(store, user, rx))
+        };
+        let mut stats = JobStats {
+            user: user.into(),
+            date: date.into(),
+            ..JobStats::default()
+        };
+        let mut folders = Vec::new();
+        let mut reused: Vec<Vec<MessageRecord>> = Vec::new();
+        let result = async {
+            for (index, l) in listed.iter().enumerate() {
+                let selectable = !l
+                    .attributes
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent"));
+                let mut record = FolderRecord {
+                    name: l.name.clone(),
+                    delimiter: l.delimiter,
+                    attributes: l.attributes.clone(),
+                    flags: Vec::new(),
+                    selectable,
+                    uidvalidity: 0,
+                    uidnext: 0,
+                    highestmodseq: 0,
+                    messages: 0,
+                };
+                reused.push(Vec::new());
+                if !selectable {
+                    folders.push(record);
+                    continue;
+                }
+                let name_text = String::from_utf8_lossy(&l.name).into_owned();
+                let e = examine(&mut up, &l.name, condstore).await?;
+                record.uidvalidity = e.uidvalidity;
+                record.uidnext = e.uidnext;
+                record.highestmodseq = e.highestmodseq;
+                record.messages = e.exists;
+                record.flags = e.flags;
+                let prev_folder = prev_folders.get(&l.name).filter(|p| p.uidvalidity == e.uidvalidity && p.selectable);
+                let prev_date = prev.as_ref().map(|p| p.date.as_str()).unwrap_or("");
+                let unchanged = prev_folder.is_some_and(|p| {
+                    condstore
+                        && e.highestmodseq != 0
+                        && p.highestmodseq == e.highestmodseq
+                        && p.uidnext == e.uidnext
+                        && p.messages == e.exists
+                });
+                if unchanged {
+                    reused[index] = self.store.messages(user, prev_date, &l.name)?;
+                    debug!(folder = %name_text, messages = e.exists, "unchanged since the previous snapshot");
+                    folders.push(record);
+                    continue;
+                }
+                let mut known: HashMap<u32, MessageRecord> = match prev_folder {
+                    Some(_) => self
+                        .store
+                        .messages(user, prev_date, &l.name)?
+                        .into_iter()
+                        .map(|m| (m.uid, m))
+                        .collect(),
+                    None => HashMap::new(),
+                };
+                let mut missing = Vec::new();
+                if e.exists > 0 {
+                    let items = if condstore { "(UID FLAGS MODSEQ)" } else { "(UID FLAGS)" };
+                    let cmd = format!("UID FETCH 1:* {items}");
+                    let tag = up.start(&cmd).await?;
+                    loop {
+                        match up.next(&tag).await? {
+                            Next::Untagged(resp) => {
+                                let Ok(f) = fetch_scan::scan(&resp) else { continue };
+                                let Some(uid) = f.number("UID") else { continue };
+                                let uid = uid as u32;
+                                let flags = without_recent(f.get("FLAGS").map(atom_list).unwrap_or_default());
+                                match known.remove(&uid) {
+                                    Some(mut m) => {
+                                        m.flags = flags;
+                                        m.modseq = f.number("MODSEQ").unwrap_or(0);
+                                        reused[index].push(m);
+                                    }
+                                    None => missing.push(uid),
+                                }
+                            }
+                            Next::Done(t) if t.status == Status::Ok => break,
+                            Next::Done(t) => {
+                                return Err(SnapshotError::Command {
+                                    command: cmd,
+                                    text: String::from_utf8_lossy(t.status_text()).into_owned(),
+                                })
+                            }
+                        }
+                    }
+                }
+                progress(&format!(
+                    "{user}: {name_text}: {} messages, {} to download",
+                    e.exists,
+                    missing.len()
+                ));
+                if !missing.is_empty() {
+                    missing.sort_unstable();
+                    let modseq = if condstore { " MODSEQ" } else { "" };
+                    let cmd = format!(
+                        "UID FETCH {} (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY{modseq} BODY.PEEK[])",
+                        uid_set(&missing)
+                    );
+                    let tag = up.start(&cmd).await?;
+                    loop {
+                        match up.next(&tag).await? {
+                            Next::Untagged(resp) => {
+                                let Ok(f) = fetch_scan::scan(&resp) else { continue };
+                                let (Some(uid), Some(body)) = (f.number("UID"), f.get("BODY[]")) else {
+                                    continue;
+                                };
+                                let raw = string_value(body)
+                                    .ok_or_else(|| SnapshotError::Protocol(format!("BODY[] of UID {uid} in {name_text}")))?;
+                                stats.bodies_fetched += 1;
+                                stats.bytes_fetched += raw.len() as u64;
+                                let d = Downloaded {
+                                    folder: index,
+                                    uid: uid as u32,
+                                    flags: without_recent(f.get("FLAGS").map(atom_list).unwrap_or_default()),
+                                    internaldate: f
+                                        .get("INTERNALDATE")
+                                        .and_then(string_value)
+                                        .map(|v| String::from_utf8_lossy(&v).into_owned())
+                                        .unwrap_or_default(),
+                                    modseq: f.number("MODSEQ").unwrap_or(0),
+                                    content: ContentRecord {
+                                        size: f.number("RFC822.SIZE").unwrap_or(raw.len() as u64),
+                                        envelope: f.get("ENVELOPE").unwrap_or_default().to_vec(),
+                                        bodystructure: f.get("BODYSTRUCTURE").unwrap_or_default().to_vec(),
+                                        body: f.get("BODY").unwrap_or_default().to_vec(),
+                                    },
+                                    raw,
+                                };
+                                // The worker ends early only on a store error:
+                                // the join below reports it.
+                                if tx.send(d).await.is_err() {
+                                    return Err(SnapshotError::Worker);
+                                }
+                            }
+                            Next::Done(t) if t.status == Status::Ok => break,
+                            Next::Done(t) => {
+                                return Err(SnapshotError::Command {
+                                    command: "UID FETCH (bodies)".into(),
+                                    text: String::from_utf8_lossy(t.status_text()).into_owned(),
+                                })
+                            }
+                        }
+                    }
+                }
+                folders.push(record);
+            }
+            Ok::<(), SnapshotError>(())
+        }
+        .await;
+        drop(tx);
+        let worked = worker.await.map_err(|_| SnapshotError::Worker)?;
+        result?;
+        let (downloaded, new_bodies) = worked?;
+        stats.new_bodies = new_bodies;
+        let _ = up.start("LOGOUT").await;
+
+        // Assemble per-folder records in UID order.
+        let mut per_folder = reused;
+        for (folder, m) in downloaded {
+            per_folder[folder].push(m);
+        }
+        let mut messages = Vec::with_capacity(folders.len());
+        for (f, mut msgs) in folders.iter().zip(per_folder) {
+            msgs.sort_unstable_by_key(|m| m.uid);
+            for m in &msgs {
+                stats.messages += 1;
+                stats.bytes += self.store.content(user, &m.hash)?.map(|c| c.size).unwrap_or(0);
+            }
+            messages.push((f.name.clone(), msgs));
+        }
+        stats.folders = folders.len() as u32;
+        let info = SnapshotInfo {
+            user: user.into(),
+            date: date.into(),
+            taken_at,
+            folders: stats.folders,
+            messages: stats.messages,
+            bytes: stats.bytes,
+        };
+        self.store.commit_snapshot(&info, &folders, &messages)?;
+        stats.millis = started.elapsed().as_millis() as u64;
+        info!(
+            user,
+            date,
+            folders = stats.folders,
+            messages = stats.messages,
+            bodies_fetched = stats.bodies_fetched,
+            new_bodies = stats.new_bodies,
+            millis = stats.millis,
+            "snapshot committed"
+        );
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compressed() {
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set(&[4]), "4");
+        assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn response_codes_are_read() {
+        assert_eq!(
+            code_number(b"* OK [UIDVALIDITY 1795614762] UIDs valid\r\n", "UIDVALIDITY"),
+            Some(1795614762)
+        );
+        assert_eq!(
+            code_number(b"* OK [HIGHESTMODSEQ 12] Highest\r\n", "HIGHESTMODSEQ"),
+            Some(12)
+        );
+        assert_eq!(code_number(b"* OK [UIDNEXT 5] x\r\n", "UIDVALIDITY"), None);
+    }
+}

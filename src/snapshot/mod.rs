@@ -1,0 +1,312 @@
+//! Snapshots: the job ([`job`]), the nightly schedule ([`schedule`]) and
+//! the operations the CLI and the admin socket offer ([`Service`]).
+
+pub mod job;
+pub mod schedule;
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use jiff::civil::Date;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::{RwLock, Semaphore};
+use tracing::{error, info, info_span, Instrument};
+
+use crate::config::{parse_hh_mm, Config};
+use crate::imap::mutf7;
+use crate::proxy::upstream::Connector;
+use crate::store::{SnapshotInfo, Store, StoreError, SweepStats};
+
+use self::job::{Job, JobStats};
+use self::schedule::{Clock, Schedule};
+
+/// One user's outcome of a snapshot run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserResult {
+    pub user: String,
+    pub result: Result<JobStats, String>,
+}
+
+/// What `prune` removed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PruneReport {
+    /// `(user, date)` of every removed snapshot.
+    pub removed: Vec<(String, String)>,
+    pub sweep: SweepStats,
+}
+
+/// A request that cannot be served, with a text for the person who asked.
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Progress lines for a terminal or a log.
+pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The snapshot operations, shared by `serve` (scheduler, admin socket) and
+/// the CLI when no server runs.
+pub struct Service {
+    pub store: Arc<Store>,
+    pub connector: Arc<Connector>,
+    pub config: Arc<Config>,
+    /// Snapshot jobs hold it shared; pruning (which sweeps unreferenced
+    /// bodies, including those of a job not yet committed) exclusively.
+    jobs: RwLock<()>,
+    schedule: Schedule,
+}
+
+impl Service {
+    pub fn new(config: Arc<Config>, store: Arc<Store>, connector: Arc<Connector>) -> Result<Self, ServiceError> {
+        let (hour, minute) = parse_hh_mm(&config.snapshots.at)
+            .ok_or_else(|| ServiceError::BadRequest("config key `snapshots.at` is not HH:MM".into()))?;
+        let tz = jiff::tz::TimeZone::get(&config.snapshots.timezone)
+            .map_err(|e| ServiceError::BadRequest(format!("config key `snapshots.timezone`: {e}")))?;
+        Ok(Self {
+            store,
+            connector,
+            config,
+            jobs: RwLock::new(()),
+            schedule: Schedule {
+                hour: hour as i8,
+                minute: minute as i8,
+                tz,
+            },
+        })
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The configured users plus everyone who logged in through the proxy.
+    pub fn all_users(&self) -> Result<Vec<String>, ServiceError> {
+        let mut users: BTreeSet<String> = self.config.snapshots.users.iter().cloned().collect();
+        users.extend(self.store.known_users()?);
+        Ok(users.into_iter().collect())
+    }
+
+    /// Snapshots `users` (all when empty) labelled `label` (default: today),
+    /// up to `snapshots.parallel` at once.
+    pub async fn snapshot(
+        self: &Arc<Self>,
+        users: &[String],
+        label: Option<&str>,
+        now: Timestamp,
+        progress: ProgressFn,
+    ) -> Result<Vec<UserResult>, ServiceError> {
+        let today = self.schedule.date_of(now);
+        let date = match label {
+            None => today,
+            Some(l) => {
+                let d: Date = l
+                    .parse()
+                    .map_err(|_| ServiceError::BadRequest(format!("label `{l}` is not a date YYYY-MM-DD")))?;
+                if d > today {
+                    return Err(ServiceError::BadRequest(format!(
+                        "label {d} is in the future (today is {today} in {})",
+                        self.config.snapshots.timezone
+                    )));
+                }
+                d
+            }
+        };
+        let users = if users.is_empty() {
+            self.all_users()?
+        } else {
+            users.to_vec()
+        };
+        if users.is_empty() {
+            return Err(ServiceError::BadRequest(
+                "no users to snapshot: set snapshots.users or name one with --user".into(),
+            ));
+        }
+        let limit = Arc::new(Semaphore::new(self.config.snapshots.parallel));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, user) in users.iter().enumerate() {
+            let svc = self.clone();
+            let user = user.clone();
+            let limit = limit.clone();
+            let progress = progress.clone();
+            let date = date.to_string();
+            let span = info_span!("snapshot", user = %user, date = %date);
+            set.spawn(
+                async move {
+                    let _permit = limit.acquire_owned().await;
+                    let _shared = svc.jobs.read().await;
+                    let job = Job {
+                        store: svc.store.clone(),
+                        connector: &svc.connector,
+                        config: &svc.config.snapshots,
+                    };
+                    let result = job.run(&user, &date, now.as_second(), &*progress).await;
+                    if let Err(e) = &result {
+                        error!(error = %e, "snapshot failed; earlier snapshots are untouched");
+                    }
+                    (
+                        i,
+                        UserResult {
+                            user,
+                            result: result.map_err(|e| e.to_string()),
+                        },
+                    )
+                }
+                .instrument(span),
+            );
+        }
+        let mut results: Vec<(usize, UserResult)> = Vec::new();
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(r) => results.push(r),
+                Err(e) => error!(error = %e, "snapshot task failed"),
+            }
+        }
+        results.sort_by_key(|(i, _)| *i);
+        Ok(results.into_iter().map(|(_, r)| r).collect())
+    }
+
+    pub fn list(&self, user: Option<&str>) -> Result<Vec<SnapshotInfo>, ServiceError> {
+        Ok(self.store.snapshots(user)?)
+    }
+
+    /// Removes snapshots older than the newest `retention_days` dates
+    /// (today and the days before it), then frees unreferenced bodies.
+    pub async fn prune(&self, now: Timestamp) -> Result<PruneReport, ServiceError> {
+        let _exclusive = self.jobs.write().await;
+        let today = self.schedule.date_of(now);
+        let keep = i64::from(self.config.snapshots.retention_days) - 1;
+        let cutoff = today
+            .checked_sub(jiff::Span::new().days(keep))
+            .map_err(|e| ServiceError::BadRequest(format!("retention: {e}")))?
+            .to_string();
+        let mut report = PruneReport::default();
+        for s in self.store.snapshots(None)? {
+            if s.date < cutoff {
+                self.store.delete_snapshot(&s.user, &s.date)?;
+                report.removed.push((s.user, s.date));
+            }
+        }
+        report.sweep = self.store.sweep()?;
+        info!(
+            removed = report.removed.len(),
+            blobs_freed = report.sweep.blobs_removed,
+            "pruned"
+        );
+        Ok(report)
+    }
+
+    /// The raw bytes of one message of a snapshot, as the upstream sent them.
+    pub fn export(&self, user: &str, date: &str, folder: &str, uid: u32) -> Result<Vec<u8>, ServiceError> {
+        let bad = |m: String| Err(ServiceError::BadRequest(m));
+        if self.store.snapshot(user, date)?.is_none() {
+            let dates: Vec<String> = self.store.snapshots(Some(user))?.into_iter().map(|s| s.date).collect();
+            return bad(if dates.is_empty() {
+                format!("user {user} has no snapshots")
+            } else {
+                format!(
+                    "user {user} has no snapshot of {date} (available: {})",
+                    dates.join(", ")
+                )
+            });
+        }
+        let folders = self.store.folders(user, date)?;
+        let Some(f) = find_folder(&folders, folder) else {
+            let names: Vec<String> = folders
+                .iter()
+                .map(|f| String::from_utf8_lossy(&f.name).into_owned())
+                .collect();
+            return bad(format!(
+                "folder `{folder}` is not in {user}'s snapshot of {date} (folders: {})",
+                names.join(", ")
+            ));
+        };
+        let Some(m) = self.store.message(user, date, &f.name, uid)? else {
+            return bad(format!(
+                "no message with UID {uid} in `{}` of {user}'s snapshot of {date}",
+                String::from_utf8_lossy(&f.name)
+            ));
+        };
+        match self.store.blob(user, &m.hash)? {
+            Some(raw) => Ok(raw),
+            None => Err(ServiceError::Store(StoreError::Corrupt(format!(
+                "body of UID {uid} is missing"
+            )))),
+        }
+    }
+
+    /// One nightly run: every user, labelled with today's local date, then
+    /// retention. Records the run so a restart does not repeat it.
+    pub async fn nightly(self: &Arc<Self>, now: Timestamp) {
+        let progress: ProgressFn = Arc::new(|line: &str| info!("{line}"));
+        match self.all_users() {
+            Ok(users) if users.is_empty() => {
+                info!("nightly run: no users yet (snapshots.users is empty, nobody logged in)")
+            }
+            Ok(_) | Err(_) => self.nightly_snapshots(now, progress).await,
+        }
+        if let Err(e) = self.prune(now).await {
+            error!(error = %e, "retention failed");
+        }
+        if let Err(e) = self.store.set_last_run(now.as_second()) {
+            error!(error = %e, "cannot record the nightly run");
+        }
+    }
+
+    async fn nightly_snapshots(self: &Arc<Self>, now: Timestamp, progress: ProgressFn) {
+        match self.snapshot(&[], None, now, progress).await {
+            Ok(results) => {
+                let failed = results.iter().filter(|r| r.result.is_err()).count();
+                info!(users = results.len(), failed, "nightly snapshot run finished");
+            }
+            Err(e) => error!(error = %e, "nightly snapshot run not started"),
+        }
+    }
+
+    /// The scheduler loop of `serve`.
+    pub async fn run_schedule(self: Arc<Self>, clock: Arc<dyn Clock>) {
+        let last = match self.store.last_run() {
+            Ok(l) => l.and_then(|s| Timestamp::from_second(s).ok()),
+            Err(e) => {
+                error!(error = %e, "cannot read the last run; taking a snapshot now");
+                None
+            }
+        };
+        let schedule = self.schedule.clone();
+        schedule::run(&*clock, &schedule, last, |now| {
+            let svc = self.clone();
+            async move {
+                svc.nightly(now).await;
+                ControlFlow::Continue(())
+            }
+        })
+        .await;
+    }
+}
+
+/// A folder by the name a person typed: the upstream's exact name, its
+/// modified UTF-7 form, or either without the namespace prefix.
+fn find_folder<'a>(folders: &'a [crate::store::FolderRecord], wanted: &str) -> Option<&'a crate::store::FolderRecord> {
+    let encoded = mutf7::encode(wanted);
+    let candidates = [wanted.as_bytes(), encoded.as_bytes()];
+    folders
+        .iter()
+        .find(|f| candidates.contains(&f.name.as_slice()))
+        .or_else(|| {
+            // Courier/Cyrus style: `Sent` means `INBOX.Sent`.
+            folders.iter().find(|f| {
+                let d = f.delimiter.map(|d| d as u8).unwrap_or(b'/');
+                candidates.iter().any(|c| {
+                    let mut full = b"INBOX".to_vec();
+                    full.push(d);
+                    full.extend_from_slice(c);
+                    f.name == full
+                })
+            })
+        })
+}

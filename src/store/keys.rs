@@ -1,0 +1,115 @@
+//! Every key format of the store, in one place.
+//!
+//! Parts are joined with NUL, which user names, date labels and IMAP
+//! mailbox names never contain, so a prefix of parts is an exact prefix
+//! scan. UIDs are big-endian so messages iterate in UID order.
+
+/// Content hash of a message's raw bytes (BLAKE3).
+pub type Hash = [u8; 32];
+
+const SEP: u8 = 0;
+
+fn join(parts: &[&[u8]]) -> Vec<u8> {
+    let len = parts.iter().map(|p| p.len() + 1).sum();
+    let mut k = Vec::with_capacity(len);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(SEP);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// `meta`: the schema version.
+pub const SCHEMA: &[u8] = b"schema";
+/// `meta`: start time of the last nightly run.
+pub const LAST_RUN: &[u8] = b"last_run";
+
+/// `meta`: a user who logged in through the proxy.
+pub fn known_user(user: &str) -> Vec<u8> {
+    join(&[b"user", user.as_bytes()])
+}
+pub fn known_user_prefix() -> Vec<u8> {
+    join(&[b"user", b""])
+}
+
+/// `snapshots`: one record per user and date.
+pub fn snapshot(user: &str, date: &str) -> Vec<u8> {
+    join(&[user.as_bytes(), date.as_bytes()])
+}
+pub fn snapshot_user_prefix(user: &str) -> Vec<u8> {
+    join(&[user.as_bytes(), b""])
+}
+
+/// `folders`: one record per folder of a snapshot.
+pub fn folder(user: &str, date: &str, name: &[u8]) -> Vec<u8> {
+    join(&[user.as_bytes(), date.as_bytes(), name])
+}
+/// Prefix of everything (folders, messages) of one snapshot.
+pub fn snapshot_prefix(user: &str, date: &str) -> Vec<u8> {
+    join(&[user.as_bytes(), date.as_bytes(), b""])
+}
+
+/// `messages`: one record per message of a snapshot folder.
+pub fn message(user: &str, date: &str, folder: &[u8], uid: u32) -> Vec<u8> {
+    join(&[user.as_bytes(), date.as_bytes(), folder, &uid.to_be_bytes()])
+}
+pub fn message_folder_prefix(user: &str, date: &str, folder: &[u8]) -> Vec<u8> {
+    join(&[user.as_bytes(), date.as_bytes(), folder, b""])
+}
+/// The UID at the end of a message key.
+pub fn message_uid(key: &[u8]) -> Option<u32> {
+    let tail: [u8; 4] = key.get(key.len().checked_sub(4)?..)?.try_into().ok()?;
+    Some(u32::from_be_bytes(tail))
+}
+
+/// `blobs` and `content`: per user and content hash.
+pub fn content(user: &str, hash: &Hash) -> Vec<u8> {
+    join(&[user.as_bytes(), hash])
+}
+pub fn content_user_prefix(user: &str) -> Vec<u8> {
+    join(&[user.as_bytes(), b""])
+}
+/// The hash at the end of a content key.
+pub fn content_hash(key: &[u8]) -> Option<Hash> {
+    key.get(key.len().checked_sub(32)?..)?.try_into().ok()
+}
+/// The user at the start of any key.
+pub fn key_user(key: &[u8]) -> Option<&str> {
+    let end = memchr::memchr(SEP, key)?;
+    std::str::from_utf8(&key[..end]).ok()
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0xff; prefix.len() + 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_exact() {
+        let m = message("alice", "2026-11-24", b"Work", 7);
+        assert!(m.starts_with(&message_folder_prefix("alice", "2026-11-24", b"Work")));
+        assert!(!m.starts_with(&message_folder_prefix("alice", "2026-11-24", b"Wor")));
+        assert!(m.starts_with(&snapshot_prefix("alice", "2026-11-24")));
+        assert!(!snapshot("alicex", "d").starts_with(&snapshot_user_prefix("alice")));
+        assert_eq!(message_uid(&m), Some(7));
+        assert!(message("a", "d", b"f", 2) < message("a", "d", b"f", 256));
+        let h = [9u8; 32];
+        assert_eq!(content_hash(&content("bob", &h)), Some(h));
+        assert_eq!(key_user(&content("bob", &h)), Some("bob"));
+        assert_eq!(prefix_end(b"ab\xff"), b"ac".to_vec());
+        assert!(prefix_end(b"a\0") > b"a\0\xff\xff".to_vec());
+    }
+}

@@ -1,0 +1,544 @@
+//! The snapshot store: RocksDB with one column family per kind of record.
+//!
+//! | column family | key ([`keys`]) | value |
+//! |---|---|---|
+//! | `meta` | `schema`, `last_run`, `user\0NAME` | schema version, time, login time |
+//! | `snapshots` | `user\0date` | [`SnapshotInfo`] |
+//! | `folders` | `user\0date\0folder` | [`FolderRecord`] |
+//! | `messages` | `user\0date\0folder\0uid` | [`MessageRecord`] (per snapshot: UID, flags, date, hash) |
+//! | `content` | `user\0hash` | [`ContentRecord`] (per distinct message: size, ENVELOPE, BODYSTRUCTURE) |
+//! | `blobs` | `user\0hash` | the raw message, zstd-compressed |
+//!
+//! Content is stored once per user however many snapshots and folders hold
+//! it. Blobs are written while a snapshot is taken; the snapshot becomes
+//! visible in one atomic batch. Blobs nobody references (after pruning, or
+//! left by a crashed job) are removed by [`Store::sweep`].
+
+pub mod keys;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use keys::Hash;
+
+/// Version of the key and value formats. A store with another version is
+/// refused rather than misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const CF_META: &str = "meta";
+const CF_SNAPSHOTS: &str = "snapshots";
+const CF_FOLDERS: &str = "folders";
+const CF_MESSAGES: &str = "messages";
+const CF_CONTENT: &str = "content";
+const CF_BLOBS: &str = "blobs";
+const ALL_CFS: [&str; 6] = [CF_META, CF_SNAPSHOTS, CF_FOLDERS, CF_MESSAGES, CF_CONTENT, CF_BLOBS];
+
+/// zstd level for message bodies: fast, and about as small as level 9 on mail.
+const ZSTD_LEVEL: i32 = 3;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("store at {path} has schema version {found}, this program reads version {expected}")]
+    Schema { path: String, found: String, expected: u32 },
+    #[error("store record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// One committed snapshot of one user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub user: String,
+    /// Local date label `YYYY-MM-DD`.
+    pub date: String,
+    /// Unix time the snapshot was taken.
+    pub taken_at: i64,
+    pub folders: u32,
+    pub messages: u64,
+    /// Sum of the messages' RFC822.SIZE.
+    pub bytes: u64,
+}
+
+/// A folder as it was when the snapshot was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderRecord {
+    /// The upstream's name, exactly as it spells it (modified UTF-7 or UTF-8).
+    pub name: Vec<u8>,
+    pub delimiter: Option<char>,
+    /// LIST attributes, e.g. `\HasChildren`, `\Noselect`, `\Sent`.
+    pub attributes: Vec<String>,
+    /// The folder's FLAGS (from EXAMINE).
+    pub flags: Vec<String>,
+    pub selectable: bool,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    /// 0 when the upstream has no CONDSTORE.
+    pub highestmodseq: u64,
+    pub messages: u32,
+}
+
+/// A message of a snapshot folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    /// INTERNALDATE exactly as the upstream wrote it (without quotes).
+    pub internaldate: String,
+    pub hash: Hash,
+    pub modseq: u64,
+}
+
+/// What depends only on a message's bytes, captured from the upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentRecord {
+    pub size: u64,
+    /// The upstream's ENVELOPE, BODYSTRUCTURE and BODY values, raw.
+    pub envelope: Vec<u8>,
+    pub bodystructure: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+/// Counts from a sweep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepStats {
+    pub blobs_removed: u64,
+    pub bytes_removed: u64,
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(v).map_err(corrupt)
+}
+
+fn decode<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(b).map_err(corrupt)
+}
+
+/// A raw key and value.
+type KeyValue = (Box<[u8]>, Box<[u8]>);
+
+/// The store. One process opens it (RocksDB's lock enforces that).
+pub struct Store {
+    db: DB,
+    path: String,
+}
+
+impl Store {
+    /// Opens or creates the store, checking its schema version.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(path)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut o = Options::default();
+            // Blobs are zstd-compressed already.
+            o.set_compression_type(if *name == CF_BLOBS {
+                rocksdb::DBCompressionType::None
+            } else {
+                rocksdb::DBCompressionType::Lz4
+            });
+            ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let store = Self {
+            db,
+            path: path.display().to_string(),
+        };
+        let meta = store.cf(CF_META)?;
+        match store.db.get_cf(meta, keys::SCHEMA)? {
+            None => store.db.put_cf(meta, keys::SCHEMA, SCHEMA_VERSION.to_string())?,
+            Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => {}
+            Some(v) => {
+                return Err(StoreError::Schema {
+                    path: store.path.clone(),
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                    expected: SCHEMA_VERSION,
+                })
+            }
+        }
+        Ok(store)
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| corrupt(format!("column family {name} missing")))
+    }
+
+    /// Values of every key starting with `prefix`, in key order.
+    fn scan(&self, cf: &str, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        let cf = self.cf(cf)?;
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(prefix, rocksdb::Direction::Forward))
+        {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Remembers a user who logged in through the proxy (snapshotted nightly).
+    pub fn remember_user(&self, user: &str, at: i64) -> Result<(), StoreError> {
+        self.db
+            .put_cf(self.cf(CF_META)?, keys::known_user(user), at.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn known_users(&self) -> Result<Vec<String>, StoreError> {
+        let prefix = keys::known_user_prefix();
+        Ok(self
+            .scan(CF_META, &prefix)?
+            .into_iter()
+            .filter_map(|(k, _)| std::str::from_utf8(&k[prefix.len()..]).ok().map(str::to_string))
+            .collect())
+    }
+
+    pub fn last_run(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META)?, keys::LAST_RUN)?
+            .and_then(|v| v.as_slice().try_into().ok().map(i64::from_be_bytes)))
+    }
+
+    pub fn set_last_run(&self, at: i64) -> Result<(), StoreError> {
+        self.db.put_cf(self.cf(CF_META)?, keys::LAST_RUN, at.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn has_content(&self, user: &str, hash: &Hash) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_CONTENT)?, keys::content(user, hash))?
+            .is_some())
+    }
+
+    /// Stores a message's bytes and metadata unless already there. Returns
+    /// true if it was new. Not synced: the snapshot commit syncs the WAL.
+    pub fn put_content(&self, user: &str, hash: &Hash, raw: &[u8], meta: &ContentRecord) -> Result<bool, StoreError> {
+        if self.has_content(user, hash)? {
+            return Ok(false);
+        }
+        let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL)?;
+        let key = keys::content(user, hash);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_BLOBS)?, &key, compressed);
+        batch.put_cf(self.cf(CF_CONTENT)?, &key, encode(meta)?);
+        self.db.write(batch)?;
+        Ok(true)
+    }
+
+    pub fn content(&self, user: &str, hash: &Hash) -> Result<Option<ContentRecord>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(CF_CONTENT)?, keys::content(user, hash))? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The raw message bytes.
+    pub fn blob(&self, user: &str, hash: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(v) = self.db.get_pinned_cf(self.cf(CF_BLOBS)?, keys::content(user, hash))? else {
+            return Ok(None);
+        };
+        let size = self
+            .content(user, hash)?
+            .map(|c| c.size as usize)
+            .unwrap_or(v.len() * 4);
+        let raw = zstd::bulk::decompress(&v, size.max(64))?;
+        if blake3::hash(&raw).as_bytes() != hash {
+            return Err(corrupt("message bytes do not match their hash"));
+        }
+        Ok(Some(raw))
+    }
+
+    /// Makes a snapshot visible, replacing one of the same user and date,
+    /// in one atomic, synced batch.
+    pub fn commit_snapshot(
+        &self,
+        info: &SnapshotInfo,
+        folders: &[FolderRecord],
+        messages: &[(Vec<u8>, Vec<MessageRecord>)],
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        self.delete_snapshot_into(&mut batch, &info.user, &info.date)?;
+        let (u, d) = (info.user.as_str(), info.date.as_str());
+        let fcf = self.cf(CF_FOLDERS)?;
+        for f in folders {
+            batch.put_cf(fcf, keys::folder(u, d, &f.name), encode(f)?);
+        }
+        let mcf = self.cf(CF_MESSAGES)?;
+        for (folder, msgs) in messages {
+            for m in msgs {
+                batch.put_cf(mcf, keys::message(u, d, folder, m.uid), encode(m)?);
+            }
+        }
+        batch.put_cf(self.cf(CF_SNAPSHOTS)?, keys::snapshot(u, d), encode(info)?);
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    fn delete_snapshot_into(&self, batch: &mut WriteBatch, user: &str, date: &str) -> Result<(), StoreError> {
+        let prefix = keys::snapshot_prefix(user, date);
+        let end = keys::prefix_end(&prefix);
+        batch.delete_range_cf(self.cf(CF_FOLDERS)?, &prefix, &end);
+        batch.delete_range_cf(self.cf(CF_MESSAGES)?, &prefix, &end);
+        batch.delete_cf(self.cf(CF_SNAPSHOTS)?, keys::snapshot(user, date));
+        Ok(())
+    }
+
+    /// Removes a snapshot (its bodies stay until [`Store::sweep`]).
+    pub fn delete_snapshot(&self, user: &str, date: &str) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        self.delete_snapshot_into(&mut batch, user, date)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    /// Snapshots of one user (or all users), oldest first per user.
+    pub fn snapshots(&self, user: Option<&str>) -> Result<Vec<SnapshotInfo>, StoreError> {
+        let prefix = user.map(keys::snapshot_user_prefix).unwrap_or_default();
+        self.scan(CF_SNAPSHOTS, &prefix)?
+            .into_iter()
+            .map(|(_, v)| decode(&v))
+            .collect()
+    }
+
+    pub fn snapshot(&self, user: &str, date: &str) -> Result<Option<SnapshotInfo>, StoreError> {
+        match self.db.get_cf(self.cf(CF_SNAPSHOTS)?, keys::snapshot(user, date))? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn folders(&self, user: &str, date: &str) -> Result<Vec<FolderRecord>, StoreError> {
+        self.scan(CF_FOLDERS, &keys::snapshot_prefix(user, date))?
+            .into_iter()
+            .map(|(_, v)| decode(&v))
+            .collect()
+    }
+
+    pub fn messages(&self, user: &str, date: &str, folder: &[u8]) -> Result<Vec<MessageRecord>, StoreError> {
+        self.scan(CF_MESSAGES, &keys::message_folder_prefix(user, date, folder))?
+            .into_iter()
+            .map(|(_, v)| decode(&v))
+            .collect()
+    }
+
+    pub fn message(
+        &self,
+        user: &str,
+        date: &str,
+        folder: &[u8],
+        uid: u32,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        match self
+            .db
+            .get_cf(self.cf(CF_MESSAGES)?, keys::message(user, date, folder, uid))?
+        {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes every blob and content record no snapshot references
+    /// (mark and sweep), then compacts so the disk space is returned.
+    /// Callers must not run it while a snapshot job is writing.
+    pub fn sweep(&self) -> Result<SweepStats, StoreError> {
+        let mut referenced: HashSet<(String, Hash)> = HashSet::new();
+        let mcf = self.cf(CF_MESSAGES)?;
+        for item in self.db.iterator_cf(mcf, IteratorMode::Start) {
+            let (k, v) = item?;
+            let user = keys::key_user(&k).ok_or_else(|| corrupt("message key without user"))?;
+            let m: MessageRecord = decode(&v)?;
+            referenced.insert((user.to_string(), m.hash));
+        }
+        let mut stats = SweepStats::default();
+        let bcf = self.cf(CF_BLOBS)?;
+        let ccf = self.cf(CF_CONTENT)?;
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(bcf, IteratorMode::Start) {
+            let (k, v) = item?;
+            let user = keys::key_user(&k).ok_or_else(|| corrupt("blob key without user"))?;
+            let hash = keys::content_hash(&k).ok_or_else(|| corrupt("blob key without hash"))?;
+            if !referenced.contains(&(user.to_string(), hash)) {
+                batch.delete_cf(bcf, &k);
+                batch.delete_cf(ccf, &k);
+                stats.blobs_removed += 1;
+                stats.bytes_removed += v.len() as u64;
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        for cf in [bcf, ccf, mcf, self.cf(CF_FOLDERS)?] {
+            self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(stats)
+    }
+
+    /// Number of stored blobs and their on-disk size (SST files of `blobs`).
+    pub fn blob_stats(&self) -> Result<(u64, u64), StoreError> {
+        let bcf = self.cf(CF_BLOBS)?;
+        let count = self.db.iterator_cf(bcf, IteratorMode::Start).count() as u64;
+        self.db.flush_cf(bcf)?;
+        let size = self
+            .db
+            .property_int_value_cf(bcf, "rocksdb.total-sst-files-size")?
+            .unwrap_or(0);
+        Ok((count, size))
+    }
+
+    /// On-disk size of all column families after a flush (SST files).
+    pub fn disk_size(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for name in ALL_CFS {
+            let cf = self.cf(name)?;
+            self.db.flush_cf(cf)?;
+            total += self
+                .db
+                .property_int_value_cf(cf, "rocksdb.total-sst-files-size")?
+                .unwrap_or(0);
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(uid: u32, hash: Hash) -> MessageRecord {
+        MessageRecord {
+            uid,
+            flags: vec!["\\Seen".into()],
+            internaldate: "02-Nov-2026 09:15:03 +0100".into(),
+            hash,
+            modseq: 1,
+        }
+    }
+
+    fn folder(name: &str) -> FolderRecord {
+        FolderRecord {
+            name: name.as_bytes().to_vec(),
+            delimiter: Some('/'),
+            attributes: vec![],
+            flags: vec!["\\Seen".into()],
+            selectable: true,
+            uidvalidity: 7,
+            uidnext: 3,
+            highestmodseq: 2,
+            messages: 2,
+        }
+    }
+
+    fn info(date: &str) -> SnapshotInfo {
+        SnapshotInfo {
+            user: "alice".into(),
+            date: date.into(),
+            taken_at: 0,
+            folders: 1,
+            messages: 1,
+            bytes: 5,
+        }
+    }
+
+    #[test]
+    fn content_is_stored_once_and_swept_when_unreferenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let raw = b"Subject: x\r\n\r\nhello\r\n".to_vec();
+        let h = *blake3::hash(&raw).as_bytes();
+        let meta = ContentRecord {
+            size: raw.len() as u64,
+            envelope: b"(NIL)".to_vec(),
+            bodystructure: vec![],
+            body: vec![],
+        };
+        assert!(s.put_content("alice", &h, &raw, &meta).unwrap());
+        assert!(!s.put_content("alice", &h, &raw, &meta).unwrap());
+        assert_eq!(s.blob("alice", &h).unwrap().unwrap(), raw);
+        assert!(s.blob("bob", &h).unwrap().is_none(), "per user");
+
+        s.commit_snapshot(
+            &info("2026-11-24"),
+            &[folder("INBOX")],
+            &[(b"INBOX".to_vec(), vec![msg(1, h)])],
+        )
+        .unwrap();
+        assert_eq!(s.sweep().unwrap().blobs_removed, 0);
+        assert_eq!(s.messages("alice", "2026-11-24", b"INBOX").unwrap(), vec![msg(1, h)]);
+        s.delete_snapshot("alice", "2026-11-24").unwrap();
+        assert!(s.snapshots(None).unwrap().is_empty());
+        assert!(s.folders("alice", "2026-11-24").unwrap().is_empty());
+        assert_eq!(s.sweep().unwrap().blobs_removed, 1);
+        assert!(s.blob("alice", &h).unwrap().is_none());
+    }
+
+    #[test]
+    fn commit_replaces_the_same_date_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let h = [1u8; 32];
+        s.commit_snapshot(
+            &info("2026-11-24"),
+            &[folder("A"), folder("B")],
+            &[
+                (b"A".to_vec(), vec![msg(1, h), msg(2, h)]),
+                (b"B".to_vec(), vec![msg(1, h)]),
+            ],
+        )
+        .unwrap();
+        s.commit_snapshot(&info("2026-11-24"), &[folder("A")], &[(b"A".to_vec(), vec![msg(2, h)])])
+            .unwrap();
+        let names: Vec<_> = s
+            .folders("alice", "2026-11-24")
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(names, vec![b"A".to_vec()]);
+        assert_eq!(s.messages("alice", "2026-11-24", b"A").unwrap(), vec![msg(2, h)]);
+        assert!(s.messages("alice", "2026-11-24", b"B").unwrap().is_empty());
+        assert_eq!(s.snapshots(Some("alice")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unknown_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.db.put_cf(s.cf(CF_META).unwrap(), keys::SCHEMA, "99").unwrap();
+        }
+        let e = Store::open(dir.path()).err().expect("refused").to_string();
+        assert!(e.contains("schema version 99"), "{e}");
+    }
+
+    #[test]
+    fn users_are_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.remember_user("bob", 5).unwrap();
+        s.remember_user("alice", 6).unwrap();
+        assert_eq!(s.known_users().unwrap(), vec!["alice".to_string(), "bob".to_string()]);
+    }
+}
