@@ -211,22 +211,38 @@ async fn main() {
     snapshots(&d, &a).await;
 }
 
-fn run_cli(config: &Path, args: &[&str]) -> Duration {
+/// Runs the CLI; returns its wall time and peak RSS (KiB, sampled).
+fn run_cli_rss(config: &Path, args: &[&str]) -> (Duration, u64) {
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_imap-time-machine"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imap-time-machine"))
         .arg("-c")
         .arg(config)
         .args(args)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
         .expect("run imap-time-machine");
-    let took = t.elapsed();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    took
+    let mut peak = 0;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "{args:?} failed");
+            return (t.elapsed(), peak);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn run_cli(config: &Path, args: &[&str]) -> Duration {
+    run_cli_rss(config, args).0
 }
 
 fn mbsync_config(dir: &Path, port: u16) -> std::path::PathBuf {
@@ -252,6 +268,7 @@ async fn snapshots(d: &Dovecot, a: &Args) {
     }
     let mut full = Vec::new();
     let mut mbsync = Vec::new();
+    let mut peak_rss = 0;
     for round in 0..a.rounds.min(3) {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("config.toml");
@@ -261,7 +278,9 @@ async fn snapshots(d: &Dovecot, a: &Args) {
                 .replace("\"certs/", &format!("\"{}/certs/", support::repo_root().display())),
         )
         .expect("config");
-        full.push(run_cli(&cfg, &["snapshot", "--user", "alice", "--label", "2026-11-01"]).as_secs_f64());
+        let (took, rss) = run_cli_rss(&cfg, &["snapshot", "--user", "alice", "--label", "2026-11-01"]);
+        full.push(took.as_secs_f64());
+        peak_rss = peak_rss.max(rss);
         let mdir = tempfile::tempdir().expect("tempdir");
         let rc = mbsync_config(mdir.path(), d.port);
         let t = Instant::now();
@@ -291,6 +310,11 @@ async fn snapshots(d: &Dovecot, a: &Args) {
         mbsync_m * 1000.0,
         full_m / mbsync_m,
         verdict(full_m <= mbsync_m)
+    );
+    println!(
+        "peak RSS of the snapshot process: {:.1} MiB (target <= 200: {})",
+        peak_rss as f64 / 1024.0,
+        verdict(peak_rss <= 200 * 1024)
     );
 
     // One store, 15 days: day 1 full, then 2 % deleted and 2 % added a day.

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh isync
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/imap-time-machine/target}
+# Release builds in their own target dir: they never wait for the test builds.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/imap-time-machine/target-release}
 # 1,000 client connections need 2,000+ descriptors in the proxy.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo bench --locked --bench e2e -- "$@"

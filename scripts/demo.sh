@@ -10,7 +10,8 @@ rm -rf "$dir"
 scripts/upstream.sh start "$dir" 11143 /
 trap 'scripts/upstream.sh stop "$dir"' EXIT
 python3 scripts/seed.py --port 11143
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/imap-time-machine/target}
+# Release builds in their own target dir: they never wait for the test builds.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/imap-time-machine/target-release}
 cargo build --release --locked
 cat <<TXT
 

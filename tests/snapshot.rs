@@ -296,3 +296,36 @@ async fn retention_keeps_the_newest_dates_and_frees_bodies() {
         .expect_err("future");
     assert!(err.to_string().contains("in the future"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_login_with_sasl_plain_authorization_identity() {
+    let d = Dovecot::start_seeded('.');
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::from_toml(&proxy_config_text(d.addr(), data.path()), &repo_root()).expect("config");
+    config.upstream.login_style = imap_time_machine::config::MasterLoginStyle::SaslPlain;
+    let config = Arc::new(config);
+    let store = Arc::new(Store::open(&config.store.path).expect("store"));
+    let connector = Arc::new(Connector::from_config(&config).expect("connector"));
+    let svc = Arc::new(Service::new(config, store, connector).expect("service"));
+    let stats = snap(&svc, "bob", "2026-11-20").await;
+    assert_eq!((stats.folders, stats.messages), (2, 2), "{stats:?}");
+    let e = svc
+        .export("bob", "2026-11-20", "Bank", 1)
+        .expect("by name without prefix");
+    assert!(show(&e).contains("belongs to bob only"));
+    // A wrong master password is a clear per-user failure.
+    let mut bad = Config::from_toml(&proxy_config_text(d.addr(), data.path()), &repo_root()).expect("config");
+    bad.upstream.master_password = "wrong".into();
+    bad.store.path = data.path().join("store2");
+    let bad = Arc::new(bad);
+    let store = Arc::new(Store::open(&bad.store.path).expect("store"));
+    let connector = Arc::new(Connector::from_config(&bad).expect("connector"));
+    let svc = Arc::new(Service::new(bad, store, connector).expect("service"));
+    let r = svc
+        .snapshot(&["bob".into()], None, Timestamp::now(), quiet())
+        .await
+        .expect("request");
+    let err = r[0].result.clone().expect_err("refused");
+    assert!(err.contains("master login as bob refused"), "{err}");
+    assert!(svc.list(None).expect("list").is_empty(), "nothing committed");
+}
