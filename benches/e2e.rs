@@ -271,13 +271,7 @@ async fn snapshots(d: &Dovecot, a: &Args) {
     let mut peak_rss = 0;
     for round in 0..a.rounds.min(3) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = dir.path().join("config.toml");
-        std::fs::write(
-            &cfg,
-            support::proxy_config_text(d.addr(), dir.path())
-                .replace("\"certs/", &format!("\"{}/certs/", support::repo_root().display())),
-        )
-        .expect("config");
+        let cfg = support::config_file(d.addr(), dir.path(), |t| t);
         let (took, rss) = run_cli_rss(&cfg, &["snapshot", "--user", "alice", "--label", "2026-11-01"]);
         full.push(took.as_secs_f64());
         peak_rss = peak_rss.max(rss);
@@ -319,13 +313,7 @@ async fn snapshots(d: &Dovecot, a: &Args) {
 
     // One store, 15 days: day 1 full, then 2 % deleted and 2 % added a day.
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        support::proxy_config_text(d.addr(), dir.path())
-            .replace("\"certs/", &format!("\"{}/certs/", support::repo_root().display())),
-    )
-    .expect("config");
+    let cfg = support::config_file(d.addr(), dir.path(), |t| t);
     // Labels end today, so retention (15 days) keeps them all.
     let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
     let label = |day: i64| {

@@ -5,17 +5,9 @@ mod support;
 
 use std::process::Command;
 
-use support::{proxy_config_text, repo_root, show, Client, Dovecot, ProxyProcess};
+use support::{config_file, repo_root, show, Client, Dovecot, ProxyProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imap-time-machine");
-
-fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
-    let root = repo_root();
-    let text = text.replace("\"certs/", &format!("\"{}/certs/", root.display()));
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
-}
 
 #[test]
 fn check_config_accepts_the_repository_config() {
@@ -37,8 +29,9 @@ fn bad_config_names_the_key() {
         ("[upstream2]\nx = 1\n", "upstream2"),
     ];
     for (extra, key) in cases {
-        let base = proxy_config_text("127.0.0.1:1".parse().expect("addr"), dir.path());
-        let path = write_config(dir.path(), &format!("{base}{extra}"));
+        let path = config_file("127.0.0.1:1".parse().expect("addr"), dir.path(), |t| {
+            format!("{t}{extra}")
+        });
         // -c after the subcommand works too (global option).
         let out = Command::new(BIN)
             .arg("check-config")

@@ -5,18 +5,7 @@ mod support;
 
 use support::{show, without_timing, Client, Dovecot, Proxy};
 
-/// Fixture folders (ASCII names; `Re&AOc-us` is "Reçus" in modified UTF-7).
-const FOLDERS: &[&str] = &[
-    "INBOX",
-    "Sent",
-    "Drafts",
-    "Trash",
-    "Work",
-    "Work/Projects",
-    "Archive",
-    "Archive/2025",
-    "Re&AOc-us",
-];
+use support::FIXTURE_FOLDERS as FOLDERS;
 
 /// Commands compared for each folder, run in a selected state.
 const PER_FOLDER: &[&str] = &[

@@ -76,17 +76,7 @@ async fn holds_everything(sep: char) {
     let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     let folders = svc.store.folders("alice", "2026-11-20").expect("folders");
     let names: Vec<String> = folders.iter().map(|f| show(&f.name)).collect();
-    for want in [
-        "INBOX",
-        "Sent",
-        "Drafts",
-        "Trash",
-        "Work",
-        "Work/Projects",
-        "Archive",
-        "Archive/2025",
-        "Re&AOc-us",
-    ] {
+    for want in support::FIXTURE_FOLDERS {
         assert!(names.contains(&d.name(want)), "{want} in {names:?}");
     }
     assert!(!names.iter().any(|n| n.contains("Time Machine")));

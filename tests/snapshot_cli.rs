@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use support::{proxy_config_text, repo_root, show, Client, Dovecot, ProxyProcess};
+use support::{config_file, show, Client, Dovecot, ProxyProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imap-time-machine");
 
@@ -92,66 +92,30 @@ async fn snapshot_and_export_with_and_without_serve() {
         "{list}"
     );
     // Clear errors for a wrong user, date, folder or UID.
-    let e = fails(
-        &cfg,
-        &[
-            "export",
-            "--user",
-            "carol",
-            "--date",
-            "2026-11-21",
-            "--folder",
-            "INBOX",
-            "--uid",
-            "1",
-        ],
-    );
-    assert!(e.contains("user carol has no snapshots"), "{e}");
-    let e = fails(
-        &cfg,
-        &[
-            "export",
-            "--user",
+    for (user, date, folder, uid, expected) in [
+        ("carol", "2026-11-21", "INBOX", "1", "user carol has no snapshots"),
+        (
             "alice",
-            "--date",
             "2026-11-19",
-            "--folder",
             "INBOX",
-            "--uid",
             "1",
-        ],
-    );
-    assert!(e.contains("no snapshot of 2026-11-19 (available: 2026-11-21)"), "{e}");
-    let e = fails(
-        &cfg,
-        &[
-            "export",
-            "--user",
+            "no snapshot of 2026-11-19 (available: 2026-11-21)",
+        ),
+        (
             "alice",
-            "--date",
             "2026-11-21",
-            "--folder",
             "Nope",
-            "--uid",
             "1",
-        ],
-    );
-    assert!(e.contains("folder `Nope` is not in alice's snapshot"), "{e}");
-    let e = fails(
-        &cfg,
-        &[
-            "export",
-            "--user",
-            "alice",
-            "--date",
-            "2026-11-21",
-            "--folder",
-            "INBOX",
-            "--uid",
-            "99",
-        ],
-    );
-    assert!(e.contains("no message with UID 99"), "{e}");
+            "folder `Nope` is not in alice's snapshot",
+        ),
+        ("alice", "2026-11-21", "INBOX", "99", "no message with UID 99"),
+    ] {
+        let args = [
+            "export", "--user", user, "--date", date, "--folder", folder, "--uid", uid,
+        ];
+        let e = fails(&cfg, &args);
+        assert!(e.contains(expected), "{e}");
+    }
     let e = fails(&cfg, &["snapshot", "--user", "nobody-here"]);
     assert!(
         e.contains("nobody-here: snapshot FAILED: master login as nobody-here refused"),
@@ -191,11 +155,9 @@ async fn a_snapshot_killed_half_way_leaves_no_trace() {
     let d = Dovecot::start_seeded('/');
     d.generate("bob", "bob-pw", "Bulk", 3000, 8000, 1);
     let data = tempfile::tempdir().expect("tempdir");
-    let cfg = data.path().join("config.toml");
-    let text = proxy_config_text(d.addr(), data.path())
-        .replace("\"certs/", &format!("\"{}/certs/", repo_root().display()))
-        .replace("level = \"warn\"", "level = \"info\"");
-    std::fs::write(&cfg, text).expect("config");
+    let cfg = config_file(d.addr(), data.path(), |t| {
+        t.replace("level = \"warn\"", "level = \"info\"")
+    });
     ok(
         &cfg,
         &["snapshot", "--user", "alice", "--user", "bob", "--label", "2026-11-20"],

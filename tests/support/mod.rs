@@ -254,6 +254,29 @@ impl Drop for Proxy {
     }
 }
 
+/// Fixture folders of alice as ASCII names with `/` (`Re&AOc-us` is
+/// "Reçus" in modified UTF-7); `Dovecot::name` maps them to the server.
+pub const FIXTURE_FOLDERS: &[&str] = &[
+    "INBOX",
+    "Sent",
+    "Drafts",
+    "Trash",
+    "Work",
+    "Work/Projects",
+    "Archive",
+    "Archive/2025",
+    "Re&AOc-us",
+];
+
+/// Writes `dir/config.toml` for the binary: the test config with absolute
+/// certificate paths, changed by `edit`.
+pub fn config_file(upstream: SocketAddr, dir: &Path, edit: impl FnOnce(String) -> String) -> PathBuf {
+    let text = proxy_config_text(upstream, dir).replace("\"certs/", &format!("\"{}/certs/", repo_root().display()));
+    let path = dir.join("config.toml");
+    std::fs::write(&path, edit(text)).expect("write config");
+    path
+}
+
 /// The built binary running `serve` on its own free ports (as deployed),
 /// killed on drop unless stopped with [`ProxyProcess::stop`].
 pub struct ProxyProcess {
