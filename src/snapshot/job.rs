@@ -241,6 +241,7 @@ fn storage_worker(
                 internaldate: d.internaldate,
                 hash,
                 modseq: d.modseq,
+                size: d.content.size,
             },
         ));
     }
@@ -467,10 +468,8 @@ impl Job<'_> {
         let mut messages = Vec::with_capacity(folders.len());
         for (f, mut msgs) in folders.iter().zip(per_folder) {
             msgs.sort_unstable_by_key(|m| m.uid);
-            for m in &msgs {
-                stats.messages += 1;
-                stats.bytes += self.store.content(user, &m.hash)?.map(|c| c.size).unwrap_or(0);
-            }
+            stats.messages += msgs.len() as u64;
+            stats.bytes += msgs.iter().map(|m| m.size).sum::<u64>();
             messages.push((f.name.clone(), msgs));
         }
         stats.folders = folders.len() as u32;

@@ -97,6 +97,9 @@ pub struct MessageRecord {
     pub internaldate: String,
     pub hash: Hash,
     pub modseq: u64,
+    /// RFC822.SIZE (also in the content record; here so that totals need
+    /// no lookups).
+    pub size: u64,
 }
 
 /// What depends only on a message's bytes, captured from the upstream.
@@ -434,6 +437,7 @@ mod tests {
             internaldate: "02-Nov-2026 09:15:03 +0100".into(),
             hash,
             modseq: 1,
+            size: 5,
         }
     }
 
