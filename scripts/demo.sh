@@ -24,5 +24,11 @@ Try, in another terminal:
   openssl s_client -quiet -CAfile certs/ca.pem -connect localhost:10993                # raw IMAP
 
 or point a mail client at localhost:10993 (SSL/TLS) trusting certs/ca.pem.
+
+The proxy snapshots alice, bob and admin when it starts (then nightly at
+00:00 Europe/Berlin); while it runs, in another terminal:
+
+  $CARGO_TARGET_DIR/release/imap-time-machine snapshots
+  $CARGO_TARGET_DIR/release/imap-time-machine export --user alice --date \$(date +%F) --folder INBOX --uid 1
 TXT
 "$CARGO_TARGET_DIR/release/imap-time-machine" serve -c config.toml
