@@ -166,6 +166,17 @@ async fn a_second_snapshot_without_changes_downloads_no_body() {
     }
     assert_eq!(seen, 3, "three alice sessions ended");
     assert_eq!(dovecot_body_count(&d, "alice"), 0);
+    // Taking the same date again replaces it and keeps every message.
+    let again = snap(&svc, "alice", "2026-11-21").await;
+    assert_eq!((again.messages, again.bodies_fetched), (13, 0));
+    for f in svc.store.folders("alice", "2026-11-21").expect("folders") {
+        let msgs = svc.store.messages("alice", "2026-11-21", &f.name).expect("messages");
+        assert_eq!(msgs.len() as u32, f.messages, "{}", show(&f.name));
+        for m in msgs {
+            svc.export("alice", "2026-11-21", &show(&f.name), m.uid)
+                .expect("exportable");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,6 +286,18 @@ async fn retention_keeps_the_newest_dates_and_frees_bodies() {
     assert_eq!(report.sweep.blobs_removed, 1);
     let (blobs_after, size_after) = svc.store.blob_stats().expect("stats");
     assert_eq!(blobs_after, blobs_before - 1);
+    // Every remaining snapshot still has all its messages (unchanged
+    // folders shared the records of the pruned days).
+    for s in svc.list(Some("alice")).expect("list") {
+        let mut n = 0;
+        for f in svc.store.folders("alice", &s.date).expect("folders") {
+            for m in svc.store.messages("alice", &s.date, &f.name).expect("messages") {
+                svc.export("alice", &s.date, &show(&f.name), m.uid).expect("exportable");
+                n += 1;
+            }
+        }
+        assert_eq!(n, s.messages, "{}", s.date);
+    }
     assert!(
         size_after + 100_000 < size_before,
         "store shrank: {size_before} -> {size_after}"

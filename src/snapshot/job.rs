@@ -322,6 +322,8 @@ impl Job<'_> {
                     uidnext: 0,
                     highestmodseq: 0,
                     messages: 0,
+                    bytes: 0,
+                    messages_at: None,
                 };
                 reused.push(Vec::new());
                 if !selectable {
@@ -344,8 +346,16 @@ impl Job<'_> {
                         && p.uidnext == e.uidnext
                         && p.messages == e.exists
                 });
-                if unchanged {
-                    reused[index] = self.store.messages(user, prev_date, &l.name)?;
+                if let (true, Some(p)) = (unchanged, prev_folder) {
+                    let holder = p.messages_at.clone().unwrap_or_else(|| prev_date.to_string());
+                    if holder == date {
+                        // Replacing the snapshot that holds them: copy.
+                        reused[index] = self.store.messages(user, prev_date, &l.name)?;
+                    } else {
+                        // Share the earlier records instead of writing them again.
+                        record.messages_at = Some(holder);
+                        record.bytes = p.bytes;
+                    }
                     debug!(folder = %name_text, messages = e.exists, "unchanged since the previous snapshot");
                     folders.push(record);
                     continue;
@@ -466,11 +476,15 @@ impl Job<'_> {
             per_folder[folder].push(m);
         }
         let mut messages = Vec::with_capacity(folders.len());
-        for (f, mut msgs) in folders.iter().zip(per_folder) {
-            msgs.sort_unstable_by_key(|m| m.uid);
-            stats.messages += msgs.len() as u64;
-            stats.bytes += msgs.iter().map(|m| m.size).sum::<u64>();
-            messages.push((f.name.clone(), msgs));
+        for (f, mut msgs) in folders.iter_mut().zip(per_folder) {
+            if f.messages_at.is_none() {
+                msgs.sort_unstable_by_key(|m| m.uid);
+                f.messages = msgs.len() as u32;
+                f.bytes = msgs.iter().map(|m| m.size).sum();
+                messages.push((f.name.clone(), msgs));
+            }
+            stats.messages += u64::from(f.messages);
+            stats.bytes += f.bytes;
         }
         stats.folders = folders.len() as u32;
         let info = SnapshotInfo {

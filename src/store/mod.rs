@@ -86,6 +86,12 @@ pub struct FolderRecord {
     /// 0 when the upstream has no CONDSTORE.
     pub highestmodseq: u64,
     pub messages: u32,
+    /// Sum of the messages' RFC822.SIZE.
+    pub bytes: u64,
+    /// When the folder had not changed since an earlier snapshot, the date
+    /// whose message records it shares (none are written again). `None`:
+    /// this snapshot's own records.
+    pub messages_at: Option<String>,
 }
 
 /// A message of a snapshot folder.
@@ -279,6 +285,7 @@ impl Store {
         messages: &[(Vec<u8>, Vec<MessageRecord>)],
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
+        self.rehome_into(&mut batch, &info.user, &info.date)?;
         self.delete_snapshot_into(&mut batch, &info.user, &info.date)?;
         let (u, d) = (info.user.as_str(), info.date.as_str());
         let fcf = self.cf(CF_FOLDERS)?;
@@ -307,9 +314,43 @@ impl Store {
         Ok(())
     }
 
+    /// Before the records of `date` go (prune, or a snapshot replacing it),
+    /// folders of other snapshots that share them get their own copy: the
+    /// oldest such snapshot takes the records, later ones point to it.
+    fn rehome_into(&self, batch: &mut WriteBatch, user: &str, date: &str) -> Result<(), StoreError> {
+        let mcf = self.cf(CF_MESSAGES)?;
+        let fcf = self.cf(CF_FOLDERS)?;
+        // folder name -> the snapshot now holding its records
+        let mut new_home: std::collections::HashMap<Vec<u8>, String> = std::collections::HashMap::new();
+        for s in self.snapshots(Some(user))? {
+            if s.date == date {
+                continue;
+            }
+            for mut f in self.folders(user, &s.date)? {
+                if f.messages_at.as_deref() != Some(date) {
+                    continue;
+                }
+                match new_home.get(&f.name) {
+                    Some(home) => f.messages_at = Some(home.clone()),
+                    None => {
+                        for (_, v) in self.scan(CF_MESSAGES, &keys::message_folder_prefix(user, date, &f.name))? {
+                            let m: MessageRecord = decode(&v)?;
+                            batch.put_cf(mcf, keys::message(user, &s.date, &f.name, m.uid), &v);
+                        }
+                        new_home.insert(f.name.clone(), s.date.clone());
+                        f.messages_at = None;
+                    }
+                }
+                batch.put_cf(fcf, keys::folder(user, &s.date, &f.name), encode(&f)?);
+            }
+        }
+        Ok(())
+    }
+
     /// Removes a snapshot (its bodies stay until [`Store::sweep`]).
     pub fn delete_snapshot(&self, user: &str, date: &str) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
+        self.rehome_into(&mut batch, user, date)?;
         self.delete_snapshot_into(&mut batch, user, date)?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
@@ -340,8 +381,25 @@ impl Store {
             .collect()
     }
 
+    pub fn folder(&self, user: &str, date: &str, name: &[u8]) -> Result<Option<FolderRecord>, StoreError> {
+        match self.db.get_cf(self.cf(CF_FOLDERS)?, keys::folder(user, date, name))? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The date whose records hold a folder's messages.
+    fn records_date(&self, user: &str, date: &str, folder: &[u8]) -> Result<String, StoreError> {
+        Ok(self
+            .folder(user, date, folder)?
+            .and_then(|f| f.messages_at)
+            .unwrap_or_else(|| date.to_string()))
+    }
+
+    /// A folder's messages in UID order (following a shared list).
     pub fn messages(&self, user: &str, date: &str, folder: &[u8]) -> Result<Vec<MessageRecord>, StoreError> {
-        self.scan(CF_MESSAGES, &keys::message_folder_prefix(user, date, folder))?
+        let at = self.records_date(user, date, folder)?;
+        self.scan(CF_MESSAGES, &keys::message_folder_prefix(user, &at, folder))?
             .into_iter()
             .map(|(_, v)| decode(&v))
             .collect()
@@ -354,9 +412,10 @@ impl Store {
         folder: &[u8],
         uid: u32,
     ) -> Result<Option<MessageRecord>, StoreError> {
+        let at = self.records_date(user, date, folder)?;
         match self
             .db
-            .get_cf(self.cf(CF_MESSAGES)?, keys::message(user, date, folder, uid))?
+            .get_cf(self.cf(CF_MESSAGES)?, keys::message(user, &at, folder, uid))?
         {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
@@ -452,6 +511,8 @@ mod tests {
             uidnext: 3,
             highestmodseq: 2,
             messages: 2,
+            bytes: 10,
+            messages_at: None,
         }
     }
 
@@ -524,6 +585,41 @@ mod tests {
         assert_eq!(s.messages("alice", "2026-11-24", b"A").unwrap(), vec![msg(2, h)]);
         assert!(s.messages("alice", "2026-11-24", b"B").unwrap().is_empty());
         assert_eq!(s.snapshots(Some("alice")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn shared_message_lists_survive_pruning_and_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let h = [2u8; 32];
+        s.commit_snapshot(&info("2026-11-20"), &[folder("A")], &[(b"A".to_vec(), vec![msg(1, h)])])
+            .unwrap();
+        let shared = FolderRecord {
+            messages_at: Some("2026-11-20".into()),
+            ..folder("A")
+        };
+        for d in ["2026-11-21", "2026-11-22"] {
+            s.commit_snapshot(&info(d), std::slice::from_ref(&shared), &[]).unwrap();
+        }
+        assert_eq!(s.messages("alice", "2026-11-22", b"A").unwrap(), vec![msg(1, h)]);
+        s.delete_snapshot("alice", "2026-11-20").unwrap();
+        for d in ["2026-11-21", "2026-11-22"] {
+            assert_eq!(s.message("alice", d, b"A", 1).unwrap(), Some(msg(1, h)), "{d}");
+        }
+        assert_eq!(
+            s.folder("alice", "2026-11-22", b"A")
+                .unwrap()
+                .unwrap()
+                .messages_at
+                .as_deref(),
+            Some("2026-11-21")
+        );
+        // Replacing the date that holds the records keeps the other's list.
+        s.commit_snapshot(&info("2026-11-21"), &[folder("A")], &[(b"A".to_vec(), vec![msg(2, h)])])
+            .unwrap();
+        assert_eq!(s.messages("alice", "2026-11-22", b"A").unwrap(), vec![msg(1, h)]);
+        assert_eq!(s.messages("alice", "2026-11-21", b"A").unwrap(), vec![msg(2, h)]);
+        assert_eq!(s.sweep().unwrap().blobs_removed, 0);
     }
 
     #[test]
