@@ -496,6 +496,9 @@ impl Job<'_> {
             bytes: stats.bytes,
         };
         self.store.commit_snapshot(&info, &folders, &messages)?;
+        if stats.new_bodies > 0 {
+            self.store.flush()?;
+        }
         stats.millis = started.elapsed().as_millis() as u64;
         info!(
             user,

@@ -347,6 +347,15 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the memtables to SST files, so the next open of the store has
+    /// no write-ahead log to replay (a full snapshot leaves tens of MB there).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for name in ALL_CFS {
+            self.db.flush_cf(self.cf(name)?)?;
+        }
+        Ok(())
+    }
+
     /// Removes a snapshot (its bodies stay until [`Store::sweep`]).
     pub fn delete_snapshot(&self, user: &str, date: &str) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
