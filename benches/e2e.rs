@@ -52,6 +52,7 @@ fn args() -> Args {
 #[derive(Clone, Copy, PartialEq)]
 enum Variant {
     Direct,
+    DirectTls,
     ProxyPlain,
     ProxyTls,
 }
@@ -60,15 +61,26 @@ impl Variant {
     fn name(self) -> &'static str {
         match self {
             Variant::Direct => "dovecot direct",
+            Variant::DirectTls => "dovecot direct (TLS)",
             Variant::ProxyPlain => "proxy (plain client side)",
             Variant::ProxyTls => "proxy (TLS client side)",
         }
     }
+
+    /// What a proxy variant is compared with: the same transport to Dovecot.
+    fn baseline(self) -> Option<usize> {
+        match self {
+            Variant::Direct | Variant::DirectTls => None,
+            Variant::ProxyPlain => Some(0),
+            Variant::ProxyTls => Some(1),
+        }
+    }
 }
 
-async fn session(v: Variant, d: &Dovecot, p: &ProxyProcess) -> Client {
+async fn session(v: Variant, d: &Dovecot, imaps: u16, p: &ProxyProcess) -> Client {
     match v {
         Variant::Direct => Client::login_plain(d.addr(), "alice", "alice-pw").await,
+        Variant::DirectTls => Client::login_tls(([127, 0, 0, 1], imaps).into(), "alice", "alice-pw").await,
         Variant::ProxyPlain => Client::login_plain(p.plain, "alice", "alice-pw").await,
         Variant::ProxyTls => Client::login_tls(p.tls, "alice", "alice-pw").await,
     }
@@ -99,7 +111,9 @@ async fn main() {
         "e2e bench: {} messages, {} NOOPs, {} idle connections, {} rounds",
         a.messages, a.noops, a.conns, a.rounds
     );
-    let d = Dovecot::start('/');
+    // Dovecot with TLS too, so TLS through the proxy is compared with TLS
+    // to Dovecot (the client's own TLS work is then on both sides).
+    let (d, imaps) = Dovecot::start_tls('/');
     let t = Instant::now();
     d.generate("alice", "alice-pw", "Bench", a.messages, 4000, 0);
     println!("seeded {} messages in {:.1}s", a.messages, t.elapsed().as_secs_f64());
@@ -109,12 +123,17 @@ async fn main() {
         false,
     )
     .await;
-    let variants = [Variant::Direct, Variant::ProxyPlain, Variant::ProxyTls];
+    let variants = [
+        Variant::Direct,
+        Variant::DirectTls,
+        Variant::ProxyPlain,
+        Variant::ProxyTls,
+    ];
 
     // 1. UID FETCH 1:* (BODY.PEEK[]) throughput, interleaved rounds.
     let mut sessions = Vec::new();
     for v in variants {
-        let mut c = session(v, &d, &p).await;
+        let mut c = session(v, &d, imaps, &p).await;
         c.cmd("s", "EXAMINE Bench").await;
         c.cmd("w", "UID FETCH 1:* (BODY.PEEK[])").await; // warm caches
         sessions.push(c);
@@ -134,17 +153,19 @@ async fn main() {
         a.messages,
         bytes as f64 / 1048576.0
     );
-    let direct = median(times[0].clone());
+    let medians: Vec<f64> = times.iter().map(|t| median(t.clone())).collect();
     for (i, v) in variants.iter().enumerate() {
-        let m = median(times[i].clone());
-        let ratio = direct / m;
-        let note = if *v == Variant::Direct {
-            String::new()
-        } else {
-            format!(
-                "  throughput ratio {ratio:.3} (target >= 0.90: {})",
-                verdict(ratio >= 0.90)
-            )
+        let m = medians[i];
+        let note = match v.baseline() {
+            None => String::new(),
+            Some(b) => {
+                let ratio = medians[b] / m;
+                format!(
+                    "  throughput ratio vs {} {ratio:.3} (target >= 0.90: {})",
+                    variants[b].name(),
+                    verdict(ratio >= 0.90)
+                )
+            }
         };
         println!(
             "{:28} median {:8.1} ms  {:7.1} MiB/s{note}",
@@ -165,15 +186,20 @@ async fn main() {
         }
     }
     println!("\n## {} sequential NOOP round trips per variant", a.noops);
-    let direct_p50 = percentile(&mut rtts[0], 0.5);
+    let p50s: Vec<f64> = rtts.iter_mut().map(|r| percentile(r, 0.5)).collect();
     for (i, v) in variants.iter().enumerate() {
-        let p50 = percentile(&mut rtts[i], 0.5);
+        let p50 = p50s[i];
         let p99 = percentile(&mut rtts[i], 0.99);
-        let note = if *v == Variant::Direct {
-            String::new()
-        } else {
-            let added = p50 - direct_p50;
-            format!("  added p50 {added:6.1} us (target <= 50: {})", verdict(added <= 50.0))
+        let note = match v.baseline() {
+            None => String::new(),
+            Some(b) => {
+                let added = p50 - p50s[b];
+                format!(
+                    "  added p50 vs {} {added:6.1} us (target <= 50: {})",
+                    variants[b].name(),
+                    verdict(added <= 50.0)
+                )
+            }
         };
         println!("{:28} p50 {p50:7.1} us  p99 {p99:7.1} us{note}", v.name());
     }
