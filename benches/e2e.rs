@@ -314,9 +314,15 @@ async fn snapshots(d: &Dovecot, a: &Args) {
         assert!(out.status.success(), "mbsync: {}", String::from_utf8_lossy(&out.stderr));
         mbsync.push(t.elapsed().as_secs_f64());
         if round == 0 {
-            let count = std::fs::read_dir(mdir.path().join("maildir/Bench/cur"))
-                .map(|r| r.count())
-                .unwrap_or(0);
+            // Seen messages land in cur/, unseen ones in new/.
+            let count: usize = ["cur", "new"]
+                .iter()
+                .map(|d| {
+                    std::fs::read_dir(mdir.path().join("maildir/Bench").join(d))
+                        .map(|r| r.count())
+                        .unwrap_or(0)
+                })
+                .sum();
             println!(
                 "\n## Snapshot of {} messages (mbsync pulled {count} into an empty Maildir)",
                 a.messages
