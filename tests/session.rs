@@ -170,11 +170,7 @@ async fn append_of_20_mb_lands_byte_identical() {
     assert!(r[start..start + message.len()] == message[..], "bytes differ");
     // Also a non-synchronising literal (LITERAL+) through the streaming path.
     let small = b"Subject: plus\r\n\r\nbody\r\n";
-    c.send(format!("b APPEND Archive {{{}+}}\r\n", small.len()).as_bytes())
-        .await;
-    c.send(small).await;
-    c.send(b"\r\n").await;
-    let r = show(&c.until_tagged("b").await);
+    let r = c.append("b", "Archive", small).await;
     assert!(r.starts_with("b OK [APPENDUID"), "{r}");
 }
 
@@ -191,12 +187,7 @@ async fn idle_reports_a_message_appended_directly() {
 
     let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     let msg = b"Subject: hello during IDLE\r\n\r\nhi\r\n";
-    direct
-        .send(format!("a APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes())
-        .await;
-    direct.send(msg).await;
-    direct.send(b"\r\n").await;
-    let r = show(&direct.until_tagged("a").await);
+    let r = direct.append("a", "INBOX", msg).await;
     assert!(r.starts_with("a OK"), "{r}");
 
     loop {

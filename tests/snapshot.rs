@@ -199,12 +199,7 @@ async fn earlier_snapshots_keep_what_was_deleted_and_uidvalidity_changes_refetch
     direct.cmd("d", "DELETE Sent").await;
     direct.cmd("c", "CREATE Sent").await;
     let body = &sent_before[&1].2;
-    direct
-        .send(format!("a APPEND Sent (\\Seen) {{{}+}}\r\n", body.len()).as_bytes())
-        .await;
-    direct.send(body).await;
-    direct.send(b"\r\n").await;
-    let r = show(&direct.until_tagged("a").await);
+    let r = direct.append("a", "Sent (\\Seen)", body).await;
     assert!(r.contains("a OK"), "{r}");
 
     let second = snap(&svc, "alice", "2026-11-21").await;
@@ -256,12 +251,8 @@ async fn retention_keeps_the_newest_dates_and_frees_bodies() {
         }
     }
     extra.extend_from_slice(b"\r\n");
-    direct
-        .send(format!("a APPEND Archive {{{}+}}\r\n", extra.len()).as_bytes())
-        .await;
-    direct.send(&extra).await;
-    direct.send(b"\r\n").await;
-    direct.until_tagged("a").await;
+    let r = direct.append("a", "Archive", &extra).await;
+    assert!(r.contains("a OK"), "{r}");
     for back in (0..17).rev() {
         if back == 14 {
             direct.cmd("s", "SELECT Archive").await;

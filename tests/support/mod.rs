@@ -539,6 +539,16 @@ impl Client {
         self.until_tagged(tag).await
     }
 
+    /// APPENDs `message` with a non-synchronising literal; `args` is the
+    /// mailbox and optional flags/date (`Sent (\\Seen)`). Returns the tagged line.
+    pub async fn append(&mut self, tag: &str, args: &str, message: &[u8]) -> String {
+        self.send(format!("{tag} APPEND {args} {{{}+}}\r\n", message.len()).as_bytes())
+            .await;
+        self.send(message).await;
+        self.send(b"\r\n").await;
+        show(&self.until_tagged(tag).await)
+    }
+
     /// True when the server has closed the connection (after draining what
     /// it sent); returns what was read before the close.
     pub async fn read_to_close(&mut self) -> Vec<u8> {
