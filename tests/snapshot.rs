@@ -3,7 +3,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use imap_time_machine::config::Config;
@@ -12,14 +11,7 @@ use imap_time_machine::snapshot::job::JobStats;
 use imap_time_machine::snapshot::{ProgressFn, Service};
 use imap_time_machine::store::Store;
 use jiff::Timestamp;
-use support::{proxy_config_text, repo_root, show, Client, Dovecot};
-
-fn service(d: &Dovecot, data: &Path) -> Arc<Service> {
-    let config = Arc::new(Config::from_toml(&proxy_config_text(d.addr(), data), &repo_root()).expect("config"));
-    let store = Arc::new(Store::open(&config.store.path).expect("store"));
-    let connector = Arc::new(Connector::from_config(&config).expect("connector"));
-    Arc::new(Service::new(config, store, connector).expect("service"))
-}
+use support::{proxy_config_text, repo_root, service, show, Client, Dovecot};
 
 fn quiet() -> ProgressFn {
     Arc::new(|_: &str| {})

@@ -4,6 +4,7 @@
 
 pub mod capability;
 pub mod command;
+pub mod fetch_response;
 pub mod fetch_scan;
 pub mod framing;
 pub mod mutf7;

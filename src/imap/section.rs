@@ -121,16 +121,26 @@ impl Structure {
     fn entity(&self, path: &[u32]) -> Option<&Node> {
         let mut cur = &self.root;
         let mut in_message = true; // `cur` is a message whose body is numbered
+        let mut via_multipart = false; // `cur` is a child of a multipart
         for &n in path {
             let idx = (n as usize).checked_sub(1)?;
             // Inside a message/rfc822 part, numbers address its message.
             if let Kind::Message(inner) = &cur.kind {
                 cur = inner;
                 in_message = true;
+                via_multipart = false;
             }
             cur = match &cur.kind {
-                Kind::Multipart(children) => children.get(idx)?,
-                _ if in_message && idx == 0 => cur,
+                Kind::Multipart(children) => {
+                    via_multipart = true;
+                    children.get(idx)?
+                }
+                _ if in_message && idx == 0 => {
+                    via_multipart = false;
+                    cur
+                }
+                // As Dovecot: a leaf part of a multipart is its own part 1.
+                Kind::Leaf if via_multipart && idx == 0 => cur,
                 _ => return None,
             };
             in_message = false;

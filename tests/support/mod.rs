@@ -277,6 +277,14 @@ pub fn config_file(upstream: SocketAddr, dir: &Path, edit: impl FnOnce(String) -
     path
 }
 
+/// The snapshot service in-process on a store in `data`, in front of `d`.
+pub fn service(d: &Dovecot, data: &Path) -> Arc<imap_time_machine::snapshot::Service> {
+    let config = Arc::new(Config::from_toml(&proxy_config_text(d.addr(), data), &repo_root()).expect("config"));
+    let store = Arc::new(Store::open(&config.store.path).expect("store"));
+    let connector = Arc::new(imap_time_machine::proxy::upstream::Connector::from_config(&config).expect("connector"));
+    Arc::new(imap_time_machine::snapshot::Service::new(config, store, connector).expect("service"))
+}
+
 /// The built binary running `serve` on its own free ports (as deployed),
 /// killed on drop unless stopped with [`ProxyProcess::stop`].
 pub struct ProxyProcess {

@@ -1,0 +1,209 @@
+//! Writing `* n FETCH (...)` for a stored message exactly as the upstream
+//! (Dovecot) writes it for the live message: the same items, in the same
+//! order, with the same literal and quoting choices. Groundwork for the Time
+//! Machine folders; checked against Dovecot by `tests/fetch_response.rs`.
+//!
+//! Dovecot's order (measured): `UID` first, then FLAGS, INTERNALDATE,
+//! RFC822.SIZE and MODSEQ in the order asked, then everything else
+//! (ENVELOPE, BODYSTRUCTURE, BODY, sections, RFC822*, BINARY*) in the order
+//! asked. Body sections are always literals, even when empty.
+
+use imap_codec::imap_types::fetch::{MessageDataItemName, Part, Section};
+
+use super::section::{partial, SectionText, Structure};
+
+/// Everything about one message a FETCH can ask for.
+pub struct MessageView<'a> {
+    pub seq: u32,
+    pub uid: u32,
+    /// Without `\Recent`.
+    pub flags: &'a [String],
+    /// As the upstream wrote it, without quotes.
+    pub internaldate: &'a str,
+    pub size: u64,
+    pub modseq: u64,
+    /// The upstream's raw ENVELOPE, BODYSTRUCTURE and BODY values.
+    pub envelope: &'a [u8],
+    pub bodystructure: &'a [u8],
+    pub body: &'a [u8],
+    /// The message bytes; needed only when [`needs_raw`] says so.
+    pub raw: Option<&'a [u8]>,
+}
+
+/// True for the items written from the message bytes.
+fn is_literal_item(item: &MessageDataItemName<'_>) -> bool {
+    use MessageDataItemName::*;
+    matches!(
+        item,
+        BodyExt { .. } | Rfc822 | Rfc822Header | Rfc822Text | Binary { .. } | BinarySize { .. }
+    )
+}
+
+/// The items Dovecot writes before all others (after UID).
+fn is_early_item(item: &MessageDataItemName<'_>) -> bool {
+    use MessageDataItemName::*;
+    matches!(item, Flags | InternalDate | Rfc822Size | ModSeq)
+}
+
+/// Whether answering `items` needs the message bytes (a blob read).
+pub fn needs_raw(items: &[MessageDataItemName<'_>]) -> bool {
+    items.iter().any(is_literal_item)
+}
+
+/// Whether answering `items` would set `\Seen` on a live message (the
+/// snapshot never changes, but the answer must not claim it did).
+pub fn sets_seen(items: &[MessageDataItemName<'_>]) -> bool {
+    use MessageDataItemName::*;
+    items.iter().any(|i| {
+        matches!(
+            i,
+            BodyExt { peek: false, .. } | Binary { peek: false, .. } | Rfc822 | Rfc822Text
+        )
+    })
+}
+
+fn part_path(part: &Part) -> Vec<u32> {
+    part.0.as_ref().iter().map(|n| n.get()).collect()
+}
+
+fn opt_path(part: &Option<Part>) -> Vec<u32> {
+    part.as_ref().map(part_path).unwrap_or_default()
+}
+
+fn path_text(path: &[u32]) -> String {
+    path.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+}
+
+/// The section as the parser of [`super::section`] wants it, and its name
+/// as Dovecot echoes it (field names upper-cased).
+fn section_of(section: &Option<Section<'_>>) -> (super::section::Section, String) {
+    let fields_of = |names: &[imap_codec::imap_types::core::AString<'_>]| -> Vec<String> {
+        names
+            .iter()
+            .map(|n| String::from_utf8_lossy(n.as_ref()).to_ascii_uppercase())
+            .collect()
+    };
+    let join = |path: &[u32], text: &str| {
+        let p = path_text(path);
+        match (p.is_empty(), text.is_empty()) {
+            (true, _) => text.to_string(),
+            (false, true) => p,
+            (false, false) => format!("{p}.{text}"),
+        }
+    };
+    let (part, text, name) = match section {
+        None => (Vec::new(), None, String::new()),
+        Some(Section::Part(p)) => (part_path(p), None, path_text(&part_path(p))),
+        Some(Section::Header(p)) => {
+            let path = opt_path(p);
+            let name = join(&path, "HEADER");
+            (path, Some(SectionText::Header), name)
+        }
+        Some(Section::Text(p)) => {
+            let path = opt_path(p);
+            let name = join(&path, "TEXT");
+            (path, Some(SectionText::Text), name)
+        }
+        Some(Section::Mime(p)) => {
+            let path = part_path(p);
+            let name = join(&path, "MIME");
+            (path, Some(SectionText::Mime), name)
+        }
+        Some(Section::HeaderFields(p, names)) | Some(Section::HeaderFieldsNot(p, names)) => {
+            let not = matches!(section, Some(Section::HeaderFieldsNot(..)));
+            let path = opt_path(p);
+            let fields = fields_of(names.as_ref());
+            let kw = if not { "HEADER.FIELDS.NOT" } else { "HEADER.FIELDS" };
+            let name = join(&path, &format!("{kw} ({})", fields.join(" ")));
+            (path, Some(SectionText::HeaderFields { not, fields }), name)
+        }
+    };
+    (super::section::Section { part, text }, name)
+}
+
+fn literal(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(format!("{{{}}}\r\n", bytes.len()).as_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Appends the whole untagged FETCH response for `items`.
+pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemName<'_>], uid_command: bool) {
+    use MessageDataItemName::*;
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(items.len() + 1);
+    if uid_command || items.iter().any(|i| matches!(i, Uid)) {
+        parts.push(format!("UID {}", m.uid).into_bytes());
+    }
+    let structure = m.raw.and_then(Structure::parse);
+    for early in [true, false] {
+        for item in items.iter().filter(|i| is_early_item(i) == early) {
+            let mut p = Vec::new();
+            match item {
+                Uid => continue,
+                Flags => p.extend_from_slice(format!("FLAGS ({})", m.flags.join(" ")).as_bytes()),
+                InternalDate => p.extend_from_slice(format!("INTERNALDATE \"{}\"", m.internaldate).as_bytes()),
+                Rfc822Size => p.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes()),
+                ModSeq => p.extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes()),
+                Envelope => {
+                    p.extend_from_slice(b"ENVELOPE ");
+                    p.extend_from_slice(m.envelope);
+                }
+                BodyStructure => {
+                    p.extend_from_slice(b"BODYSTRUCTURE ");
+                    p.extend_from_slice(m.bodystructure);
+                }
+                Body => {
+                    p.extend_from_slice(b"BODY ");
+                    p.extend_from_slice(m.body);
+                }
+                BodyExt {
+                    section,
+                    partial: range,
+                    ..
+                } => {
+                    let (sec, name) = section_of(section);
+                    let raw = m.raw.unwrap_or_default();
+                    let bytes = structure
+                        .as_ref()
+                        .and_then(|s| s.section(raw, &sec))
+                        .unwrap_or_default();
+                    match range {
+                        Some((origin, count)) => {
+                            p.extend_from_slice(format!("BODY[{name}]<{origin}> ").as_bytes());
+                            literal(&mut p, partial(&bytes, *origin, count.get()));
+                        }
+                        None => {
+                            p.extend_from_slice(format!("BODY[{name}] ").as_bytes());
+                            literal(&mut p, &bytes);
+                        }
+                    }
+                }
+                Rfc822 | Rfc822Header | Rfc822Text => {
+                    let raw = m.raw.unwrap_or_default();
+                    let (label, text) = match item {
+                        Rfc822 => ("RFC822", None),
+                        Rfc822Header => ("RFC822.HEADER", Some(SectionText::Header)),
+                        _ => ("RFC822.TEXT", Some(SectionText::Text)),
+                    };
+                    let sec = super::section::Section { part: Vec::new(), text };
+                    let bytes = structure
+                        .as_ref()
+                        .and_then(|s| s.section(raw, &sec))
+                        .unwrap_or_default();
+                    p.extend_from_slice(format!("{label} ").as_bytes());
+                    literal(&mut p, &bytes);
+                }
+                // BINARY needs transfer decoding: not yet served.
+                Binary { .. } | BinarySize { .. } => continue,
+            }
+            parts.push(p);
+        }
+    }
+    out.extend_from_slice(format!("* {} FETCH (", m.seq).as_bytes());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(p);
+    }
+    out.extend_from_slice(b")\r\n");
+}

@@ -1,0 +1,115 @@
+//! Differential test: FETCH responses written from a snapshot equal
+//! Dovecot's responses for the live messages, byte for byte.
+
+mod support;
+
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::fetch::MacroOrMessageDataItemNames;
+use imap_codec::imap_types::IntoStatic;
+use imap_time_machine::imap::command::decode;
+use imap_time_machine::imap::fetch_response::{needs_raw, write, MessageView};
+use support::{service, show, without_timing, Client, Dovecot, FIXTURE_FOLDERS};
+
+const ITEM_LISTS: &[&str] = &[
+    "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[])",
+    "(BODY.PEEK[HEADER.FIELDS (subject from)] RFC822.SIZE FLAGS BODY.PEEK[1]<2.5> INTERNALDATE)",
+    "(RFC822.HEADER UID BODY.PEEK[TEXT]<0.10> BODY ENVELOPE)",
+    "(BODY.PEEK[HEADER.FIELDS.NOT (DATE Received)] BODY.PEEK[1.MIME] BODY.PEEK[2] BODY.PEEK[2.HEADER] BODY.PEEK[9])",
+    "(RFC822.SIZE BODYSTRUCTURE BODY.PEEK[1.1] BODY.PEEK[2.1.MIME] BODY.PEEK[2.TEXT] RFC822.TEXT)",
+    "(RFC822 BODY.PEEK[HEADER] BODY.PEEK[]<100.50> BODY.PEEK[1]<9999.5>)",
+    "FAST",
+    "ALL",
+    "FULL",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_responses_from_a_snapshot_equal_dovecots() {
+    let d = Dovecot::start_seeded('/');
+    let data = tempfile::tempdir().expect("tempdir");
+    let svc = service(&d, data.path());
+    // \Recent goes to the first session; the snapshot never has it.
+    let mut prime = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    for f in FIXTURE_FOLDERS {
+        prime.cmd("p", &format!("SELECT \"{f}\"")).await;
+    }
+    prime.cmd("z", "LOGOUT").await;
+    let r = svc
+        .snapshot(
+            &["alice".into()],
+            Some("2026-11-20"),
+            jiff::Timestamp::now(),
+            std::sync::Arc::new(|_: &str| {}),
+        )
+        .await
+        .expect("snapshot");
+    r[0].result.as_ref().expect("snapshot ok");
+
+    let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    let mut compared = 0;
+    for folder in FIXTURE_FOLDERS {
+        c.cmd("e", &format!("EXAMINE \"{folder}\"")).await;
+        let stored = svc
+            .store
+            .messages("alice", "2026-11-20", folder.as_bytes())
+            .expect("messages");
+        for items in ITEM_LISTS {
+            for uid_command in [true, false] {
+                let text = if uid_command {
+                    format!("UID FETCH 1:* {items}")
+                } else {
+                    format!("FETCH 1:* {items}")
+                };
+                let live = without_timing(&c.cmd("f", &text).await);
+                let tagged = live
+                    .windows(4)
+                    .rposition(|w| w == b"\r\nf ")
+                    .map(|i| i + 2)
+                    .unwrap_or(0);
+                let live = &live[..tagged];
+
+                let cmd_line = format!("f {text}\r\n");
+                let cmd = decode(cmd_line.as_bytes()).expect("decodes");
+                let CommandBody::Fetch {
+                    macro_or_item_names, ..
+                } = cmd.body
+                else {
+                    panic!("a FETCH")
+                };
+                let names = match macro_or_item_names {
+                    MacroOrMessageDataItemNames::Macro(m) => m.expand().into_iter().map(|i| i.into_static()).collect(),
+                    MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
+                };
+                let mut ours = Vec::new();
+                for (i, m) in stored.iter().enumerate() {
+                    let content = svc.store.content("alice", &m.hash).expect("read").expect("content");
+                    let raw = if needs_raw(&names) {
+                        svc.store.blob("alice", &m.hash).expect("read")
+                    } else {
+                        None
+                    };
+                    let view = MessageView {
+                        seq: i as u32 + 1,
+                        uid: m.uid,
+                        flags: &m.flags,
+                        internaldate: &m.internaldate,
+                        size: content.size,
+                        modseq: m.modseq,
+                        envelope: &content.envelope,
+                        bodystructure: &content.bodystructure,
+                        body: &content.body,
+                        raw: raw.as_deref(),
+                    };
+                    write(&mut ours, &view, &names, uid_command);
+                }
+                assert!(
+                    ours == live,
+                    "{folder}: {text}\n ours: {}\n live: {}",
+                    show(&ours),
+                    show(live)
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, FIXTURE_FOLDERS.len() * ITEM_LISTS.len() * 2);
+}
