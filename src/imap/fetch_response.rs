@@ -192,8 +192,43 @@ pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemNam
                     p.extend_from_slice(format!("{label} ").as_bytes());
                     literal(&mut p, &bytes);
                 }
-                // BINARY needs transfer decoding: not yet served.
-                Binary { .. } | BinarySize { .. } => continue,
+                Binary {
+                    section,
+                    partial: range,
+                    ..
+                } => {
+                    let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+                    let raw = m.raw.unwrap_or_default();
+                    let (bytes, decoded) = structure
+                        .as_ref()
+                        .and_then(|s| s.binary(raw, &path))
+                        .unwrap_or_default();
+                    let name = path_text(&path);
+                    let (label, slice) = match range {
+                        Some((origin, count)) => (
+                            format!("BINARY[{name}]<{origin}> "),
+                            partial(&bytes, *origin, count.get()),
+                        ),
+                        None => (format!("BINARY[{name}] "), &bytes[..]),
+                    };
+                    p.extend_from_slice(label.as_bytes());
+                    // literal8 (RFC 3516) as Dovecot decides it: whenever a
+                    // transfer encoding was removed, or a NUL is present.
+                    if decoded || bytes.contains(&0) {
+                        p.push(b'~');
+                    }
+                    literal(&mut p, slice);
+                }
+                BinarySize { section } => {
+                    let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+                    let raw = m.raw.unwrap_or_default();
+                    let n = structure
+                        .as_ref()
+                        .and_then(|s| s.binary(raw, &path))
+                        .map(|(b, _)| b.len())
+                        .unwrap_or(0);
+                    p.extend_from_slice(format!("BINARY.SIZE[{}] {n}", path_text(&path)).as_bytes());
+                }
             }
             parts.push(p);
         }

@@ -148,6 +148,22 @@ impl Structure {
         Some(cur)
     }
 
+    /// BINARY of a part (or of the message when `part` is empty): the body
+    /// with its transfer encoding removed (a multipart's body as it is).
+    /// `None` for a missing part or an unknown encoding. The flag says
+    /// whether a transfer encoding was removed.
+    pub fn binary(&self, raw: &[u8], part: &[u32]) -> Option<(Vec<u8>, bool)> {
+        let node = if part.is_empty() {
+            &self.root
+        } else {
+            self.entity(part)?
+        };
+        let header = raw.get(node.header.clone())?;
+        let cte = header_value(header, "Content-Transfer-Encoding").unwrap_or_default();
+        let decoded = matches!(cte.to_ascii_lowercase().as_str(), "base64" | "quoted-printable");
+        Some((decode_transfer(&cte, raw.get(node.body.clone())?)?, decoded))
+    }
+
     /// The bytes of `section`, or `None` if the message has no such part.
     pub fn section<'a>(&self, raw: &'a [u8], section: &Section) -> Option<Cow<'a, [u8]>> {
         let slice = |r: &Range<usize>| raw.get(r.clone()).map(Cow::Borrowed);
@@ -184,6 +200,65 @@ impl Structure {
             }
         }
     }
+}
+
+/// Decodes a Content-Transfer-Encoding (for BINARY, RFC 3516). Unknown
+/// encodings give `None`.
+pub fn decode_transfer(encoding: &str, body: &[u8]) -> Option<Vec<u8>> {
+    match encoding.to_ascii_lowercase().as_str() {
+        "" | "7bit" | "8bit" | "binary" => Some(body.to_vec()),
+        "base64" => {
+            let clean: Vec<u8> = body.iter().copied().filter(|c| !c.is_ascii_whitespace()).collect();
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &clean)
+                .or_else(|_| {
+                    base64::Engine::decode(
+                        &base64::engine::GeneralPurpose::new(
+                            &base64::alphabet::STANDARD,
+                            base64::engine::GeneralPurposeConfig::new()
+                                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+                                .with_decode_allow_trailing_bits(true),
+                        ),
+                        &clean,
+                    )
+                })
+                .ok()
+        }
+        "quoted-printable" => {
+            let mut out = Vec::with_capacity(body.len());
+            let mut i = 0;
+            while i < body.len() {
+                if body[i] == b'=' {
+                    if body[i + 1..].starts_with(b"\r\n") {
+                        i += 3;
+                        continue;
+                    }
+                    if body[i + 1..].starts_with(b"\n") {
+                        i += 2;
+                        continue;
+                    }
+                    let hex = body.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                    if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                }
+                out.push(body[i]);
+                i += 1;
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// The value of a header field (first occurrence), unfolded and trimmed.
+pub fn header_value(header: &[u8], name: &str) -> Option<String> {
+    let fields = header_fields(header, &[name.to_string()], false);
+    let text = String::from_utf8_lossy(&fields);
+    let colon = text.find(':')?;
+    let first = text[colon + 1..].split("\r\n\r\n").next().unwrap_or("");
+    Some(first.replace("\r\n", " ").trim().to_string())
 }
 
 /// The header fields of `header` whose names are (or with `not`, are not)
@@ -276,6 +351,20 @@ mod tests {
         let rest = s.section(MSG, &sec(&[], Some(fields(true)))).unwrap();
         assert!(rest.starts_with(b"From: a@b\r\nContent-Type:") && rest.ends_with(b"\r\n\r\n"));
         assert_eq!(partial(b"0123456789", 3, 4), b"3456");
+        assert_eq!(decode_transfer("Base64", b"aGVs\r\nbG8=\r\n").unwrap(), b"hello");
+        assert_eq!(
+            decode_transfer("quoted-printable", b"caf=E9 na=\r\nive").unwrap(),
+            b"caf\xe9 naive"
+        );
+        assert_eq!(decode_transfer("x-uuencode", b"x"), None);
+        assert_eq!(
+            header_value(
+                b"A: 1\r\nContent-Transfer-Encoding:\r\n base64\r\n\r\n",
+                "content-transfer-encoding"
+            )
+            .unwrap(),
+            "base64"
+        );
         assert_eq!(partial(b"0123", 9, 4), b"");
     }
 
