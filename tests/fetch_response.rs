@@ -115,3 +115,58 @@ async fn fetch_responses_from_a_snapshot_equal_dovecots() {
     }
     assert_eq!(compared, FIXTURE_FOLDERS.len() * ITEM_LISTS.len() * 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examine_answers_from_a_snapshot_equal_dovecots() {
+    use imap_time_machine::imap::select::{write, SelectOptions};
+    let d = Dovecot::start_seeded('.');
+    let data = tempfile::tempdir().expect("tempdir");
+    let svc = service(&d, data.path());
+    let mut prime = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    for f in FIXTURE_FOLDERS {
+        prime.cmd("p", &format!("SELECT \"{}\"", d.name(f))).await;
+    }
+    prime.cmd("z", "LOGOUT").await;
+    let r = svc
+        .snapshot(
+            &["alice".into()],
+            Some("2026-11-20"),
+            jiff::Timestamp::now(),
+            std::sync::Arc::new(|_: &str| {}),
+        )
+        .await
+        .expect("snapshot");
+    r[0].result.as_ref().expect("snapshot ok");
+    let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    let mut closed_previous = false;
+    for condstore in [false, true] {
+        for f in FIXTURE_FOLDERS {
+            let name = d.name(f);
+            let arg = if condstore { " (CONDSTORE)" } else { "" };
+            let live = without_timing(&c.cmd("e", &format!("EXAMINE \"{name}\"{arg}")).await);
+            let folder = svc
+                .store
+                .folder("alice", "2026-11-20", name.as_bytes())
+                .expect("read")
+                .expect("folder");
+            let messages = svc
+                .store
+                .messages("alice", "2026-11-20", name.as_bytes())
+                .expect("messages");
+            let mut ours = Vec::new();
+            write(
+                &mut ours,
+                "e",
+                &folder,
+                &messages,
+                SelectOptions {
+                    condstore,
+                    closed_previous,
+                    select: false,
+                },
+            );
+            assert_eq!(show(&ours), show(&live), "{name} condstore={condstore}");
+            closed_previous = true;
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub mod fetch_scan;
 pub mod framing;
 pub mod mutf7;
 pub mod section;
+pub mod select;
 
 /// Encodes `s` as an IMAP quoted string, or `None` if it cannot be one
 /// (CR, LF, NUL or 8-bit characters need a literal).
