@@ -7,6 +7,7 @@ pub mod command;
 pub mod fetch_response;
 pub mod fetch_scan;
 pub mod framing;
+pub mod list;
 pub mod mutf7;
 pub mod section;
 pub mod select;
