@@ -238,6 +238,16 @@ async fn the_virtual_tree_is_answered_by_the_proxy_not_the_upstream() {
     let r = show(&c.cmd("f", "SELECT Work").await);
     assert!(r.contains("f OK [READ-WRITE]"), "{r}");
 
+    // The colliding real folders are hidden from LIST and LSUB (the tree
+    // owns the name); the others are listed as Dovecot lists them.
+    direct.cmd("s", "SUBSCRIBE \"Time Machine/real\"").await;
+    for cmd in ["LIST \"\" \"*\"", "LSUB \"\" \"*\"", "LIST \"\" \"Time%\""] {
+        let r = show(&c.cmd("g", cmd).await);
+        assert!(!r.contains("Time Machine"), "{cmd}: {r}");
+        let live = show(&direct.cmd("g", cmd).await);
+        assert!(live.contains("Time Machine"), "{cmd}: {live}");
+        assert!(r.contains("Work") || cmd.contains("Time%"), "{r}");
+    }
     // Nothing reached Dovecot.
     let r = show(&direct.cmd("l", "LIST \"\" \"Time Machine/*\"").await);
     assert!(

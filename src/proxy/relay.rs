@@ -149,7 +149,8 @@ pub async fn run(
     let shared = Arc::new(Shared::default());
     let (tx, rx) = mpsc::channel(16);
     let mut pump = tokio::spawn(
-        response_pump(upstream_reader, client_writer, rx, shared.clone()).instrument(tracing::Span::current()),
+        response_pump(upstream_reader, client_writer, rx, shared.clone(), router.clone())
+            .instrument(tracing::Span::current()),
     );
     let mut client = ClientPump {
         reader: client_reader,
@@ -408,9 +409,14 @@ async fn response_pump(
     client: WriteHalf<ClientStream>,
     mut rx: mpsc::Receiver<ToClient>,
     shared: Arc<Shared>,
+    router: Router,
 ) {
     let mut out = BufWriter::with_capacity(16 * 1024, client);
-    let mut upstream_said_bye = false;
+    let mut state = PumpState {
+        upstream_said_bye: false,
+        router,
+        hidden_logged: false,
+    };
     loop {
         let step = tokio::select! {
             biased;
@@ -423,9 +429,9 @@ async fn response_pump(
                 None => Ok(false),
             },
             line = up.read_line() => match line {
-                Ok(Some(line)) => relay_response(&mut up, &mut out, &shared, line, &mut upstream_said_bye).await.map(|_| true),
+                Ok(Some(line)) => relay_response(&mut up, &mut out, &shared, line, &mut state).await.map(|_| true),
                 Ok(None) | Err(_) => {
-                    if !upstream_said_bye {
+                    if !state.upstream_said_bye {
                         warn!("upstream connection lost");
                         let _ = out.write_all(b"* BYE [UNAVAILABLE] Connection to the mail server was lost\r\n").await;
                     }
@@ -450,12 +456,37 @@ async fn response_pump(
 
 /// Relays one response: its first line, then any literals and the lines
 /// that follow them.
+/// What the response pump remembers between responses.
+struct PumpState {
+    upstream_said_bye: bool,
+    router: Router,
+    /// A real folder colliding with the virtual root was reported once.
+    hidden_logged: bool,
+}
+
+/// A `* LIST` / `* LSUB` response naming the virtual root or something
+/// below it: a real upstream folder that the tree hides (SPEC section 2).
+fn lists_virtual_name(response: &[u8], router: &Router) -> bool {
+    use imap_codec::decode::Decoder;
+    use imap_codec::imap_types::response::{Data, Response};
+    match imap_codec::ResponseCodec::default().decode(response) {
+        Ok((_, Response::Data(Data::List { mailbox, .. }))) | Ok((_, Response::Data(Data::Lsub { mailbox, .. }))) => {
+            router.is_virtual(crate::imap::command::mailbox_bytes(&mailbox))
+        }
+        _ => false,
+    }
+}
+
+fn is_list_response(line: &[u8]) -> bool {
+    line.len() > 7 && (line[..7].eq_ignore_ascii_case(b"* LIST ") || line[..7].eq_ignore_ascii_case(b"* LSUB "))
+}
+
 async fn relay_response(
     up: &mut UpstreamReader,
     out: &mut BufWriter<WriteHalf<ClientStream>>,
     shared: &Shared,
     line: Bytes,
-    upstream_said_bye: &mut bool,
+    state: &mut PumpState,
 ) -> Result<(), FrameError> {
     match line.first() {
         Some(b'+') => {
@@ -477,7 +508,26 @@ async fn relay_response(
         }
         Some(b'*') => {
             if line.len() >= 6 && line[2..6].eq_ignore_ascii_case(b"BYE ") {
-                *upstream_said_bye = true;
+                state.upstream_said_bye = true;
+            }
+            if is_list_response(&line) {
+                // Small: read it whole (a name may be a literal), then decide.
+                let mut whole = bytes::BytesMut::from(&line[..]);
+                let mut current = line.clone();
+                while let Some(lit) = literal_announcement(&current) {
+                    up.read_literal_into(lit.len, &mut whole).await?;
+                    current = up.read_line().await?.ok_or(FrameError::UnexpectedEof)?;
+                    whole.extend_from_slice(&current);
+                }
+                if lists_virtual_name(&whole, &state.router) {
+                    if !state.hidden_logged {
+                        state.hidden_logged = true;
+                        warn!("a real folder collides with the Time Machine root and is hidden from this session");
+                    }
+                } else {
+                    out.write_all(&whole).await?;
+                }
+                return Ok(());
             }
         }
         _ => {
