@@ -214,6 +214,9 @@ pub struct Limits {
     pub login_timeout_secs: u64,
     /// Connecting to and logging in to the upstream.
     pub upstream_timeout_secs: u64,
+    /// A command forwarded upstream that sees no upstream byte for this long
+    /// (IDLE excepted) ends the session with `* BYE [UNAVAILABLE]`.
+    pub upstream_response_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -228,6 +231,7 @@ impl Default for Limits {
             idle_timeout_secs: 30 * 60,
             login_timeout_secs: 60,
             upstream_timeout_secs: 30,
+            upstream_response_timeout_secs: 300,
         }
     }
 }
@@ -387,6 +391,10 @@ impl Config {
             ("limits.idle_timeout_secs", l.idle_timeout_secs),
             ("limits.login_timeout_secs", l.login_timeout_secs),
             ("limits.upstream_timeout_secs", l.upstream_timeout_secs),
+            (
+                "limits.upstream_response_timeout_secs",
+                l.upstream_response_timeout_secs,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1 second"));

@@ -240,3 +240,30 @@ async fn upstream_rejecting_a_literal_does_not_desynchronise() {
     let r = show(&c.cmd("b", "NOOP").await);
     assert!(r.contains("b OK"), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_upstream_ends_the_session_but_idle_does_not() {
+    let d = Dovecot::start_seeded('/');
+    let p = Proxy::start_with(d.addr(), |c| c.limits.upstream_response_timeout_secs = 2);
+    // IDLE: upstream silence is expected, the session stays.
+    let mut c = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    c.cmd("s", "SELECT INBOX").await;
+    c.send(b"i IDLE\r\n").await;
+    assert!(c.read_line().await.starts_with(b"+"));
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    c.send(b"DONE\r\n").await;
+    let r = show(&c.until_tagged("i").await);
+    assert!(r.contains("i OK"), "{r}");
+    // A quiet, logged-in session is not the upstream's fault either.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let r = show(&c.cmd("n", "NOOP").await);
+    assert!(r.contains("n OK"), "{r}");
+    // Now the upstream hangs (stopped, connection open): a command gets a
+    // clear BYE instead of waiting forever.
+    d.signal_sessions("-STOP");
+    c.send(b"h NOOP\r\n").await;
+    let r = show(&c.read_to_close().await);
+    d.signal_sessions("-CONT");
+    assert_eq!(r, "* BYE [UNAVAILABLE] The mail server is not responding\r\n");
+    still_works(&p).await;
+}

@@ -19,9 +19,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use imap_codec::imap_types::command::CommandBody;
 use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, warn, Instrument};
@@ -88,6 +89,13 @@ struct Shared {
     /// Forwarded commands whose tagged response has not come back.
     inflight: AtomicUsize,
     quiet: Notify,
+    /// An IDLE is in flight: upstream silence is expected.
+    idling: AtomicBool,
+    /// Last sign of life of the exchange (an upstream byte, or client data
+    /// forwarded while a command is in flight).
+    progress: Mutex<Option<Instant>>,
+    /// Wakes the response pump to arm its upstream timeout.
+    armed: Notify,
 }
 
 impl Shared {
@@ -104,7 +112,34 @@ impl Shared {
         }
     }
 
+    fn progress(&self) {
+        if let Ok(mut p) = self.progress.lock() {
+            *p = Some(Instant::now());
+        }
+    }
+
+    /// A command goes upstream.
+    fn started(&self, idle: bool) {
+        if self.inflight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.progress();
+            self.armed.notify_one();
+        }
+        if idle {
+            self.idling.store(true, Ordering::Release);
+        }
+    }
+
+    /// When the upstream has been silent too long while a command waits.
+    fn deadline(&self, limit: Duration) -> Option<Instant> {
+        if self.inflight.load(Ordering::Acquire) == 0 || self.idling.load(Ordering::Acquire) {
+            return None;
+        }
+        let since = self.progress.lock().ok().and_then(|p| *p)?;
+        Some(since + limit)
+    }
+
     fn tagged_done(&self) {
+        self.idling.store(false, Ordering::Release);
         let prev = self
             .inflight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)))
@@ -149,8 +184,15 @@ pub async fn run(
     let shared = Arc::new(Shared::default());
     let (tx, rx) = mpsc::channel(16);
     let mut pump = tokio::spawn(
-        response_pump(upstream_reader, client_writer, rx, shared.clone(), router.clone())
-            .instrument(tracing::Span::current()),
+        response_pump(
+            upstream_reader,
+            client_writer,
+            rx,
+            shared.clone(),
+            router.clone(),
+            Duration::from_secs(ctx.config.limits.upstream_response_timeout_secs),
+        )
+        .instrument(tracing::Span::current()),
     );
     let mut client = ClientPump {
         reader: client_reader,
@@ -289,18 +331,20 @@ impl ClientPump {
                     continue;
                 }
             };
-            let route = decode(&cmd.bytes).map(|c| {
-                let r = self.router.route(&c, false);
-                (r, c)
-            });
-            match route {
-                Some((Route::Local, c)) => {
-                    let answer = local::answer(&c);
+            let (route, answer, idle) = match decode(&cmd.bytes) {
+                Some(c) => match self.router.route(&c, false) {
+                    Route::Local => (Route::Local, Some(local::answer(&c)), false),
+                    Route::Forward => (Route::Forward, None, matches!(c.body, CommandBody::Idle)),
+                },
+                None => (Route::Forward, None, false),
+            };
+            match (route, answer) {
+                (Route::Local, Some(answer)) => {
                     self.upstream.flush().await?;
                     self.shared.quiesce().await;
                     self.to_client(answer).await?;
                 }
-                _ => self.forward(tag, cmd).await?,
+                _ => self.forward(tag, cmd, idle).await?,
             }
         }
     }
@@ -328,8 +372,8 @@ impl ClientPump {
     }
 
     /// Forwards a buffered command as its original bytes.
-    async fn forward(&mut self, tag: Bytes, cmd: BufferedCommand) -> Result<(), FrameError> {
-        self.shared.inflight.fetch_add(1, Ordering::AcqRel);
+    async fn forward(&mut self, tag: Bytes, cmd: BufferedCommand, idle: bool) -> Result<(), FrameError> {
+        self.shared.started(idle);
         let mut start = 0;
         for &split in &cmd.sync_splits {
             if self.send_and_expect(&tag, &cmd.bytes[start..split], false).await? == Continuation::Rejected {
@@ -368,7 +412,7 @@ impl ClientPump {
                 return Ok(Some(bye("Cannot skip an oversized literal")));
             }
             if !started {
-                self.shared.inflight.fetch_add(1, Ordering::AcqRel);
+                self.shared.started(false);
                 started = true;
             }
             if lit.sync {
@@ -387,6 +431,8 @@ impl ClientPump {
                 };
                 remaining -= chunk.len() as u64;
                 self.upstream.write_all(&chunk).await?;
+                // A slow upload is not a silent upstream.
+                self.shared.progress();
             }
             // The client answered the upstream's `+` with the literal.
             self.shared.client_continuation.store(false, Ordering::Release);
@@ -410,6 +456,7 @@ async fn response_pump(
     mut rx: mpsc::Receiver<ToClient>,
     shared: Arc<Shared>,
     router: Router,
+    response_timeout: Duration,
 ) {
     let mut out = BufWriter::with_capacity(16 * 1024, client);
     let mut state = PumpState {
@@ -418,8 +465,22 @@ async fn response_pump(
         hidden_logged: false,
     };
     loop {
+        let deadline = shared.deadline(response_timeout);
+        let silent_upstream = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         let step = tokio::select! {
             biased;
+            // A command went upstream: re-arm the timeout.
+            _ = shared.armed.notified() => Ok(true),
+            _ = silent_upstream => {
+                warn!(secs = response_timeout.as_secs(), "upstream silent while a command waits");
+                let _ = out.write_all(b"* BYE [UNAVAILABLE] The mail server is not responding\r\n").await;
+                Ok(false)
+            }
             msg = rx.recv() => match msg {
                 Some(ToClient::Data(b)) => out.write_all(&b).await.map(|_| true).map_err(FrameError::from),
                 Some(ToClient::Bye(b)) => {
@@ -429,7 +490,10 @@ async fn response_pump(
                 None => Ok(false),
             },
             line = up.read_line() => match line {
-                Ok(Some(line)) => relay_response(&mut up, &mut out, &shared, line, &mut state).await.map(|_| true),
+                Ok(Some(line)) => {
+                    shared.progress();
+                    relay_response(&mut up, &mut out, &shared, line, &mut state).await.map(|_| true)
+                }
                 Ok(None) | Err(_) => {
                     if !state.upstream_said_bye {
                         warn!("upstream connection lost");

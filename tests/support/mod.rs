@@ -125,12 +125,18 @@ impl Dovecot {
     /// SIGKILLs this instance's `imap` processes: the upstream side of every
     /// session dies at once, as on a server crash.
     pub fn kill_sessions(&self) {
+        self.signal_sessions("-KILL");
+    }
+
+    /// Sends `signal` (e.g. `-STOP`, `-CONT`) to this instance's `imap`
+    /// processes: `-STOP` makes the upstream hang without closing.
+    pub fn signal_sessions(&self, signal: &str) {
         let pid = std::fs::read_to_string(self.dir.path().join("run/master.pid")).expect("master.pid");
         let status = Command::new("pkill")
-            .args(["-KILL", "-P", pid.trim(), "-x", "imap"])
+            .args([signal, "-P", pid.trim(), "-x", "imap"])
             .status()
             .expect("run pkill");
-        assert!(status.success(), "no imap process to kill");
+        assert!(status.success(), "no imap process to signal");
     }
 
     pub fn addr(&self) -> SocketAddr {
