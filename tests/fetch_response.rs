@@ -24,15 +24,14 @@ const ITEM_LISTS: &[&str] = &[
     "FULL",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fetch_responses_from_a_snapshot_equal_dovecots() {
-    let d = Dovecot::start_seeded('/');
+/// Consumes `\Recent` in a throwaway session (Dovecot gives it to the first
+/// session only; a snapshot never has it), then snapshots alice.
+async fn primed_snapshot(d: &Dovecot) -> (tempfile::TempDir, std::sync::Arc<imap_time_machine::snapshot::Service>) {
     let data = tempfile::tempdir().expect("tempdir");
-    let svc = service(&d, data.path());
-    // \Recent goes to the first session; the snapshot never has it.
+    let svc = service(d, data.path());
     let mut prime = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     for f in FIXTURE_FOLDERS {
-        prime.cmd("p", &format!("SELECT \"{f}\"")).await;
+        prime.cmd("p", &format!("SELECT \"{}\"", d.name(f))).await;
     }
     prime.cmd("z", "LOGOUT").await;
     let r = svc
@@ -45,6 +44,13 @@ async fn fetch_responses_from_a_snapshot_equal_dovecots() {
         .await
         .expect("snapshot");
     r[0].result.as_ref().expect("snapshot ok");
+    (data, svc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_responses_from_a_snapshot_equal_dovecots() {
+    let d = Dovecot::start_seeded('/');
+    let (_data, svc) = primed_snapshot(&d).await;
 
     let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     let mut compared = 0;
@@ -120,23 +126,7 @@ async fn fetch_responses_from_a_snapshot_equal_dovecots() {
 async fn examine_answers_from_a_snapshot_equal_dovecots() {
     use imap_time_machine::imap::select::{write, SelectOptions};
     let d = Dovecot::start_seeded('.');
-    let data = tempfile::tempdir().expect("tempdir");
-    let svc = service(&d, data.path());
-    let mut prime = Client::login_plain(d.addr(), "alice", "alice-pw").await;
-    for f in FIXTURE_FOLDERS {
-        prime.cmd("p", &format!("SELECT \"{}\"", d.name(f))).await;
-    }
-    prime.cmd("z", "LOGOUT").await;
-    let r = svc
-        .snapshot(
-            &["alice".into()],
-            Some("2026-11-20"),
-            jiff::Timestamp::now(),
-            std::sync::Arc::new(|_: &str| {}),
-        )
-        .await
-        .expect("snapshot");
-    r[0].result.as_ref().expect("snapshot ok");
+    let (_data, svc) = primed_snapshot(&d).await;
     let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     let mut closed_previous = false;
     for condstore in [false, true] {
