@@ -50,18 +50,6 @@ pub fn needs_raw(items: &[MessageDataItemName<'_>]) -> bool {
     items.iter().any(is_literal_item)
 }
 
-/// Whether answering `items` would set `\Seen` on a live message (the
-/// snapshot never changes, but the answer must not claim it did).
-pub fn sets_seen(items: &[MessageDataItemName<'_>]) -> bool {
-    use MessageDataItemName::*;
-    items.iter().any(|i| {
-        matches!(
-            i,
-            BodyExt { peek: false, .. } | Binary { peek: false, .. } | Rfc822 | Rfc822Text
-        )
-    })
-}
-
 fn part_path(part: &Part) -> Vec<u32> {
     part.0.as_ref().iter().map(|n| n.get()).collect()
 }

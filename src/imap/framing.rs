@@ -43,17 +43,6 @@ pub fn strip_eol(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Byte offset where the literal announcement of `line` starts (the `{` or `~`).
-pub fn announcement_start(line: &[u8]) -> Option<usize> {
-    let body = strip_eol(line);
-    let open = memchr::memrchr(b'{', body)?;
-    Some(if open > 0 && body[open - 1] == b'~' {
-        open - 1
-    } else {
-        open
-    })
-}
-
 /// Why reading a frame failed.
 #[derive(Debug, Error)]
 pub enum FrameError {
@@ -97,10 +86,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// before the handshake may be taken as a command).
     pub fn discard_buffer(&mut self) {
         self.buf.clear();
-    }
-
-    pub fn get_ref(&self) -> &R {
-        &self.inner
     }
 
     /// The underlying stream, e.g. to write to it before it is split.
@@ -286,7 +271,6 @@ mod tests {
         assert_eq!(literal_announcement(b"A1 X {}\r\n"), None);
         assert_eq!(literal_announcement(b"A1 X {1a}\r\n"), None);
         assert_eq!(literal_announcement(b"A1 X {99999999999999999999}\r\n"), None);
-        assert_eq!(announcement_start(b"A APPEND INBOX ~{12}\r\n"), Some(15));
     }
 
     #[tokio::test]

@@ -38,11 +38,6 @@ impl Router {
         }
     }
 
-    /// The root as the client sees it.
-    pub fn root(&self) -> &[u8] {
-        &self.root
-    }
-
     /// True for the root itself and everything below it. Names are compared
     /// exactly: the upstream (Dovecot and most servers) treats names other
     /// than INBOX case-sensitively, so `time machine` is a real folder.
