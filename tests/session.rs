@@ -37,7 +37,8 @@ async fn the_upstream_learns_the_real_client_address() {
     let p = Proxy::start(&d);
     let c = Client::login_tls(p.tls_addr, "bob", "bob-pw").await;
     let port = c.local_addr.port();
-    let log = std::fs::read_to_string(d.dir.path().join("dovecot.log")).expect("dovecot.log");
+    // Logins: the seeder's, then the proxy's.
+    let log = d.wait_for_log(|l| l.matches("Login: user=<bob>").count() >= 2).await;
     let login = log
         .lines()
         .rfind(|l| l.contains("Login: user=<bob>"))
@@ -281,9 +282,6 @@ async fn upstream_over_starttls_and_implicit_tls() {
     let r = show(&c.cmd("a", "LOGIN alice alice-pw").await);
     assert!(r.starts_with("a NO [UNAVAILABLE]"), "{r}");
     // TLS is really on the wire: Dovecot logged TLS logins.
-    let log = std::fs::read_to_string(d.dir.path().join("dovecot.log")).expect("log");
-    assert!(
-        log.lines().any(|l| l.contains("user=<alice>") && l.contains("TLS")),
-        "{log}"
-    );
+    d.wait_for_log(|log| log.lines().any(|l| l.contains("user=<alice>") && l.contains("TLS")))
+        .await;
 }

@@ -115,9 +115,9 @@ async fn a_snapshot_with_dot_separator_and_inbox_prefix() {
     holds_everything('.').await;
 }
 
-/// Dovecot's own count of message bodies sent to the last `user` session.
-fn dovecot_body_count(d: &Dovecot, user: &str) -> u64 {
-    let log = std::fs::read_to_string(d.dir.path().join("dovecot.log")).expect("log");
+/// Dovecot's own count of message bodies sent to the last `user` session
+/// in `log`.
+fn dovecot_body_count(log: &str, user: &str) -> u64 {
     let line = log
         .lines()
         .rfind(|l| l.contains(&format!("imap({user})")) && l.contains("body_count="))
@@ -144,20 +144,16 @@ async fn a_second_snapshot_without_changes_downloads_no_body() {
     // Dovecot's own accounting agrees: the job's session read no body.
     // (Poll: Dovecot writes the line when it notices the logout.)
     // Sessions so far: the seeder's, the first snapshot's, the second's.
-    let mut seen = 0;
-    for _ in 0..300 {
-        let log = std::fs::read_to_string(d.dir.path().join("dovecot.log")).unwrap_or_default();
-        seen = log
-            .lines()
-            .filter(|l| l.contains("imap(alice)") && l.contains("body_count="))
-            .count();
-        if seen >= 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(seen, 3, "three alice sessions ended");
-    assert_eq!(dovecot_body_count(&d, "alice"), 0);
+    let ended = |l: &str| l.contains("imap(alice)") && l.contains("body_count=");
+    let log = d
+        .wait_for_log(|log| log.lines().filter(|l| ended(l)).count() >= 3)
+        .await;
+    assert_eq!(
+        log.lines().filter(|l| ended(l)).count(),
+        3,
+        "three alice sessions ended"
+    );
+    assert_eq!(dovecot_body_count(&log, "alice"), 0);
     // Taking the same date again replaces it and keeps every message.
     let again = snap(&svc, "alice", "2026-11-21").await;
     assert_eq!((again.messages, again.bodies_fetched), (13, 0));

@@ -139,6 +139,23 @@ impl Dovecot {
         assert!(status.success(), "no imap process to signal");
     }
 
+    /// Dovecot's log once `done` holds for it. Its log process writes
+    /// asynchronously, so a line may appear a moment after the event.
+    pub async fn wait_for_log(&self, done: impl Fn(&str) -> bool) -> String {
+        let path = self.dir.path().join("dovecot.log");
+        for _ in 0..1000 {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            if done(&log) {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "dovecot.log never showed what was expected:\n{}",
+            std::fs::read_to_string(&path).unwrap_or_default()
+        );
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
