@@ -1,12 +1,13 @@
 //! The proxy server: listeners, TLS, the connection limit, and one
 //! [`session`] task per client connection.
 
-pub mod local;
+pub mod op;
 pub mod relay;
 pub mod route;
 pub mod session;
 pub mod stream;
 pub mod tls;
+pub mod tree;
 pub mod upstream;
 
 use std::net::SocketAddr;

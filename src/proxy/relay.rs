@@ -35,10 +35,11 @@ use crate::imap::framing::{
     LiteralAnnouncement, ReadCommand,
 };
 
-use super::local;
+use super::op;
 use super::route::{Route, Router};
 use super::session::Ctx;
 use super::stream::{ClientStream, UpstreamStream};
+use super::tree::{Selected, Tree};
 use super::upstream::Upstream;
 
 type ClientReader = FrameReader<ReadHalf<ClientStream>>;
@@ -46,7 +47,7 @@ type UpstreamReader = FrameReader<ReadHalf<UpstreamStream>>;
 type UpstreamWriter = BufWriter<WriteHalf<UpstreamStream>>;
 
 /// What the client pump asks the response pump to write.
-enum ToClient {
+pub(super) enum ToClient {
     Data(Bytes),
     /// Write, then close the connection.
     Bye(Bytes),
@@ -96,6 +97,18 @@ struct Shared {
     progress: Mutex<Option<Instant>>,
     /// Wakes the response pump to arm its upstream timeout.
     armed: Notify,
+    /// A command of the proxy's own runs upstream: its responses go to the
+    /// client pump, not the client.
+    divert: Mutex<Option<Diversion>>,
+    /// Lines the tree adds to a forwarded LIST/LSUB, written just before
+    /// its tagged OK.
+    inject: Mutex<Vec<(Bytes, Bytes)>>,
+}
+
+/// Where the responses to the proxy's own upstream command go.
+struct Diversion {
+    tag: Bytes,
+    tx: mpsc::UnboundedSender<Bytes>,
 }
 
 impl Shared {
@@ -110,6 +123,12 @@ impl Shared {
         } else {
             None
         }
+    }
+
+    fn take_injection(&self, tag: &[u8]) -> Option<Bytes> {
+        let mut guard = self.inject.lock().ok()?;
+        let i = guard.iter().position(|(t, _)| t == tag)?;
+        Some(guard.swap_remove(i).1)
     }
 
     fn progress(&self) {
@@ -163,7 +182,7 @@ impl Shared {
 }
 
 /// Why the client pump stopped.
-enum End {
+pub(super) enum End {
     /// The client closed or vanished; nothing more to say.
     Gone,
     /// Say this, then close.
@@ -177,7 +196,13 @@ pub async fn run(
     client_writer: WriteHalf<ClientStream>,
     upstream: Upstream,
     router: Router,
+    tree: Tree,
 ) {
+    let caps = UpstreamCaps {
+        unselect: upstream.has_capability("UNSELECT"),
+        multiappend: upstream.has_capability("MULTIAPPEND"),
+        literal_plus: upstream.has_capability("LITERAL+"),
+    };
     let (ustream, ubuf) = upstream.reader.into_parts();
     let (urd, uwr) = tokio::io::split(ustream);
     let upstream_reader = FrameReader::from_parts(urd, ubuf, ctx.connector.max_line());
@@ -201,6 +226,12 @@ pub async fn run(
         shared,
         router,
         limits: ctx.config.limits.clone(),
+        tree,
+        selected: None,
+        upstream_selected: false,
+        condstore: false,
+        caps,
+        next_tag: 0,
     };
     tokio::select! {
         end = client.run() => {
@@ -219,16 +250,60 @@ pub async fn run(
     debug!("session ended");
 }
 
-struct ClientPump {
-    reader: ClientReader,
-    upstream: UpstreamWriter,
-    tx: mpsc::Sender<ToClient>,
-    shared: Arc<Shared>,
-    router: Router,
-    limits: Limits,
+/// What the upstream offers that the proxy's own commands use.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct UpstreamCaps {
+    pub unselect: bool,
+    pub multiappend: bool,
+    pub literal_plus: bool,
 }
 
-fn bye(text: &str) -> End {
+pub(super) struct ClientPump {
+    pub(super) reader: ClientReader,
+    upstream: UpstreamWriter,
+    pub(super) tx: mpsc::Sender<ToClient>,
+    shared: Arc<Shared>,
+    pub(super) router: Router,
+    pub(super) limits: Limits,
+    pub(super) tree: Tree,
+    /// The snapshot folder the client has selected.
+    pub(super) selected: Option<Selected>,
+    /// A real folder may be selected on the upstream connection.
+    pub(super) upstream_selected: bool,
+    /// CONDSTORE (or QRESYNC) is enabled in the session.
+    pub(super) condstore: bool,
+    pub(super) caps: UpstreamCaps,
+    next_tag: u32,
+}
+
+/// Command names that act on the selected folder: while a snapshot folder
+/// is selected they never go upstream, even in a form imap-codec does not
+/// parse (the upstream has no folder selected and would answer nonsense).
+const SELECTED_STATE: &[&str] = &[
+    "FETCH",
+    "UID FETCH",
+    "SEARCH",
+    "UID SEARCH",
+    "STORE",
+    "UID STORE",
+    "COPY",
+    "UID COPY",
+    "MOVE",
+    "UID MOVE",
+    "EXPUNGE",
+    "UID EXPUNGE",
+    "SORT",
+    "UID SORT",
+    "THREAD",
+    "UID THREAD",
+    "CHECK",
+    "CLOSE",
+    "UNSELECT",
+    "IDLE",
+    "NOOP",
+];
+
+pub(super) fn bye(text: &str) -> End {
     End::Bye(Bytes::from(format!("* BYE {text}\r\n")))
 }
 
@@ -248,7 +323,7 @@ impl ClientPump {
         }
     }
 
-    async fn read_line(&mut self) -> Result<Option<Bytes>, FrameError> {
+    pub(super) async fn read_line(&mut self) -> Result<Option<Bytes>, FrameError> {
         let idle = Duration::from_secs(self.limits.idle_timeout_secs);
         match tokio::time::timeout(idle, self.reader.read_line()).await {
             Ok(r) => r,
@@ -259,7 +334,7 @@ impl ClientPump {
         }
     }
 
-    async fn to_client(&self, bytes: impl Into<Bytes>) -> Result<(), FrameError> {
+    pub(super) async fn to_client(&self, bytes: impl Into<Bytes>) -> Result<(), FrameError> {
         self.tx
             .send(ToClient::Data(bytes.into()))
             .await
@@ -298,7 +373,8 @@ impl ClientPump {
                 continue;
             };
             let tag = Bytes::copy_from_slice(head.tag);
-            let is_append = head.name == "APPEND";
+            let name = head.name.clone();
+            let is_append = name == "APPEND";
             if is_append {
                 if let (Some(lit), Some(mailbox)) = (literal_announcement(&line), head.first_astring()) {
                     if self.router.route_mailbox(&mailbox) == Route::Forward {
@@ -331,22 +407,167 @@ impl ClientPump {
                     continue;
                 }
             };
-            let (route, answer, idle) = match decode(&cmd.bytes) {
-                Some(c) => match self.router.route(&c, false) {
-                    Route::Local => (Route::Local, Some(local::answer(&c)), false),
-                    Route::Forward => (Route::Forward, None, matches!(c.body, CommandBody::Idle)),
-                },
-                None => (Route::Forward, None, false),
-            };
-            match (route, answer) {
-                (Route::Local, Some(answer)) => {
-                    self.upstream.flush().await?;
-                    self.shared.quiesce().await;
-                    self.to_client(answer).await?;
+            let tag_text = String::from_utf8_lossy(&tag).into_owned();
+            let Some(c) = decode(&cmd.bytes) else {
+                if self.selected.is_some() && SELECTED_STATE.contains(&name.as_str()) {
+                    self.quiet().await?;
+                    self.to_client(format!(
+                        "{tag_text} BAD Error in IMAP command {}: not understood for a Time Machine folder\r\n",
+                        name
+                    ))
+                    .await?;
+                    continue;
                 }
-                _ => self.forward(tag, cmd, idle).await?,
+                self.before_forward(&name, &tag, &cmd.bytes, None).await?;
+                self.forward(tag, cmd, false).await?;
+                continue;
+            };
+            match self.router.route(&c, self.selected.is_some()) {
+                Route::Local => {
+                    self.quiet().await?;
+                    if let Some(end) = op::answer(self, &c, &tag_text).await? {
+                        return Ok(end);
+                    }
+                }
+                Route::Forward => {
+                    let idle = matches!(c.body, CommandBody::Idle);
+                    self.before_forward(&name, &tag, &cmd.bytes, Some(&c)).await?;
+                    self.forward(tag, cmd, idle).await?;
+                }
             }
         }
+    }
+
+    /// Waits until every forwarded command is answered, so the proxy's own
+    /// answers never interleave with the upstream's.
+    pub(super) async fn quiet(&mut self) -> Result<(), FrameError> {
+        self.upstream.flush().await?;
+        self.shared.quiesce().await;
+        Ok(())
+    }
+
+    /// Session bookkeeping for a command about to go upstream: which folder
+    /// the upstream has selected, what is enabled, what LIST must add.
+    async fn before_forward(
+        &mut self,
+        name: &str,
+        tag: &Bytes,
+        bytes: &[u8],
+        cmd: Option<&imap_codec::imap_types::command::Command<'_>>,
+    ) -> Result<(), FrameError> {
+        match cmd.map(|c| &c.body) {
+            Some(CommandBody::Select { parameters, .. }) | Some(CommandBody::Examine { parameters, .. }) => {
+                if !parameters.is_empty() {
+                    self.condstore = true;
+                }
+                if self.selected.take().is_some() {
+                    // Leaving a snapshot folder for a real one: say so as
+                    // the upstream would have.
+                    self.quiet().await?;
+                    self.to_client(&b"* OK [CLOSED] Previous mailbox closed.\r\n"[..])
+                        .await?;
+                }
+                self.upstream_selected = true;
+            }
+            Some(CommandBody::Close) | Some(CommandBody::Unselect) => self.upstream_selected = false,
+            Some(CommandBody::Enable { .. }) => {
+                let text = String::from_utf8_lossy(bytes).to_ascii_uppercase();
+                if text.contains("CONDSTORE") || text.contains("QRESYNC") {
+                    self.condstore = true;
+                }
+            }
+            _ => {}
+        }
+        if name == "LIST" || name == "LSUB" {
+            let args = CommandHead::parse(bytes).map(|h| h.rest).unwrap_or_default();
+            if let Some(list) = crate::imap::list_command::parse(args, name == "LSUB") {
+                match self.tree.list_lines(&list) {
+                    Ok(lines) if !lines.is_empty() => {
+                        if let Ok(mut inject) = self.shared.inject.lock() {
+                            inject.push((tag.clone(), Bytes::from(lines)));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "cannot list the Time Machine tree"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A tag for the proxy's own upstream commands (never a client's: those
+    /// cannot start with a digit-free `itm-` and a client reusing it would
+    /// only confuse itself).
+    pub(super) fn proxy_tag(&mut self) -> String {
+        self.next_tag += 1;
+        format!("itm-p{}", self.next_tag)
+    }
+
+    /// Starts a command of the proxy's own on the upstream connection:
+    /// registers the diversion of its responses. Call [`Self::quiet`] first.
+    pub(super) fn begin_own(&mut self, tag: &str) -> mpsc::UnboundedReceiver<Bytes> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut d) = self.shared.divert.lock() {
+            *d = Some(Diversion {
+                tag: Bytes::copy_from_slice(tag.as_bytes()),
+                tx,
+            });
+        }
+        self.shared.started(false);
+        rx
+    }
+
+    /// Writes part of the proxy's own command.
+    pub(super) async fn own_write(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
+        self.upstream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Writes a line announcing a synchronising literal and waits for the
+    /// upstream's `+`. False when the upstream refused the command instead.
+    pub(super) async fn own_sync_literal(&mut self, tag: &str, line: &[u8]) -> Result<bool, FrameError> {
+        let tag = Bytes::copy_from_slice(tag.as_bytes());
+        Ok(self.send_and_expect(&tag, line, false).await? == Continuation::Continue)
+    }
+
+    /// Ends the proxy's command and collects its responses; the last one is
+    /// the tagged completion (absent if the upstream went away).
+    pub(super) async fn finish_own(
+        &mut self,
+        mut rx: mpsc::UnboundedReceiver<Bytes>,
+    ) -> Result<Vec<Bytes>, FrameError> {
+        self.upstream.flush().await?;
+        let mut out = Vec::new();
+        while let Some(r) = rx.recv().await {
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// Runs a one-line command of the proxy's own (e.g. `UNSELECT`).
+    pub(super) async fn own_command(&mut self, command: &str) -> Result<Vec<Bytes>, FrameError> {
+        self.quiet().await?;
+        let tag = self.proxy_tag();
+        let rx = self.begin_own(&tag);
+        self.own_write(format!("{tag} {command}\r\n").as_bytes()).await?;
+        self.finish_own(rx).await
+    }
+
+    /// Makes sure the upstream has no folder selected, so none of its
+    /// untagged responses can reach a client looking at a snapshot folder.
+    pub(super) async fn deselect_upstream(&mut self) -> Result<(), FrameError> {
+        if !self.upstream_selected {
+            return Ok(());
+        }
+        if self.caps.unselect {
+            self.own_command("UNSELECT").await?;
+        } else {
+            // RFC 3501: a failed EXAMINE leaves no folder selected (and,
+            // unlike CLOSE, expunges nothing).
+            self.own_command("EXAMINE \"itm-no-such-folder\"").await?;
+        }
+        self.upstream_selected = false;
+        Ok(())
     }
 
     /// Registers an expectation, sends `bytes`, and waits for the upstream's
@@ -514,8 +735,12 @@ async fn response_pump(
     }
     let _ = out.flush().await;
     let _ = out.shutdown().await;
-    // Wake a client pump waiting for a continuation that will never come.
+    // Wake a client pump waiting for a continuation or a response that
+    // will never come.
     drop(shared.take_expectation());
+    if let Ok(mut d) = shared.divert.lock() {
+        d.take();
+    }
 }
 
 /// Relays one response: its first line, then any literals and the lines
@@ -545,6 +770,42 @@ fn is_list_response(line: &[u8]) -> bool {
     line.len() > 7 && (line[..7].eq_ignore_ascii_case(b"* LIST ") || line[..7].eq_ignore_ascii_case(b"* LSUB "))
 }
 
+/// Reads the rest of a response whose first line is `line` (its literals
+/// and the lines after them).
+async fn read_whole(up: &mut UpstreamReader, line: Bytes) -> Result<Bytes, FrameError> {
+    if literal_announcement(&line).is_none() {
+        return Ok(line);
+    }
+    let mut whole = bytes::BytesMut::from(&line[..]);
+    let mut current = line;
+    while let Some(lit) = literal_announcement(&current) {
+        up.read_literal_into(lit.len, &mut whole).await?;
+        current = up.read_line().await?.ok_or(FrameError::UnexpectedEof)?;
+        whole.extend_from_slice(&current);
+    }
+    Ok(whole.freeze())
+}
+
+/// Hands a response to the proxy's own command back to the client pump.
+async fn divert(up: &mut UpstreamReader, shared: &Shared, line: Bytes) -> Result<(), FrameError> {
+    let whole = read_whole(up, line).await?;
+    let tag = whole.split(|&c| c == b' ').next().unwrap_or(b"").to_vec();
+    let mut guard = shared.divert.lock().map_err(|_| FrameError::UnexpectedEof)?;
+    let done = guard.as_ref().is_some_and(|d| d.tag == tag);
+    if let Some(d) = guard.as_ref() {
+        let _ = d.tx.send(whole);
+    }
+    if done {
+        *guard = None;
+        drop(guard);
+        if let Some(exp) = shared.take_expectation_for(&tag) {
+            let _ = exp.reply.send(Continuation::Rejected);
+        }
+        shared.tagged_done();
+    }
+    Ok(())
+}
+
 async fn relay_response(
     up: &mut UpstreamReader,
     out: &mut BufWriter<WriteHalf<ClientStream>>,
@@ -552,6 +813,10 @@ async fn relay_response(
     line: Bytes,
     state: &mut PumpState,
 ) -> Result<(), FrameError> {
+    let diverting = line.first() != Some(&b'+') && shared.divert.lock().is_ok_and(|d| d.is_some());
+    if diverting {
+        return divert(up, shared, line).await;
+    }
     match line.first() {
         Some(b'+') => {
             match shared.take_expectation() {
@@ -576,13 +841,7 @@ async fn relay_response(
             }
             if is_list_response(&line) {
                 // Small: read it whole (a name may be a literal), then decide.
-                let mut whole = bytes::BytesMut::from(&line[..]);
-                let mut current = line.clone();
-                while let Some(lit) = literal_announcement(&current) {
-                    up.read_literal_into(lit.len, &mut whole).await?;
-                    current = up.read_line().await?.ok_or(FrameError::UnexpectedEof)?;
-                    whole.extend_from_slice(&current);
-                }
+                let whole = read_whole(up, line).await?;
                 if lists_virtual_name(&whole, &state.router) {
                     if !state.hidden_logged {
                         state.hidden_logged = true;
@@ -598,6 +857,12 @@ async fn relay_response(
             let tag = line.split(|&c| c == b' ').next().unwrap_or(b"");
             if let Some(exp) = shared.take_expectation_for(tag) {
                 let _ = exp.reply.send(Continuation::Rejected);
+            }
+            if let Some(lines) = shared.take_injection(tag) {
+                let rest = &line[tag.len()..];
+                if rest.len() > 3 && rest[1..3].eq_ignore_ascii_case(b"OK") {
+                    out.write_all(&lines).await?;
+                }
             }
             shared.tagged_done();
         }

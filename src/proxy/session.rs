@@ -22,6 +22,7 @@ use crate::store::Store;
 use super::relay;
 use super::route::Router;
 use super::stream::{ClientStream, MaybeTls};
+use super::tree::Tree;
 use super::upstream::{Connector, Status, Upstream};
 
 /// What every session shares.
@@ -39,7 +40,7 @@ type ClientWriter = WriteHalf<ClientStream>;
 enum PreAuthEnd {
     Close,
     StartTls,
-    LoggedIn(Upstream, Router),
+    LoggedIn(Box<(Upstream, Router, Tree)>),
 }
 
 struct PreAuthState {
@@ -116,8 +117,9 @@ pub async fn run(ctx: Arc<Ctx>, stream: ClientStream, peer: SocketAddr) {
                 reader = FrameReader::new(r, max_line);
                 wr = w;
             }
-            PreAuthEnd::LoggedIn(upstream, router) => {
-                relay::run(&ctx, reader, wr, upstream, router).await;
+            PreAuthEnd::LoggedIn(logged_in) => {
+                let (upstream, router, tree) = *logged_in;
+                relay::run(&ctx, reader, wr, upstream, router, tree).await;
                 return;
             }
         }
@@ -359,7 +361,8 @@ async fn login(
         return Some(PreAuthEnd::Close);
     }
     let router = Router::new(&ctx.config.snapshots.folder, &ns);
-    Some(PreAuthEnd::LoggedIn(upstream, router))
+    let tree = Tree::new(ctx.store.clone(), &user_name, &ctx.config.snapshots.folder, &ns);
+    Some(PreAuthEnd::LoggedIn(Box::new((upstream, router, tree))))
 }
 
 #[cfg(test)]

@@ -276,6 +276,40 @@ impl Store {
         Ok(Some(raw))
     }
 
+    /// Content records of many messages in one batched read (FETCH of a
+    /// whole folder); `None` where one is missing.
+    pub fn contents(&self, user: &str, hashes: &[Hash]) -> Result<Vec<Option<ContentRecord>>, StoreError> {
+        let keys: Vec<Vec<u8>> = hashes.iter().map(|h| keys::content(user, h)).collect();
+        self.db
+            .batched_multi_get_cf(self.cf(CF_CONTENT)?, &keys, false)
+            .into_iter()
+            .map(|r| match r? {
+                Some(v) => Ok(Some(decode(&v)?)),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Raw bytes of many messages in one batched read, each checked against
+    /// its hash. `size` (RFC822.SIZE) sizes the decompression buffer.
+    pub fn blobs(&self, user: &str, wanted: &[(Hash, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let keys: Vec<Vec<u8>> = wanted.iter().map(|(h, _)| keys::content(user, h)).collect();
+        let got = self.db.batched_multi_get_cf(self.cf(CF_BLOBS)?, &keys, false);
+        got.into_iter()
+            .zip(wanted)
+            .map(|(r, (hash, size))| match r? {
+                Some(v) => {
+                    let raw = zstd::bulk::decompress(&v, (*size as usize).max(64))?;
+                    if blake3::hash(&raw).as_bytes() != hash {
+                        return Err(corrupt("message bytes do not match their hash"));
+                    }
+                    Ok(Some(raw))
+                }
+                None => Ok(None),
+            })
+            .collect()
+    }
+
     /// Makes a snapshot visible, replacing one of the same user and date,
     /// in one atomic, synced batch.
     pub fn commit_snapshot(

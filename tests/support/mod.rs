@@ -160,6 +160,11 @@ impl Dovecot {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// The hierarchy delimiter this server was started with.
+    pub fn sep(&self) -> char {
+        self.sep
+    }
+
     /// A folder name as this server spells it (`Work/Projects` ->
     /// `INBOX.Work.Projects` with separator `.`); ASCII names only.
     pub fn name(&self, folder: &str) -> String {
@@ -189,6 +194,9 @@ pub struct Proxy {
     pub tls_addr: SocketAddr,
     pub plain_addr: SocketAddr,
     pub config: Arc<Config>,
+    /// The proxy's store (RocksDB allows one opener: snapshots for tests
+    /// are taken into it through [`Proxy::snapshot`]).
+    pub store: Arc<Store>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -229,6 +237,8 @@ impl Proxy {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let cfg = config.clone();
+        let store = Store::open(&config.store.path).map(Arc::new).expect("open store");
+        let proxy_store = store.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -236,8 +246,7 @@ impl Proxy {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let store = Store::open(&cfg.store.path).map(Arc::new).expect("open store");
-                let server = Server::bind(cfg, Some(store)).await.expect("bind proxy");
+                let server = Server::bind(cfg, Some(proxy_store)).await.expect("bind proxy");
                 let addrs = (
                     server.tls_addr().expect("tls addr"),
                     server.plain_addr().expect("plain addr"),
@@ -256,6 +265,7 @@ impl Proxy {
             tls_addr,
             plain_addr,
             config,
+            store,
             shutdown: Some(stop_tx),
             thread: Some(thread),
         }
@@ -263,6 +273,26 @@ impl Proxy {
 
     pub fn start(upstream: &Dovecot) -> Self {
         Self::start_with(upstream.addr(), |_| {})
+    }
+
+    /// Takes a snapshot of `user` labelled `date` into the proxy's store.
+    pub async fn snapshot(&self, user: &str, date: &str) {
+        let connector =
+            Arc::new(imap_time_machine::proxy::upstream::Connector::from_config(&self.config).expect("connector"));
+        let svc = Arc::new(
+            imap_time_machine::snapshot::Service::new(self.config.clone(), self.store.clone(), connector)
+                .expect("service"),
+        );
+        let r = svc
+            .snapshot(
+                &[user.to_string()],
+                Some(date),
+                jiff::Timestamp::now(),
+                Arc::new(|_: &str| {}),
+            )
+            .await
+            .expect("snapshot");
+        r[0].result.as_ref().expect("snapshot ok");
     }
 }
 

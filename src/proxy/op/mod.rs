@@ -1,0 +1,171 @@
+//! Commands the proxy answers itself: everything about the virtual `Time
+//! Machine` tree (SPEC sections 2 and 3), one file per command family as
+//! in Stalwart's IMAP server. The parser (imap-codec) stays apart; these
+//! handlers get decoded commands.
+//!
+//! Refusals carry RFC 5530 codes: writes inside the tree `NO [CANNOT]`,
+//! changes to a snapshot folder's messages `NO [READ-ONLY]`, unknown names
+//! `NO [NONEXISTENT]`. Nothing here changes a snapshot, and every store
+//! lookup is keyed by the session's own user ([`super::tree`]).
+
+mod copy_move;
+mod fetch;
+mod search;
+mod select;
+
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::status::StatusDataItemName;
+
+use crate::imap::command::mailbox_bytes;
+use crate::imap::framing::{strip_eol, FrameError};
+
+use super::relay::{bye, ClientPump, End};
+use super::tree::OpenError;
+
+/// The tagged line for an open/lookup failure.
+fn open_failure(tag: &str, e: &OpenError) -> String {
+    match e {
+        OpenError::NotFound => format!("{tag} NO [NONEXISTENT] {e}\r\n"),
+        OpenError::NotSelectable => format!("{tag} NO [CANNOT] {e}\r\n"),
+        OpenError::Store(err) => {
+            tracing::error!(error = %err, "snapshot store failed");
+            format!("{tag} NO [SERVERBUG] The snapshot store failed; try again later\r\n")
+        }
+    }
+}
+
+fn store_failure(tag: &str, e: &dyn std::fmt::Display) -> String {
+    tracing::error!(error = %e, "snapshot store failed");
+    format!("{tag} NO [SERVERBUG] The snapshot store failed; try again later\r\n")
+}
+
+fn status_name(item: &StatusDataItemName) -> &'static str {
+    match item {
+        StatusDataItemName::Messages => "MESSAGES",
+        StatusDataItemName::Recent => "RECENT",
+        StatusDataItemName::UidNext => "UIDNEXT",
+        StatusDataItemName::UidValidity => "UIDVALIDITY",
+        StatusDataItemName::Unseen => "UNSEEN",
+        StatusDataItemName::Deleted => "DELETED",
+        StatusDataItemName::DeletedStorage => "DELETED-STORAGE",
+        StatusDataItemName::Size => "SIZE",
+        StatusDataItemName::HighestModSeq => "HIGHESTMODSEQ",
+    }
+}
+
+/// Answers a command routed to the proxy. `Some(end)` ends the session.
+pub(super) async fn answer(p: &mut ClientPump, cmd: &Command<'_>, tag: &str) -> Result<Option<End>, FrameError> {
+    let reply = match &cmd.body {
+        CommandBody::Select { mailbox, parameters } | CommandBody::Examine { mailbox, parameters } => {
+            if !parameters.is_empty() {
+                p.condstore = true;
+            }
+            let is_select = matches!(cmd.body, CommandBody::Select { .. });
+            select::select(p, tag, mailbox_bytes(mailbox), is_select).await?;
+            return Ok(None);
+        }
+        CommandBody::Status { mailbox, item_names } => {
+            let items: Vec<String> = item_names.iter().map(|i| status_name(i).to_string()).collect();
+            match p.tree.status(mailbox_bytes(mailbox), &items) {
+                Ok(lines) => {
+                    p.to_client(lines).await?;
+                    format!("{tag} OK Status completed.\r\n")
+                }
+                Err(e) => open_failure(tag, &e),
+            }
+        }
+        CommandBody::Subscribe { .. } => format!("{tag} OK Subscribe completed.\r\n"),
+        CommandBody::Unsubscribe { .. } => format!("{tag} OK Unsubscribe completed.\r\n"),
+        CommandBody::Compress { .. } => {
+            format!("{tag} NO [CANNOT] Compression is not available through this proxy\r\n")
+        }
+        CommandBody::Create { .. }
+        | CommandBody::Delete { .. }
+        | CommandBody::Rename { .. }
+        | CommandBody::Append { .. }
+        | CommandBody::SetMetadata { .. } => {
+            format!("{tag} NO [CANNOT] Time Machine folders are read-only snapshots and cannot be changed\r\n")
+        }
+        CommandBody::Copy {
+            sequence_set,
+            mailbox,
+            uid,
+        } => {
+            copy_move::copy_move(p, tag, sequence_set, mailbox_bytes(mailbox), *uid, false).await?;
+            return Ok(None);
+        }
+        CommandBody::Move {
+            sequence_set,
+            mailbox,
+            uid,
+        } => {
+            copy_move::copy_move(p, tag, sequence_set, mailbox_bytes(mailbox), *uid, true).await?;
+            return Ok(None);
+        }
+        // From here on: commands on the selected snapshot folder.
+        CommandBody::Fetch {
+            sequence_set,
+            macro_or_item_names,
+            uid,
+            modifiers,
+        } => {
+            fetch::fetch(p, tag, sequence_set, macro_or_item_names, *uid, modifiers).await?;
+            return Ok(None);
+        }
+        CommandBody::Search { charset, criteria, uid } => {
+            search::search(p, tag, charset.as_ref(), criteria.as_ref(), *uid).await?;
+            return Ok(None);
+        }
+        CommandBody::Sort {
+            sort_criteria,
+            charset,
+            search_criteria,
+            uid,
+        } => {
+            search::sort(p, tag, sort_criteria.as_ref(), charset, search_criteria.as_ref(), *uid).await?;
+            return Ok(None);
+        }
+        CommandBody::Thread { .. } => {
+            format!("{tag} NO [CANNOT] THREAD is not available in Time Machine folders; use SORT or SEARCH\r\n")
+        }
+        CommandBody::Store { .. } | CommandBody::Expunge | CommandBody::ExpungeUid { .. } => {
+            format!("{tag} NO [READ-ONLY] Time Machine folders are read-only snapshots: nothing was changed\r\n")
+        }
+        CommandBody::Noop => format!("{tag} OK NOOP completed.\r\n"),
+        CommandBody::Check => format!("{tag} OK Check completed.\r\n"),
+        // Read-only: CLOSE expunges nothing.
+        CommandBody::Close => {
+            p.selected = None;
+            format!("{tag} OK Close completed.\r\n")
+        }
+        CommandBody::Unselect => {
+            p.selected = None;
+            format!("{tag} OK Unselect completed.\r\n")
+        }
+        CommandBody::Idle => return idle(p, tag).await,
+        _ => format!("{tag} NO [NONEXISTENT] No such Time Machine folder\r\n"),
+    };
+    p.to_client(reply).await?;
+    Ok(None)
+}
+
+/// IDLE on a snapshot folder: nothing ever changes, so the proxy just waits
+/// for DONE (the session's idle timeout still applies).
+async fn idle(p: &mut ClientPump, tag: &str) -> Result<Option<End>, FrameError> {
+    p.to_client(&b"+ idling\r\n"[..]).await?;
+    let line = match p.read_line().await {
+        Ok(Some(line)) => line,
+        Ok(None) => return Ok(Some(End::Gone)),
+        Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return Ok(Some(bye("Autologout; idle for too long")));
+        }
+        Err(e) => return Err(e),
+    };
+    let reply = if strip_eol(&line).eq_ignore_ascii_case(b"DONE") {
+        format!("{tag} OK Idle completed.\r\n")
+    } else {
+        format!("{tag} BAD Expected DONE.\r\n")
+    };
+    p.to_client(reply).await?;
+    Ok(None)
+}

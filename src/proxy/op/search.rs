@@ -1,0 +1,335 @@
+//! SEARCH / UID SEARCH and SORT / UID SORT on a snapshot folder, evaluated
+//! from the store on a blocking thread ([`crate::imap::search`]).
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use imap_codec::imap_types::core::Charset;
+use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::ToStatic;
+use mail_parser::{Address, MessageParser};
+
+use crate::imap::framing::FrameError;
+use crate::imap::search::{charset_supported, matches, needs_raw, Bounds, SearchMessage};
+use crate::store::{MessageRecord, Store, StoreError};
+
+use super::super::relay::ClientPump;
+use super::store_failure;
+
+const BATCH: usize = 128;
+
+/// Matching indices, and the raw bytes of every message when kept.
+type Evaluated = (Vec<usize>, Vec<Option<Vec<u8>>>);
+
+fn charset_name(c: &Charset<'_>) -> String {
+    match c {
+        Charset::Atom(a) => a.inner().to_string(),
+        Charset::Quoted(q) => q.inner().to_string(),
+    }
+}
+
+/// The criteria as one key (several keys are ANDed).
+fn all_of(criteria: &[SearchKey<'_>]) -> SearchKey<'static> {
+    if criteria.len() == 1 {
+        return criteria[0].to_static();
+    }
+    let keys: Vec<SearchKey<'static>> = criteria.iter().map(|k| k.to_static()).collect();
+    match keys.try_into() {
+        Ok(v) => SearchKey::And(v),
+        Err(_) => SearchKey::All,
+    }
+}
+
+/// Evaluates `key` over the folder; the indices of matching messages, and
+/// the raw bytes of all messages when `keep_raw` (SORT needs headers).
+fn evaluate(
+    store: &Store,
+    user: &str,
+    messages: &[MessageRecord],
+    key: &SearchKey<'_>,
+    keep_raw: bool,
+) -> Result<Evaluated, StoreError> {
+    let raw_needed = needs_raw(key) || keep_raw;
+    let bounds = Bounds {
+        last_seq: messages.len() as u32,
+        last_uid: messages.last().map(|m| m.uid).unwrap_or(0),
+    };
+    let mut hits = Vec::new();
+    let mut kept = Vec::new();
+    for (b, batch) in messages.chunks(BATCH).enumerate() {
+        let blobs = if raw_needed {
+            let wanted: Vec<_> = batch.iter().map(|m| (m.hash, m.size)).collect();
+            store.blobs(user, &wanted)?
+        } else {
+            Vec::new()
+        };
+        for (k, m) in batch.iter().enumerate() {
+            let i = b * BATCH + k;
+            let raw = blobs.get(k).and_then(|r| r.as_deref());
+            let view = SearchMessage {
+                seq: (i + 1) as u32,
+                uid: m.uid,
+                flags: &m.flags,
+                internaldate: &m.internaldate,
+                size: m.size,
+                raw,
+            };
+            if matches(key, &view, bounds) {
+                hits.push(i);
+            }
+        }
+        if keep_raw {
+            kept.extend(blobs);
+        }
+    }
+    Ok((hits, kept))
+}
+
+fn bad_charset(tag: &str) -> String {
+    format!("{tag} NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset\r\n")
+}
+
+pub(super) async fn search(
+    p: &mut ClientPump,
+    tag: &str,
+    charset: Option<&Charset<'_>>,
+    criteria: &[SearchKey<'_>],
+    uid: bool,
+) -> Result<(), FrameError> {
+    let Some(sel) = p.selected.as_ref() else {
+        return p.to_client(format!("{tag} BAD No mailbox selected.\r\n")).await;
+    };
+    if let Some(c) = charset {
+        if !charset_supported(&charset_name(c)) {
+            return p.to_client(bad_charset(tag)).await;
+        }
+    }
+    let key = all_of(criteria);
+    let messages = sel.messages.clone();
+    let Some(store) = p.tree.store().cloned() else {
+        return p.to_client(format!("* SEARCH\r\n{tag} OK Search completed.\r\n")).await;
+    };
+    let user = p.tree.user().to_string();
+    let m2 = messages.clone();
+    let result = tokio::task::spawn_blocking(move || evaluate(&store, &user, &m2, &key, false)).await;
+    let reply = match result {
+        Ok(Ok((hits, _))) => {
+            let mut out = String::from("* SEARCH");
+            for i in hits {
+                let n = if uid { messages[i].uid } else { (i + 1) as u32 };
+                out.push(' ');
+                out.push_str(&n.to_string());
+            }
+            format!("{out}\r\n{tag} OK Search completed.\r\n")
+        }
+        Ok(Err(e)) => store_failure(tag, &e),
+        Err(e) => store_failure(tag, &e),
+    };
+    p.to_client(reply).await
+}
+
+/// What SORT compares for one message.
+#[derive(Default)]
+struct SortValues {
+    arrival: i64,
+    date: i64,
+    size: u64,
+    from: String,
+    to: String,
+    cc: String,
+    display_from: String,
+    display_to: String,
+    subject: String,
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Seconds since the epoch of an INTERNALDATE.
+fn internal_time(s: &str) -> i64 {
+    let mut parts = s.split_whitespace();
+    let (Some(date), Some(time), Some(zone)) = (parts.next(), parts.next(), parts.next()) else {
+        return 0;
+    };
+    let d: Vec<&str> = date.split('-').collect();
+    let t: Vec<i64> = time.split(':').filter_map(|x| x.parse().ok()).collect();
+    if d.len() != 3 || t.len() != 3 {
+        return 0;
+    }
+    let (Ok(day), Some(month), Ok(year)) = (
+        d[0].parse::<u32>(),
+        MONTHS.iter().position(|m| m.eq_ignore_ascii_case(d[1])),
+        d[2].parse::<i32>(),
+    ) else {
+        return 0;
+    };
+    let Some(date) = chrono::NaiveDate::from_ymd_opt(year, month as u32 + 1, day) else {
+        return 0;
+    };
+    let offset = zone
+        .parse::<i64>()
+        .map(|z| (z / 100) * 3600 + (z % 100) * 60)
+        .unwrap_or(0);
+    let midnight = date
+        .and_hms_opt(0, 0, 0)
+        .map(|dt| dt.and_utc().timestamp())
+        .unwrap_or(0);
+    midnight + t[0] * 3600 + t[1] * 60 + t[2] - offset
+}
+
+fn first_mailbox(a: Option<&Address<'_>>) -> (String, String) {
+    let Some(addr) = a.and_then(|a| a.first()) else {
+        return (String::new(), String::new());
+    };
+    let email = addr.address.as_deref().unwrap_or("");
+    let mailbox = email.split('@').next().unwrap_or("").to_string();
+    let display = addr
+        .name
+        .as_deref()
+        .map(str::to_string)
+        .unwrap_or_else(|| email.to_string());
+    (mailbox, display)
+}
+
+/// RFC 5256 base subject: without `Re:`/`Fw:`/`Fwd:` prefixes, `[...]`
+/// blobs and a trailing `(fwd)`.
+fn base_subject(s: &str) -> String {
+    let mut s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    loop {
+        let before = s.clone();
+        while let Some(stripped) = s.strip_suffix("(fwd)").or_else(|| s.strip_suffix("(FWD)")) {
+            s = stripped.trim_end().to_string();
+        }
+        let lower = s.to_ascii_lowercase();
+        for prefix in ["re:", "fwd:", "fw:"] {
+            if lower.starts_with(prefix) {
+                s = s[prefix.len()..].trim_start().to_string();
+                break;
+            }
+        }
+        if s.starts_with('[') {
+            if let Some(end) = s.find(']') {
+                let rest = s[end + 1..].trim_start();
+                if !rest.is_empty() {
+                    s = rest.to_string();
+                }
+            }
+        }
+        if s == before {
+            return s.to_ascii_uppercase();
+        }
+    }
+}
+
+fn sort_values(m: &MessageRecord, raw: Option<&[u8]>) -> SortValues {
+    let mut v = SortValues {
+        arrival: internal_time(&m.internaldate),
+        size: m.size,
+        ..Default::default()
+    };
+    v.date = v.arrival;
+    let Some(msg) = raw.and_then(|r| MessageParser::default().parse(r)) else {
+        return v;
+    };
+    if let Some(d) = msg.date() {
+        v.date = d.to_timestamp();
+    }
+    let (from, dfrom) = first_mailbox(msg.from());
+    let (to, dto) = first_mailbox(msg.to());
+    v.from = from.to_ascii_uppercase();
+    v.display_from = dfrom.to_ascii_uppercase();
+    v.to = to.to_ascii_uppercase();
+    v.display_to = dto.to_ascii_uppercase();
+    v.cc = first_mailbox(msg.cc()).0.to_ascii_uppercase();
+    v.subject = base_subject(msg.subject().unwrap_or(""));
+    v
+}
+
+fn compare(a: &SortValues, b: &SortValues, key: &SortKey) -> Ordering {
+    match key {
+        SortKey::Arrival => a.arrival.cmp(&b.arrival),
+        SortKey::Date => a.date.cmp(&b.date),
+        SortKey::Size => a.size.cmp(&b.size),
+        SortKey::From => a.from.cmp(&b.from),
+        SortKey::To => a.to.cmp(&b.to),
+        SortKey::Cc => a.cc.cmp(&b.cc),
+        SortKey::DisplayFrom => a.display_from.cmp(&b.display_from),
+        SortKey::DisplayTo => a.display_to.cmp(&b.display_to),
+        SortKey::Subject => a.subject.cmp(&b.subject),
+    }
+}
+
+pub(super) async fn sort(
+    p: &mut ClientPump,
+    tag: &str,
+    criteria: &[SortCriterion],
+    charset: &Charset<'_>,
+    search: &[SearchKey<'_>],
+    uid: bool,
+) -> Result<(), FrameError> {
+    let Some(sel) = p.selected.as_ref() else {
+        return p.to_client(format!("{tag} BAD No mailbox selected.\r\n")).await;
+    };
+    if !charset_supported(&charset_name(charset)) {
+        return p.to_client(bad_charset(tag)).await;
+    }
+    let key = all_of(search);
+    let criteria: Vec<SortCriterion> = criteria.to_vec();
+    let messages: Arc<Vec<MessageRecord>> = sel.messages.clone();
+    let Some(store) = p.tree.store().cloned() else {
+        return p.to_client(format!("* SORT\r\n{tag} OK Sort completed.\r\n")).await;
+    };
+    let user = p.tree.user().to_string();
+    let job = tokio::task::spawn_blocking(move || -> Result<String, StoreError> {
+        let keep_raw = criteria
+            .iter()
+            .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
+        let (hits, raws) = evaluate(&store, &user, &messages, &key, keep_raw)?;
+        let mut rows: Vec<(usize, SortValues)> = hits
+            .into_iter()
+            .map(|i| (i, sort_values(&messages[i], raws.get(i).and_then(|r| r.as_deref()))))
+            .collect();
+        rows.sort_by(|(ia, a), (ib, b)| {
+            for c in &criteria {
+                let o = compare(a, b, &c.key);
+                let o = if c.reverse { o.reverse() } else { o };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            ia.cmp(ib)
+        });
+        let mut out = String::from("* SORT");
+        for (i, _) in rows {
+            let n = if uid { messages[i].uid } else { (i + 1) as u32 };
+            out.push(' ');
+            out.push_str(&n.to_string());
+        }
+        Ok(out)
+    });
+    let reply = match job.await {
+        Ok(Ok(line)) => format!("{line}\r\n{tag} OK Sort completed.\r\n"),
+        Ok(Err(e)) => store_failure(tag, &e),
+        Err(e) => store_failure(tag, &e),
+    };
+    p.to_client(reply).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_subjects() {
+        assert_eq!(base_subject("Re: Fwd: [list] Hello  world (fwd)"), "HELLO WORLD");
+        assert_eq!(base_subject("hello"), "HELLO");
+    }
+
+    #[test]
+    fn internal_times() {
+        assert_eq!(internal_time("01-Jan-1970 01:00:00 +0100"), 0);
+        assert_eq!(internal_time(" 2-Jan-1970 00:00:00 +0000"), 86400);
+    }
+}

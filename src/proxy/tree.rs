@@ -1,0 +1,320 @@
+//! One user's view of the virtual `Time Machine` tree (SPEC sections 2, 3):
+//! what a name inside it means, the LIST/LSUB lines and STATUS answers the
+//! proxy adds, and opening a snapshot folder for SELECT/EXAMINE.
+//!
+//! Isolation lives here: every store lookup is keyed by the session's own
+//! user, never by anything in the mailbox name, so no spelling of a name
+//! (case, `..`, wildcards, modified UTF-7) reaches another user's data.
+
+use std::sync::Arc;
+
+use crate::imap::astring;
+use crate::imap::list::{matches, tree, VirtualMailbox};
+use crate::imap::list_command::ListCommand;
+use crate::store::{FolderRecord, MessageRecord, Store, StoreError};
+
+use super::upstream::Namespace;
+
+/// What a name inside the tree refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Root,
+    Day(String),
+    /// A snapshot folder: its date and the upstream's name of the folder.
+    Folder {
+        date: String,
+        name: Vec<u8>,
+    },
+}
+
+/// A snapshot folder opened by SELECT/EXAMINE.
+pub struct Selected {
+    pub date: String,
+    pub folder: FolderRecord,
+    pub messages: Arc<Vec<MessageRecord>>,
+    /// The messages' UIDs, ascending (sequence numbers are positions).
+    pub uids: Vec<u32>,
+}
+
+/// Why a virtual name cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("No such Time Machine folder")]
+    NotFound,
+    #[error("This Time Machine folder cannot be selected")]
+    NotSelectable,
+    #[error("snapshot store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// One session's tree.
+pub struct Tree {
+    store: Option<Arc<Store>>,
+    user: String,
+    prefix: String,
+    delimiter: char,
+    root: String,
+}
+
+fn is_date(s: &[u8]) -> bool {
+    s.len() == 10
+        && s.iter().enumerate().all(|(i, &c)| {
+            if i == 4 || i == 7 {
+                c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}
+
+impl Tree {
+    pub fn new(store: Option<Arc<Store>>, user: &str, root: &str, ns: &Namespace) -> Self {
+        Self {
+            store,
+            user: user.to_string(),
+            prefix: ns.prefix.clone(),
+            delimiter: ns.delimiter.unwrap_or('/'),
+            root: root.to_string(),
+        }
+    }
+
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Interprets a name the router classified as virtual; `None` for a
+    /// name that cannot exist (a malformed or unretained date, a folder the
+    /// snapshot lacks is found out when it is opened).
+    pub fn resolve(&self, name: &[u8]) -> Option<Node> {
+        let base = format!("{}{}", self.prefix, self.root);
+        let rest = name.strip_prefix(base.as_bytes())?;
+        if rest.is_empty() {
+            return Some(Node::Root);
+        }
+        let mut d = [0u8; 4];
+        let delim = self.delimiter.encode_utf8(&mut d).as_bytes();
+        let rest = rest.strip_prefix(delim)?;
+        let (date, folder) = match rest.windows(delim.len()).position(|w| w == delim) {
+            Some(i) => (&rest[..i], Some(&rest[i + delim.len()..])),
+            None => (rest, None),
+        };
+        if !is_date(date) {
+            return None;
+        }
+        let date = String::from_utf8_lossy(date).into_owned();
+        match folder {
+            None => Some(Node::Day(date)),
+            Some([]) => None,
+            Some(f) if f.eq_ignore_ascii_case(b"INBOX") => Some(Node::Folder {
+                date,
+                name: b"INBOX".to_vec(),
+            }),
+            Some(f) => {
+                let mut name = self.prefix.as_bytes().to_vec();
+                name.extend_from_slice(f);
+                Some(Node::Folder { date, name })
+            }
+        }
+    }
+
+    /// The user's retained dates, oldest first.
+    fn dates(&self) -> Result<Vec<String>, StoreError> {
+        match &self.store {
+            Some(s) => Ok(s.snapshots(Some(&self.user))?.into_iter().map(|i| i.date).collect()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn has_date(&self, date: &str) -> Result<bool, StoreError> {
+        match &self.store {
+            Some(s) => Ok(s.snapshot(&self.user, date)?.is_some()),
+            None => Ok(false),
+        }
+    }
+
+    /// The whole tree as LIST would show it.
+    fn mailboxes(&self) -> Result<Vec<(VirtualMailbox, Option<FolderRecord>)>, StoreError> {
+        let mut days = Vec::new();
+        for date in self.dates()? {
+            let folders = match &self.store {
+                Some(s) => s.folders(&self.user, &date)?,
+                None => Vec::new(),
+            };
+            days.push((date, folders));
+        }
+        let boxes = tree(&self.prefix, self.delimiter, &self.root, &days);
+        // tree() writes root, then per day the day and its folders in order.
+        let mut records = vec![None];
+        for (_, folders) in days {
+            records.push(None);
+            records.extend(folders.into_iter().map(Some));
+        }
+        Ok(boxes.into_iter().zip(records).collect())
+    }
+
+    /// The `* LIST`/`* LSUB` (and LIST-STATUS `* STATUS`) lines the tree
+    /// adds to the upstream's answer.
+    pub fn list_lines(&self, cmd: &ListCommand) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::new();
+        // Selections that pick special-use folders match nothing here:
+        // snapshot folders carry no special-use attribute.
+        if cmd.has_selection("SPECIAL-USE") {
+            return Ok(out);
+        }
+        let delim = u8::try_from(u32::from(self.delimiter)).ok();
+        let patterns: Vec<Vec<u8>> = cmd
+            .patterns
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let mut full = cmd.reference.clone();
+                full.extend_from_slice(p);
+                full
+            })
+            .collect();
+        if patterns.is_empty() {
+            return Ok(out);
+        }
+        let subscribed = cmd.has_selection("SUBSCRIBED") || cmd.returns("SUBSCRIBED");
+        for (mbox, record) in self.mailboxes()? {
+            if !patterns.iter().any(|p| matches(p, &mbox.name, delim)) {
+                continue;
+            }
+            let mut attrs: Vec<&str> = mbox.attributes.iter().map(String::as_str).collect();
+            if cmd.lsub {
+                attrs.retain(|a| a.eq_ignore_ascii_case("\\Noselect"));
+            } else if subscribed {
+                attrs.push("\\Subscribed");
+            }
+            out.extend_from_slice(if cmd.lsub { b"* LSUB (" } else { b"* LIST (" });
+            out.extend_from_slice(attrs.join(" ").as_bytes());
+            out.extend_from_slice(format!(") \"{}\" ", self.delimiter).as_bytes());
+            astring(&mut out, &mbox.name);
+            out.extend_from_slice(b"\r\n");
+            if let (Some(f), false) = (&record, cmd.status_items.is_empty()) {
+                if f.selectable {
+                    let date = self.date_of(&mbox.name);
+                    status_line(&mut out, &mbox.name, f, &cmd.status_items, || {
+                        self.messages_of(&date, &f.name)
+                    })?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn date_of(&self, virtual_name: &[u8]) -> String {
+        match self.resolve(virtual_name) {
+            Some(Node::Folder { date, .. }) | Some(Node::Day(date)) => date,
+            _ => String::new(),
+        }
+    }
+
+    fn messages_of(&self, date: &str, name: &[u8]) -> Result<Vec<MessageRecord>, StoreError> {
+        match &self.store {
+            Some(s) => s.messages(&self.user, date, name),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn folder(&self, date: &str, name: &[u8]) -> Result<FolderRecord, OpenError> {
+        let Some(store) = &self.store else {
+            return Err(OpenError::NotFound);
+        };
+        if !self.has_date(date)? {
+            return Err(OpenError::NotFound);
+        }
+        store.folder(&self.user, date, name)?.ok_or(OpenError::NotFound)
+    }
+
+    /// `* STATUS` for a virtual name, or why there is none.
+    pub fn status(&self, virtual_name: &[u8], items: &[String]) -> Result<Vec<u8>, OpenError> {
+        let (date, name) = match self.resolve(virtual_name) {
+            Some(Node::Folder { date, name }) => (date, name),
+            Some(Node::Root) => return Err(OpenError::NotSelectable),
+            Some(Node::Day(d)) if self.has_date(&d)? => return Err(OpenError::NotSelectable),
+            _ => return Err(OpenError::NotFound),
+        };
+        let f = self.folder(&date, &name)?;
+        if !f.selectable {
+            return Err(OpenError::NotSelectable);
+        }
+        let mut out = Vec::new();
+        status_line(&mut out, virtual_name, &f, items, || self.messages_of(&date, &name))?;
+        Ok(out)
+    }
+
+    /// Opens a snapshot folder for SELECT/EXAMINE.
+    pub fn open(&self, virtual_name: &[u8]) -> Result<Selected, OpenError> {
+        let (date, name) = match self.resolve(virtual_name) {
+            Some(Node::Folder { date, name }) => (date, name),
+            Some(Node::Root) => return Err(OpenError::NotSelectable),
+            Some(Node::Day(d)) if self.has_date(&d)? => return Err(OpenError::NotSelectable),
+            _ => return Err(OpenError::NotFound),
+        };
+        let folder = self.folder(&date, &name)?;
+        if !folder.selectable {
+            return Err(OpenError::NotSelectable);
+        }
+        let messages = self.messages_of(&date, &name)?;
+        let uids = messages.iter().map(|m| m.uid).collect();
+        Ok(Selected {
+            date,
+            folder,
+            messages: Arc::new(messages),
+            uids,
+        })
+    }
+}
+
+/// Writes `* STATUS name (...)` as Dovecot does. `messages` is called only when a count needs the records.
+fn status_line(
+    out: &mut Vec<u8>,
+    virtual_name: &[u8],
+    f: &FolderRecord,
+    items: &[String],
+    messages: impl FnOnce() -> Result<Vec<MessageRecord>, StoreError>,
+) -> Result<(), StoreError> {
+    let needs_records = items.iter().any(|i| i == "UNSEEN" || i == "DELETED");
+    let records = if needs_records { messages()? } else { Vec::new() };
+    let count = |flag: &str, want: bool| {
+        records
+            .iter()
+            .filter(|m| m.flags.iter().any(|x| x.eq_ignore_ascii_case(flag)) == want)
+            .count()
+    };
+    let mut parts = Vec::new();
+    // Dovecot writes the items in this order, whatever order was asked.
+    const ORDER: [&str; 8] = [
+        "MESSAGES",
+        "RECENT",
+        "UIDNEXT",
+        "UIDVALIDITY",
+        "UNSEEN",
+        "DELETED",
+        "HIGHESTMODSEQ",
+        "SIZE",
+    ];
+    for item in ORDER.iter().filter(|o| items.iter().any(|i| i == *o)) {
+        let value = match *item {
+            "MESSAGES" => f.messages.to_string(),
+            "RECENT" => "0".into(),
+            "UIDNEXT" => f.uidnext.to_string(),
+            "UIDVALIDITY" => f.uidvalidity.to_string(),
+            "UNSEEN" => count("\\Seen", false).to_string(),
+            "DELETED" => count("\\Deleted", true).to_string(),
+            "SIZE" => f.bytes.to_string(),
+            "HIGHESTMODSEQ" => f.highestmodseq.to_string(),
+            _ => continue,
+        };
+        parts.push(format!("{item} {value}"));
+    }
+    out.extend_from_slice(b"* STATUS ");
+    astring(out, virtual_name);
+    out.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+    Ok(())
+}
