@@ -232,3 +232,184 @@ async fn tree_matches_dovecot_slash() {
 async fn tree_matches_dovecot_dot_with_prefix() {
     tree_matches_dovecot('.').await;
 }
+
+/// The UIDs, flags and bodies of a folder, read directly from Dovecot.
+async fn live_state(d: &Dovecot, folder: &str) -> String {
+    let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    c.cmd("e", &format!("EXAMINE \"{}\"", d.name(folder))).await;
+    let state = show(&without_timing(&c.cmd("f", "UID FETCH 1:* (FLAGS BODY.PEEK[])").await));
+    c.cmd("z", "LOGOUT").await;
+    state
+}
+
+/// Every write inside the tree is refused with a clear code and changes
+/// nothing, neither in the snapshot nor upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_refused_and_change_nothing() {
+    let (d, proxy) = setup('/').await;
+    let mut c = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
+    let inbox = tm(&d, DATE, "INBOX");
+    let before_live = live_state(&d, "INBOX").await;
+    c.cmd("s", &format!("SELECT \"{inbox}\"")).await;
+    let before = show(&c.cmd("f", "UID FETCH 1:* (FLAGS BODY.PEEK[])").await);
+
+    let refusals = [
+        ("UID STORE 1:* +FLAGS (\\Deleted)", "NO [READ-ONLY]"),
+        ("STORE 1 FLAGS (\\Seen)", "NO [READ-ONLY]"),
+        ("EXPUNGE", "NO [READ-ONLY]"),
+        ("UID EXPUNGE 1:*", "NO [READ-ONLY]"),
+        (&format!("CREATE \"{inbox}/new\""), "NO [CANNOT]"),
+        (&format!("DELETE \"{inbox}\""), "NO [CANNOT]"),
+        (&format!("RENAME \"{inbox}\" \"Renamed\""), "NO [CANNOT]"),
+        (&format!("RENAME INBOX \"{inbox}2\""), "NO [CANNOT]"),
+        ("DELETE \"Time Machine\"", "NO [CANNOT]"),
+        (&format!("UID COPY 1 \"{}\"", tm(&d, DATE, "Sent")), "NO [CANNOT]"),
+        (&format!("UID MOVE 1 \"{}\"", tm(&d, DATE, "Sent")), "NO [CANNOT]"),
+    ];
+    for (cmd, want) in refusals {
+        let r = show(&c.cmd("w", cmd).await);
+        assert!(r.starts_with(&format!("w {want}")), "`{cmd}` answered {r}");
+    }
+    let r = c.append("a", &format!("\"{inbox}\""), b"Subject: x\r\n\r\nx\r\n").await;
+    assert!(r.contains("NO [CANNOT]"), "{r}");
+    // A real folder selected: copying into the tree is refused as well.
+    c.cmd("s", "SELECT INBOX").await;
+    let r = show(&c.cmd("w", &format!("UID COPY 1:* \"{inbox}\"")).await);
+    assert!(r.starts_with("w NO [CANNOT]"), "{r}");
+    c.cmd("s", &format!("EXAMINE \"{inbox}\"")).await;
+    assert_eq!(show(&c.cmd("f", "UID FETCH 1:* (FLAGS BODY.PEEK[])").await), before);
+    assert_eq!(live_state(&d, "INBOX").await, before_live);
+    let listed = show(&c.cmd("l", "LIST \"\" *").await);
+    assert!(!listed.contains("Renamed") && !listed.contains("/new\""), "{listed}");
+}
+
+/// Dragging out of a snapshot (UID COPY and UID MOVE) APPENDs the messages
+/// upstream with their snapshot flags and INTERNALDATE, answers COPYUID,
+/// and the snapshot keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drag_out_appends_upstream_with_flags_and_dates() {
+    let (d, proxy) = setup('.').await;
+    let mut c = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
+    let vinbox = tm(&d, DATE, "INBOX");
+    c.cmd("s", &format!("EXAMINE \"{vinbox}\"")).await;
+    let items = "(FLAGS INTERNALDATE BODY.PEEK[])";
+    let snap_all = show(&c.cmd("f", &format!("UID FETCH 1:* {items}")).await);
+    let target = d.name("Restored");
+
+    // Commands about real folders still go upstream while the snapshot
+    // folder stays selected.
+    let r = show(&c.cmd("k", &format!("CREATE \"{target}\"")).await);
+    assert!(r.starts_with("k OK"), "{r}");
+    let st = show(&c.cmd("s", &format!("STATUS \"{target}\" (MESSAGES UIDNEXT)")).await);
+    assert!(st.contains("MESSAGES 0"), "{st}");
+    let r = show(&c.cmd("c", &format!("UID COPY 2:3 \"{target}\"")).await);
+    let copyuid = r
+        .split("[COPYUID ")
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .unwrap_or_else(|| panic!("no COPYUID in {r}"))
+        .to_string();
+    let parts: Vec<&str> = copyuid.split(' ').collect();
+    assert_eq!(parts[1], "2:3", "{r}");
+    assert!(r.starts_with("c OK [COPYUID"), "{r}");
+    let r = show(&c.cmd("m", &format!("UID MOVE 4 \"{target}\"")).await);
+    assert!(r.contains("* OK [COPYUID") && r.contains("m OK"), "{r}");
+    // The snapshot is immutable: MOVE left the message there.
+    assert_eq!(show(&c.cmd("f", &format!("UID FETCH 1:* {items}")).await), snap_all);
+    // A target that does not exist: the upstream's TRYCREATE reaches the client.
+    let r = show(&c.cmd("c", "UID COPY 1 \"INBOX.Nope\"").await);
+    assert!(r.starts_with("c NO [TRYCREATE]"), "{r}");
+
+    // Directly on Dovecot: the three messages with the snapshot's flags,
+    // INTERNALDATE and bytes.
+    let mut live = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    live.cmd("e", &format!("EXAMINE \"{target}\"")).await;
+    let got = show(&without_timing(&live.cmd("f", &format!("UID FETCH 1:* {items}")).await));
+    // Per message: what follows its UID (flags, INTERNALDATE, bytes).
+    // \Recent is Dovecot's marker for this session, not a stored flag.
+    let messages = |s: &str| -> Vec<String> {
+        s.replace(" \\Recent", "")
+            .replace("\\Recent ", "")
+            .replace("(\\Recent)", "()")
+            .split("* ")
+            .filter_map(|p| p.split_once(" FLAGS ").map(|(_, rest)| rest.to_string()))
+            .map(|m| m.split("\r\nf OK").next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let want: Vec<String> = messages(&snap_all)[1..4].to_vec();
+    assert_eq!(messages(&got), want);
+}
+
+/// A second user sees no dates in the tree and cannot reach alice's
+/// snapshot by any spelling of its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_user_cannot_reach_the_snapshots() {
+    let (d, proxy) = setup('/').await;
+    let mut bob = Client::login_tls(proxy.tls_addr, "bob", "bob-pw").await;
+    let listed = show(&bob.cmd("l", "LIST \"\" \"Time Machine*\"").await);
+    assert!(listed.contains("\"Time Machine\""), "{listed}");
+    assert!(!listed.contains(DATE), "{listed}");
+    let names = [
+        format!("Time Machine/{DATE}/INBOX"),
+        format!("Time Machine/{DATE}/inbox"),
+        format!("Time Machine/{DATE}/../../alice/INBOX"),
+        format!("Time Machine/{DATE}/%"),
+        format!("Time Machine/{DATE}/*"),
+        format!("Time Machine/{DATE}"),
+        "Time Machine/2026-11-2&AC8-/INBOX".to_string(),
+        "Time Machine/2099-01-01/INBOX".to_string(),
+        "Time Machine/../Time Machine/2026-11-20/INBOX".to_string(),
+        format!("Time Machine//{DATE}/INBOX"),
+        "Time Machine".to_string(),
+    ];
+    for name in &names {
+        for cmd in ["SELECT", "EXAMINE"] {
+            let r = show(&bob.cmd("s", &format!("{cmd} \"{name}\"")).await);
+            assert!(r.contains("s NO ["), "bob {cmd} {name}: {r}");
+            assert!(!r.contains("EXISTS"), "bob {cmd} {name}: {r}");
+        }
+        let r = show(&bob.cmd("s", &format!("STATUS \"{name}\" (MESSAGES)")).await);
+        assert!(r.starts_with("s NO ["), "bob STATUS {name}: {r}");
+    }
+    // The same spellings for alice: only the canonical ones (INBOX in any case) open.
+    let mut alice = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
+    for (name, opens) in names.iter().zip([true, true, false, false, false, false, false, false, false, false, false]) {
+        let r = show(&alice.cmd("s", &format!("EXAMINE \"{name}\"")).await);
+        assert_eq!(r.contains("s OK [READ-ONLY]"), opens, "alice EXAMINE {name}: {r}");
+    }
+}
+
+/// Leaving a real folder for a snapshot folder and back: nothing of the
+/// real folder leaks into the snapshot session, and the real folder is
+/// up to date afterwards. IDLE on a snapshot folder ends with DONE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_and_snapshot_folders_alternate_without_leaks() {
+    let (d, proxy) = setup('/').await;
+    let mut c = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
+    let r = show(&c.cmd("s", "SELECT INBOX").await);
+    assert!(r.contains("* 4 EXISTS"), "{r}");
+    // Another session delivers to INBOX and flags a message.
+    let mut other = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    other.append("a", "INBOX", b"Subject: new\r\n\r\nnew\r\n").await;
+    other.cmd("s", "SELECT INBOX").await;
+    other.cmd("f", "STORE 1 +FLAGS (\\Flagged)").await;
+    let vinbox = tm(&d, DATE, "INBOX");
+    let r = show(&c.cmd("s", &format!("EXAMINE \"{vinbox}\"")).await);
+    assert!(r.contains("* 4 EXISTS") && !r.contains("5 EXISTS"), "{r}");
+    assert!(r.contains("* OK [CLOSED]"), "{r}");
+    other.append("a", "INBOX", b"Subject: newer\r\n\r\nnewer\r\n").await;
+    for cmd in ["NOOP", "CHECK", "UID FETCH 1:* FLAGS"] {
+        let r = show(&c.cmd("n", cmd).await);
+        assert!(!r.contains("EXISTS") && !r.contains("EXPUNGE") && !r.contains("RECENT"), "{cmd}: {r}");
+    }
+    c.send(b"i IDLE\r\n").await;
+    assert!(show(&c.read_line().await).starts_with("+ "));
+    c.send(b"DONE\r\n").await;
+    let r = show(&c.until_tagged("i").await);
+    assert!(r.starts_with("i OK"), "{r}");
+    let r = show(&c.cmd("s", "SELECT INBOX").await);
+    assert!(r.contains("* 6 EXISTS"), "{r}");
+    assert!(r.starts_with("* OK [CLOSED]"), "{r}");
+    let r = show(&c.cmd("f", "FETCH 1 FLAGS").await);
+    assert!(r.contains("\\Flagged"), "{r}");
+}
