@@ -373,7 +373,9 @@ async fn another_user_cannot_reach_the_snapshots() {
     }
     // The same spellings for alice: only the canonical ones (INBOX in any case) open.
     let mut alice = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
-    for (name, opens) in names.iter().zip([true, true, false, false, false, false, false, false, false, false, false]) {
+    for (name, opens) in names.iter().zip([
+        true, true, false, false, false, false, false, false, false, false, false,
+    ]) {
         let r = show(&alice.cmd("s", &format!("EXAMINE \"{name}\"")).await);
         assert_eq!(r.contains("s OK [READ-ONLY]"), opens, "alice EXAMINE {name}: {r}");
     }
@@ -400,7 +402,10 @@ async fn real_and_snapshot_folders_alternate_without_leaks() {
     other.append("a", "INBOX", b"Subject: newer\r\n\r\nnewer\r\n").await;
     for cmd in ["NOOP", "CHECK", "UID FETCH 1:* FLAGS"] {
         let r = show(&c.cmd("n", cmd).await);
-        assert!(!r.contains("EXISTS") && !r.contains("EXPUNGE") && !r.contains("RECENT"), "{cmd}: {r}");
+        assert!(
+            !r.contains("EXISTS") && !r.contains("EXPUNGE") && !r.contains("RECENT"),
+            "{cmd}: {r}"
+        );
     }
     c.send(b"i IDLE\r\n").await;
     assert!(show(&c.read_line().await).starts_with("+ "));
