@@ -232,9 +232,87 @@ async fn main() {
         verdict(per <= 64.0)
     );
     drop(idle);
+
+    time_machine(&d, imaps, &p, &a, &variants).await;
     drop(p);
 
     snapshots(&d, &a).await;
+}
+
+/// The snapshot folder through the proxy against Dovecot answering the live
+/// folder directly (issue 4): metadata FETCH, BODY.PEEK[] and SELECT.
+async fn time_machine(d: &Dovecot, imaps: u16, p: &ProxyProcess, a: &Args, variants: &[Variant]) {
+    const DATE: &str = "2026-11-24";
+    run_cli(&p.config_path, &["snapshot", "--user", "alice", "--label", DATE]);
+    let folder = |v: Variant| match v {
+        Variant::Direct | Variant::DirectTls => "Bench".to_string(),
+        _ => format!("\"Time Machine/{DATE}/Bench\""),
+    };
+    let mut sessions = Vec::new();
+    for &v in variants {
+        let mut c = session(v, d, imaps, p).await;
+        let r = c.cmd("s", &format!("SELECT {}", folder(v))).await;
+        assert!(
+            r.windows(format!("* {} EXISTS", a.messages).len())
+                .any(|w| w == format!("* {} EXISTS", a.messages).as_bytes()),
+            "{}",
+            support::show(&r)
+        );
+        c.cmd("w", "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[])")
+            .await; // warm caches
+        sessions.push(c);
+    }
+    let selects = 20;
+    let work: [(&str, String); 3] = [
+        (
+            "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)",
+            "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)".into(),
+        ),
+        ("UID FETCH 1:* (BODY.PEEK[])", "UID FETCH 1:* (BODY.PEEK[])".into()),
+        ("SELECT", String::new()),
+    ];
+    for (title, cmd) in &work {
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+        let mut sizes = vec![0usize; variants.len()];
+        for _ in 0..a.rounds {
+            for (i, c) in sessions.iter_mut().enumerate() {
+                let t = Instant::now();
+                if cmd.is_empty() {
+                    for _ in 0..selects {
+                        sizes[i] = c.cmd("s", &format!("SELECT {}", folder(variants[i]))).await.len();
+                    }
+                    times[i].push(t.elapsed().as_secs_f64() / selects as f64);
+                } else {
+                    sizes[i] = c.cmd("f", cmd).await.len();
+                    times[i].push(t.elapsed().as_secs_f64());
+                }
+            }
+        }
+        println!(
+            "\n## Time Machine: {title} on {} messages, snapshot folder via proxy vs live folder direct",
+            a.messages
+        );
+        let medians: Vec<f64> = times.iter().map(|t| median(t.clone())).collect();
+        for (i, v) in variants.iter().enumerate() {
+            let note = match v.baseline() {
+                None => String::new(),
+                Some(b) => {
+                    let ratio = medians[i] / medians[b];
+                    format!(
+                        "  time ratio vs {} {ratio:.3} (target <= 1.0: {})",
+                        variants[b].name(),
+                        verdict(ratio <= 1.0)
+                    )
+                }
+            };
+            println!(
+                "{:28} median {:9.3} ms  {:8} bytes{note}",
+                v.name(),
+                medians[i] * 1000.0,
+                sizes[i]
+            );
+        }
+    }
 }
 
 /// Runs the CLI; returns its wall time and peak RSS (KiB, sampled).

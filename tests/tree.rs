@@ -344,7 +344,7 @@ async fn drag_out_appends_upstream_with_flags_and_dates() {
 /// snapshot by any spelling of its name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_user_cannot_reach_the_snapshots() {
-    let (d, proxy) = setup('/').await;
+    let (_d, proxy) = setup('/').await;
     let mut bob = Client::login_tls(proxy.tls_addr, "bob", "bob-pw").await;
     let listed = show(&bob.cmd("l", "LIST \"\" \"Time Machine*\"").await);
     assert!(listed.contains("\"Time Machine\""), "{listed}");
