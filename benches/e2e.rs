@@ -258,8 +258,11 @@ async fn time_machine(d: &Dovecot, imaps: u16, p: &ProxyProcess, a: &Args, varia
             "{}",
             support::show(&r)
         );
-        c.cmd("w", "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[])")
-            .await; // warm caches
+        c.cmd(
+            "w",
+            "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[])",
+        )
+        .await; // warm caches
         sessions.push(c);
     }
     let selects = 20;

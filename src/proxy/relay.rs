@@ -377,6 +377,12 @@ impl ClientPump {
             let is_append = name == "APPEND";
             if is_append {
                 if let (Some(lit), Some(mailbox)) = (literal_announcement(&line), head.first_astring()) {
+                    if lit.sync && self.router.route_mailbox(&mailbox) == Route::Local {
+                        // Refused before the client sends the message.
+                        self.quiet().await?;
+                        self.to_client(op::append_refusal(head.tag_str())).await?;
+                        continue;
+                    }
                     if self.router.route_mailbox(&mailbox) == Route::Forward {
                         if let Some(end) = self.stream_append(tag, line, lit).await? {
                             return Ok(end);

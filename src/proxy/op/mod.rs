@@ -53,6 +53,12 @@ fn status_name(item: &StatusDataItemName) -> &'static str {
     }
 }
 
+/// APPEND into the tree (answered before the message is sent when the
+/// literal is synchronising).
+pub(super) fn append_refusal(tag: &str) -> String {
+    format!("{tag} NO [CANNOT] Time Machine folders are read-only snapshots: messages cannot be added\r\n")
+}
+
 /// Answers a command routed to the proxy. `Some(end)` ends the session.
 pub(super) async fn answer(p: &mut ClientPump, cmd: &Command<'_>, tag: &str) -> Result<Option<End>, FrameError> {
     let reply = match &cmd.body {
@@ -79,10 +85,10 @@ pub(super) async fn answer(p: &mut ClientPump, cmd: &Command<'_>, tag: &str) -> 
         CommandBody::Compress { .. } => {
             format!("{tag} NO [CANNOT] Compression is not available through this proxy\r\n")
         }
+        CommandBody::Append { .. } => append_refusal(tag),
         CommandBody::Create { .. }
         | CommandBody::Delete { .. }
         | CommandBody::Rename { .. }
-        | CommandBody::Append { .. }
         | CommandBody::SetMetadata { .. } => {
             format!("{tag} NO [CANNOT] Time Machine folders are read-only snapshots and cannot be changed\r\n")
         }
