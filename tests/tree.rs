@@ -48,7 +48,9 @@ async fn same(live: &mut Client, snap: &mut Client, live_cmd: &str, snap_cmd: &s
 fn result_line(answer: &[u8]) -> String {
     show(answer)
         .lines()
-        .find(|l| l.starts_with("* SEARCH") || l.starts_with("* SORT") || l.starts_with("t "))
+        .find(|l| {
+            l.starts_with("* SEARCH") || l.starts_with("* SORT") || l.starts_with("* ESEARCH") || l.starts_with("t ")
+        })
         .unwrap_or_default()
         .to_string()
 }
@@ -205,6 +207,17 @@ async fn tree_matches_dovecot(sep: char) {
                 assert_eq!(a, b, "`{cmd}` on {f}");
                 assert!(b.starts_with("* SEARCH"), "{b}");
             }
+        }
+        for esearch in [
+            "SEARCH RETURN (MIN MAX COUNT) SEEN",
+            "UID SEARCH RETURN (ALL) ALL",
+            "SEARCH RETURN () UNSEEN",
+            "UID SEARCH RETURN (COUNT MIN) FROM bob",
+            "UID SEARCH RETURN (MAX) CHARSET UTF-8 SUBJECT lunch",
+        ] {
+            let a = result_line(&live.cmd("t", esearch).await);
+            let b = result_line(&snap.cmd("t", esearch).await);
+            assert_eq!(a, b, "`{esearch}` on {f}");
         }
         for sort in ["(ARRIVAL)", "(REVERSE SIZE)", "(DATE)", "(SUBJECT)", "(FROM)"] {
             same(

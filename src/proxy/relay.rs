@@ -417,11 +417,7 @@ impl ClientPump {
             let Some(c) = decode(&cmd.bytes) else {
                 if self.selected.is_some() && SELECTED_STATE.contains(&name.as_str()) {
                     self.quiet().await?;
-                    self.to_client(format!(
-                        "{tag_text} BAD Error in IMAP command {}: not understood for a Time Machine folder\r\n",
-                        name
-                    ))
-                    .await?;
+                    op::undecoded(self, &name, &tag_text, &cmd.bytes).await?;
                     continue;
                 }
                 self.before_forward(&name, &tag, &cmd.bytes, None).await?;

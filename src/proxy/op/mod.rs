@@ -155,6 +155,21 @@ pub(super) async fn answer(p: &mut ClientPump, cmd: &Command<'_>, tag: &str) -> 
     Ok(None)
 }
 
+/// A selected-state command imap-codec does not parse, while a snapshot
+/// folder is selected: ESEARCH's `SEARCH RETURN (...)` is answered, the
+/// rest is refused (the upstream has no folder selected and must not see it).
+pub(super) async fn undecoded(p: &mut ClientPump, name: &str, tag: &str, bytes: &[u8]) -> Result<(), FrameError> {
+    if name == "SEARCH" || name == "UID SEARCH" {
+        if let Some(done) = search::esearch(p, tag, name == "UID SEARCH", bytes).await? {
+            return Ok(done);
+        }
+    }
+    p.to_client(format!(
+        "{tag} BAD Error in IMAP command {name}: not understood for a Time Machine folder\r\n"
+    ))
+    .await
+}
+
 /// IDLE on a snapshot folder: nothing ever changes, so the proxy just waits
 /// for DONE (the session's idle timeout still applies).
 async fn idle(p: &mut ClientPump, tag: &str) -> Result<Option<End>, FrameError> {

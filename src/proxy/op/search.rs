@@ -90,6 +90,42 @@ fn bad_charset(tag: &str) -> String {
     format!("{tag} NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset\r\n")
 }
 
+/// Runs a search over the selected folder: the matching indices, or the
+/// tagged line to answer instead.
+async fn run_search(
+    p: &ClientPump,
+    tag: &str,
+    charset: Option<&Charset<'_>>,
+    criteria: &[SearchKey<'_>],
+) -> Result<(Vec<usize>, Arc<Vec<MessageRecord>>), String> {
+    let Some(sel) = p.selected.as_ref() else {
+        return Err(format!("{tag} BAD No mailbox selected.\r\n"));
+    };
+    if let Some(c) = charset {
+        if !charset_supported(&charset_name(c)) {
+            return Err(bad_charset(tag));
+        }
+    }
+    let key = all_of(criteria);
+    let messages = sel.messages.clone();
+    let Some(store) = p.tree.store().cloned() else {
+        return Ok((Vec::new(), messages));
+    };
+    let user = p.tree.user().to_string();
+    let m2 = messages.clone();
+    match tokio::task::spawn_blocking(move || evaluate(&store, &user, &m2, &key, false)).await {
+        Ok(Ok((hits, _))) => Ok((hits, messages)),
+        Ok(Err(e)) => Err(store_failure(tag, &e)),
+        Err(e) => Err(store_failure(tag, &e)),
+    }
+}
+
+fn numbers(hits: &[usize], messages: &[MessageRecord], uid: bool) -> Vec<u32> {
+    hits.iter()
+        .map(|&i| if uid { messages[i].uid } else { (i + 1) as u32 })
+        .collect()
+}
+
 pub(super) async fn search(
     p: &mut ClientPump,
     tag: &str,
@@ -97,36 +133,90 @@ pub(super) async fn search(
     criteria: &[SearchKey<'_>],
     uid: bool,
 ) -> Result<(), FrameError> {
-    let Some(sel) = p.selected.as_ref() else {
-        return p.to_client(format!("{tag} BAD No mailbox selected.\r\n")).await;
-    };
-    if let Some(c) = charset {
-        if !charset_supported(&charset_name(c)) {
-            return p.to_client(bad_charset(tag)).await;
-        }
-    }
-    let key = all_of(criteria);
-    let messages = sel.messages.clone();
-    let Some(store) = p.tree.store().cloned() else {
-        return p.to_client(format!("* SEARCH\r\n{tag} OK Search completed.\r\n")).await;
-    };
-    let user = p.tree.user().to_string();
-    let m2 = messages.clone();
-    let result = tokio::task::spawn_blocking(move || evaluate(&store, &user, &m2, &key, false)).await;
-    let reply = match result {
-        Ok(Ok((hits, _))) => {
+    let reply = match run_search(p, tag, charset, criteria).await {
+        Ok((hits, messages)) => {
             let mut out = String::from("* SEARCH");
-            for i in hits {
-                let n = if uid { messages[i].uid } else { (i + 1) as u32 };
+            for n in numbers(&hits, &messages, uid) {
                 out.push(' ');
                 out.push_str(&n.to_string());
             }
             format!("{out}\r\n{tag} OK Search completed.\r\n")
         }
-        Ok(Err(e)) => store_failure(tag, &e),
-        Err(e) => store_failure(tag, &e),
+        Err(line) => line,
     };
     p.to_client(reply).await
+}
+
+/// `SEARCH RETURN (...) criteria` (RFC 4731 ESEARCH), which imap-codec
+/// does not parse: the criteria are decoded as a plain SEARCH and the
+/// result written as `* ESEARCH` the way Dovecot writes it. `None` when
+/// the command is not of that form.
+pub(super) async fn esearch(p: &mut ClientPump, tag: &str, uid: bool, bytes: &[u8]) -> Result<Option<()>, FrameError> {
+    let Some(head) = crate::imap::command::CommandHead::parse(bytes) else {
+        return Ok(None);
+    };
+    let rest = head.rest;
+    if rest.len() < 8 || !rest[..8].eq_ignore_ascii_case(b"RETURN (") {
+        return Ok(None);
+    }
+    let Some(close) = rest.iter().position(|&c| c == b')') else {
+        return Ok(None);
+    };
+    let options: Vec<String> = String::from_utf8_lossy(&rest[8..close])
+        .split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .collect();
+    if options
+        .iter()
+        .any(|o| !["MIN", "MAX", "COUNT", "ALL", "SAVE"].contains(&o.as_str()))
+    {
+        return Ok(None);
+    }
+    let mut plain = format!("{tag} SEARCH").into_bytes();
+    plain.extend_from_slice(&rest[close + 1..]);
+    plain.extend_from_slice(b"\r\n");
+    let Some(cmd) = crate::imap::command::decode(&plain) else {
+        return Ok(None);
+    };
+    let imap_codec::imap_types::command::CommandBody::Search { charset, criteria, .. } = &cmd.body else {
+        return Ok(None);
+    };
+    let reply = match run_search(p, tag, charset.as_ref(), criteria.as_ref()).await {
+        Ok((hits, messages)) => {
+            let n = numbers(&hits, &messages, uid);
+            let all = options.is_empty() || options.iter().any(|o| o == "ALL");
+            let mut out = format!("* ESEARCH (TAG \"{tag}\")");
+            if uid {
+                out.push_str(" UID");
+            }
+            if options.iter().any(|o| o == "MIN") {
+                if let Some(m) = n.iter().min() {
+                    out.push_str(&format!(" MIN {m}"));
+                }
+            }
+            if options.iter().any(|o| o == "MAX") {
+                if let Some(m) = n.iter().max() {
+                    out.push_str(&format!(" MAX {m}"));
+                }
+            }
+            if options.iter().any(|o| o == "COUNT") {
+                out.push_str(&format!(" COUNT {}", n.len()));
+            }
+            if all && !n.is_empty() {
+                out.push_str(&format!(" ALL {}", crate::imap::sequence::compact(&n)));
+            }
+            // SAVE alone (SEARCHRES) returns nothing; `$` is not kept.
+            let only_save = !options.is_empty() && options.iter().all(|o| o == "SAVE");
+            if only_save {
+                format!("{tag} OK Search completed.\r\n")
+            } else {
+                format!("{out}\r\n{tag} OK Search completed.\r\n")
+            }
+        }
+        Err(line) => line,
+    };
+    p.to_client(reply).await?;
+    Ok(Some(()))
 }
 
 /// What SORT compares for one message.
