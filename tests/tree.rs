@@ -219,6 +219,14 @@ async fn tree_matches_dovecot(sep: char) {
             let b = result_line(&snap.cmd("t", esearch).await);
             assert_eq!(a, b, "`{esearch}` on {f}");
         }
+        for algorithm in ["REFERENCES", "REFS", "ORDEREDSUBJECT"] {
+            for cmd in [
+                format!("THREAD {algorithm} UTF-8 ALL"),
+                format!("UID THREAD {algorithm} UTF-8 ALL"),
+            ] {
+                same(&mut live, &mut snap, &cmd, &cmd).await;
+            }
+        }
         for sort in ["(ARRIVAL)", "(REVERSE SIZE)", "(DATE)", "(SUBJECT)", "(FROM)"] {
             same(
                 &mut live,
@@ -430,4 +438,69 @@ async fn real_and_snapshot_folders_alternate_without_leaks() {
     assert!(r.starts_with("* OK [CLOSED]"), "{r}");
     let r = show(&c.cmd("f", "FETCH 1 FLAGS").await);
     assert!(r.contains("\\Flagged"), "{r}");
+}
+
+/// One message of the threading corpus.
+fn threaded(id: &str, refs: &str, irt: &str, subject: &str, day: u32) -> Vec<u8> {
+    let mut m = String::new();
+    if !id.is_empty() {
+        m.push_str(&format!("Message-ID: <{id}@t.example>\r\n"));
+    }
+    if !refs.is_empty() {
+        let refs: Vec<String> = refs.split(' ').map(|r| format!("<{r}@t.example>")).collect();
+        m.push_str(&format!("References: {}\r\n", refs.join(" ")));
+    }
+    if !irt.is_empty() {
+        m.push_str(&format!("In-Reply-To: <{irt}@t.example>\r\n"));
+    }
+    m.push_str(&format!(
+        "Date: {day:02} Oct 2026 10:00:00 +0000\r\nFrom: x@t.example\r\nSubject: {subject}\r\n\r\nbody\r\n"
+    ));
+    m.into_bytes()
+}
+
+/// THREAD (REFERENCES, REFS, ORDEREDSUBJECT) over replies, a missing parent,
+/// a reference loop, duplicate Message-IDs, forwarded subjects and
+/// subject-only relatives: the snapshot threads exactly like Dovecot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_match_dovecot() {
+    let d = Dovecot::start('/');
+    let mut live = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    live.cmd("c", "CREATE Threads").await;
+    let corpus = [
+        threaded("a", "", "", "Plans for Friday", 1),
+        threaded("b", "a", "a", "Re: Plans for Friday", 3),
+        threaded("c", "a b", "b", "Re: Re: Plans for Friday", 4),
+        threaded("d", "a", "", "Re: Plans for Friday", 5),
+        threaded("e", "", "", "Budget", 2),
+        threaded("f", "gone", "gone", "Re: Lost parent", 6),
+        threaded("g", "gone", "", "Re: Lost parent", 7),
+        threaded("h", "", "", "Fwd: Budget", 8),
+        threaded("i", "j", "", "Loop one", 9),
+        threaded("j", "i", "", "Loop two", 10),
+        threaded("a", "", "", "Duplicate id", 11),
+        threaded("", "", "e", "Re: Budget", 12),
+        threaded("k", "", "", "[list] Re: Budget", 13),
+        threaded("l", "", "", "Unrelated (fwd)", 14),
+        threaded("m", "", "", "Unrelated", 15),
+    ];
+    for (i, m) in corpus.iter().enumerate() {
+        let r = live.append("a", "Threads", m).await;
+        assert!(r.starts_with("a OK"), "message {i}: {r}");
+    }
+    let proxy = Proxy::start(&d);
+    proxy.snapshot("alice", DATE).await;
+    let mut snap = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
+    live.cmd("e", "EXAMINE Threads").await;
+    snap.cmd("e", &format!("EXAMINE \"Time Machine/{DATE}/Threads\"")).await;
+    for algorithm in ["REFERENCES", "REFS", "ORDEREDSUBJECT"] {
+        for cmd in [
+            format!("THREAD {algorithm} UTF-8 ALL"),
+            format!("UID THREAD {algorithm} UTF-8 NOT SUBJECT budget"),
+            format!("THREAD {algorithm} UTF-8 SUBJECT nothing-like-this"),
+        ] {
+            let got = same(&mut live, &mut snap, &cmd, &cmd).await;
+            assert!(got.starts_with(b"* THREAD"), "{}", show(&got));
+        }
+    }
 }

@@ -14,6 +14,7 @@ pub mod search;
 pub mod section;
 pub mod select;
 pub mod sequence;
+pub mod thread;
 
 /// Encodes `s` as an IMAP quoted string, or `None` if it cannot be one
 /// (CR, LF, NUL or 8-bit characters need a literal).

@@ -131,8 +131,15 @@ pub(super) async fn answer(p: &mut ClientPump, cmd: &Command<'_>, tag: &str) -> 
             search::sort(p, tag, sort_criteria.as_ref(), charset, search_criteria.as_ref(), *uid).await?;
             return Ok(None);
         }
-        CommandBody::Thread { .. } => {
-            format!("{tag} NO [CANNOT] THREAD is not available in Time Machine folders; use SORT or SEARCH\r\n")
+        CommandBody::Thread {
+            algorithm,
+            charset,
+            search_criteria,
+            uid,
+        } => {
+            let name = algorithm.to_string();
+            search::thread_command(p, tag, &name, charset, search_criteria.as_ref(), *uid).await?;
+            return Ok(None);
         }
         CommandBody::Store { .. } | CommandBody::Expunge | CommandBody::ExpungeUid { .. } => {
             format!("{tag} NO [READ-ONLY] Time Machine folders are read-only snapshots: nothing was changed\r\n")

@@ -8,10 +8,11 @@ use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
 use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::ToStatic;
-use mail_parser::{Address, MessageParser};
+use mail_parser::{Address, HeaderValue, MessageParser};
 
 use crate::imap::framing::FrameError;
 use crate::imap::search::{charset_supported, matches, needs_raw, Bounds, SearchMessage};
+use crate::imap::thread::{base_subject, thread, Algorithm, ThreadMessage};
 use crate::store::{MessageRecord, Store, StoreError};
 
 use super::super::relay::ClientPump;
@@ -283,36 +284,6 @@ fn first_mailbox(a: Option<&Address<'_>>) -> (String, String) {
     (mailbox, display)
 }
 
-/// RFC 5256 base subject: without `Re:`/`Fw:`/`Fwd:` prefixes, `[...]`
-/// blobs and a trailing `(fwd)`.
-fn base_subject(s: &str) -> String {
-    let mut s = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    loop {
-        let before = s.clone();
-        while let Some(stripped) = s.strip_suffix("(fwd)").or_else(|| s.strip_suffix("(FWD)")) {
-            s = stripped.trim_end().to_string();
-        }
-        let lower = s.to_ascii_lowercase();
-        for prefix in ["re:", "fwd:", "fw:"] {
-            if lower.starts_with(prefix) {
-                s = s[prefix.len()..].trim_start().to_string();
-                break;
-            }
-        }
-        if s.starts_with('[') {
-            if let Some(end) = s.find(']') {
-                let rest = s[end + 1..].trim_start();
-                if !rest.is_empty() {
-                    s = rest.to_string();
-                }
-            }
-        }
-        if s == before {
-            return s.to_ascii_uppercase();
-        }
-    }
-}
-
 fn sort_values(m: &MessageRecord, raw: Option<&[u8]>) -> SortValues {
     let mut v = SortValues {
         arrival: internal_time(&m.internaldate),
@@ -333,7 +304,7 @@ fn sort_values(m: &MessageRecord, raw: Option<&[u8]>) -> SortValues {
     v.to = to.to_ascii_uppercase();
     v.display_to = dto.to_ascii_uppercase();
     v.cc = first_mailbox(msg.cc()).0.to_ascii_uppercase();
-    v.subject = base_subject(msg.subject().unwrap_or(""));
+    v.subject = base_subject(msg.subject().unwrap_or("")).0;
     v
 }
 
@@ -407,15 +378,87 @@ pub(super) async fn sort(
     p.to_client(reply).await
 }
 
+/// Message-ids of a References / In-Reply-To header, without brackets.
+fn ids(v: &HeaderValue<'_>) -> Vec<String> {
+    match v {
+        HeaderValue::Text(t) => vec![t.to_string()],
+        HeaderValue::TextList(l) => l.iter().map(|t| t.to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn thread_message(n: u32, m: &MessageRecord, raw: Option<&[u8]>) -> ThreadMessage {
+    let mut t = ThreadMessage {
+        n,
+        date: internal_time(&m.internaldate),
+        ..Default::default()
+    };
+    let Some(msg) = raw.and_then(|r| MessageParser::default().parse(r)) else {
+        return t;
+    };
+    if let Some(d) = msg.date() {
+        t.date = d.to_timestamp();
+    }
+    t.message_id = msg.message_id().unwrap_or_default().to_string();
+    t.references = ids(msg.references());
+    if t.references.is_empty() {
+        t.references = ids(msg.in_reply_to()).into_iter().take(1).collect();
+    }
+    t.subject = msg.subject().unwrap_or_default().to_string();
+    t
+}
+
+/// THREAD / UID THREAD with ORDEREDSUBJECT, REFERENCES or REFS.
+pub(super) async fn thread_command(
+    p: &mut ClientPump,
+    tag: &str,
+    algorithm: &str,
+    charset: &Charset<'_>,
+    search: &[SearchKey<'_>],
+    uid: bool,
+) -> Result<(), FrameError> {
+    let Some(sel) = p.selected.as_ref() else {
+        return p.to_client(format!("{tag} BAD No mailbox selected.\r\n")).await;
+    };
+    let Some(algorithm) = Algorithm::parse(algorithm) else {
+        return p
+            .to_client(format!("{tag} BAD Unknown thread algorithm {algorithm}\r\n"))
+            .await;
+    };
+    if !charset_supported(&charset_name(charset)) {
+        return p.to_client(bad_charset(tag)).await;
+    }
+    let key = all_of(search);
+    let messages: Arc<Vec<MessageRecord>> = sel.messages.clone();
+    let Some(store) = p.tree.store().cloned() else {
+        return p
+            .to_client(format!("* THREAD \r\n{tag} OK Thread completed.\r\n"))
+            .await;
+    };
+    let user = p.tree.user().to_string();
+    let job = tokio::task::spawn_blocking(move || -> Result<String, StoreError> {
+        let (hits, raws) = evaluate(&store, &user, &messages, &key, true)?;
+        let msgs: Vec<ThreadMessage> = hits
+            .into_iter()
+            .map(|i| {
+                let n = if uid { messages[i].uid } else { (i + 1) as u32 };
+                thread_message(n, &messages[i], raws.get(i).and_then(|r| r.as_deref()))
+            })
+            .collect();
+        Ok(thread(&msgs, algorithm))
+    });
+    let reply = match job.await {
+        // Dovecot writes `* THREAD ` (with the space) when nothing matched.
+        Ok(Ok(threads)) => format!("* THREAD {threads}\r\n{tag} OK Thread completed.\r\n"),
+        Ok(Err(e)) => store_failure(tag, &e),
+        Err(e) => store_failure(tag, &e),
+    };
+    p.to_client(reply).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base_subjects() {
-        assert_eq!(base_subject("Re: Fwd: [list] Hello  world (fwd)"), "HELLO WORLD");
-        assert_eq!(base_subject("hello"), "HELLO");
-    }
 
     #[test]
     fn internal_times() {
