@@ -242,6 +242,25 @@ async fn tree_matches_dovecot(sep: char) {
     }
     assert_eq!(folders, FIXTURE_FOLDERS.len());
     same(&mut live, &mut snap, "CLOSE", "CLOSE").await;
+
+    // CONDSTORE: MODSEQ in FLAGS responses once enabled, CHANGEDSINCE.
+    same(&mut live, &mut snap, "ENABLE CONDSTORE", "ENABLE CONDSTORE").await;
+    let (name, vname) = (d.name("INBOX"), tm(&d, DATE, "INBOX"));
+    same(
+        &mut live,
+        &mut snap,
+        &format!("EXAMINE \"{name}\""),
+        &format!("EXAMINE \"{vname}\""),
+    )
+    .await;
+    for fetch in [
+        "FETCH 1:* (FLAGS)",
+        "UID FETCH 1:* (FLAGS MODSEQ)",
+        "UID FETCH 1:* (UID) (CHANGEDSINCE 1)",
+        "FETCH 2 (RFC822.SIZE FLAGS)",
+    ] {
+        same(&mut live, &mut snap, fetch, fetch).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
