@@ -217,6 +217,11 @@ pub struct Limits {
     /// A command forwarded upstream that sees no upstream byte for this long
     /// (IDLE excepted) ends the session with `* BYE [UNAVAILABLE]`.
     pub upstream_response_timeout_secs: u64,
+    /// While a snapshot folder is selected the proxy answers everything
+    /// itself; after this long without upstream traffic it sends the
+    /// upstream a NOOP so the server's own autologout does not end the
+    /// session of a client that is active in the tree.
+    pub upstream_keepalive_secs: u64,
 }
 
 impl Default for Limits {
@@ -232,6 +237,7 @@ impl Default for Limits {
             login_timeout_secs: 60,
             upstream_timeout_secs: 30,
             upstream_response_timeout_secs: 300,
+            upstream_keepalive_secs: 240,
         }
     }
 }
@@ -395,6 +401,7 @@ impl Config {
                 "limits.upstream_response_timeout_secs",
                 l.upstream_response_timeout_secs,
             ),
+            ("limits.upstream_keepalive_secs", l.upstream_keepalive_secs),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1 second"));

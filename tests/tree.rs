@@ -523,3 +523,32 @@ async fn threads_match_dovecot() {
         }
     }
 }
+
+/// While a client idles in a snapshot folder the proxy answers everything
+/// itself; it still exercises the upstream connection (NOOP after
+/// `limits.upstream_keepalive_secs`), so the server's autologout cannot end
+/// an active session behind its back, and a dead upstream is noticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_in_a_snapshot_folder_keeps_the_upstream_alive() {
+    let d = Dovecot::start_seeded('/');
+    let p = Proxy::start_with(d.addr(), |c| {
+        c.limits.upstream_keepalive_secs = 1;
+        c.limits.upstream_response_timeout_secs = 2;
+    });
+    p.snapshot("alice", DATE).await;
+    let mut c = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    let r = show(&c.cmd("s", &format!("EXAMINE \"{}\"", tm(&d, DATE, "INBOX"))).await);
+    assert!(r.contains("s OK [READ-ONLY]"), "{r}");
+    c.send(b"i IDLE\r\n").await;
+    assert!(c.read_line().await.starts_with(b"+"));
+    // The upstream hangs with the connection open: the keepalive NOOP gets
+    // no answer and the session ends with a clear BYE (without keepalives
+    // the client would idle on, unaware of its dead upstream).
+    d.signal_sessions("-STOP");
+    let r = show(&c.read_to_close().await);
+    d.signal_sessions("-CONT");
+    assert!(
+        r.contains("* BYE [UNAVAILABLE] The mail server is not responding"),
+        "{r}"
+    );
+}

@@ -232,6 +232,7 @@ pub async fn run(
         condstore: false,
         caps,
         next_tag: 0,
+        last_upstream: Instant::now(),
     };
     tokio::select! {
         end = client.run() => {
@@ -274,6 +275,8 @@ pub(super) struct ClientPump {
     pub(super) condstore: bool,
     pub(super) caps: UpstreamCaps,
     next_tag: u32,
+    /// Last command that went upstream (client's or the proxy's own).
+    last_upstream: Instant,
 }
 
 /// Command names that act on the selected folder: while a snapshot folder
@@ -508,6 +511,7 @@ impl ClientPump {
     /// Starts a command of the proxy's own on the upstream connection:
     /// registers the diversion of its responses. Call [`Self::quiet`] first.
     pub(super) fn begin_own(&mut self, tag: &str) -> mpsc::UnboundedReceiver<Bytes> {
+        self.last_upstream = Instant::now();
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut d) = self.shared.divert.lock() {
             *d = Some(Diversion {
@@ -555,6 +559,16 @@ impl ClientPump {
         self.finish_own(rx).await
     }
 
+    /// Sends the upstream a NOOP when it has not seen a command for
+    /// `limits.upstream_keepalive_secs` (the proxy answers everything while a
+    /// snapshot folder is selected).
+    pub(super) async fn keepalive(&mut self) -> Result<(), FrameError> {
+        if self.last_upstream.elapsed() >= Duration::from_secs(self.limits.upstream_keepalive_secs) {
+            self.own_command("NOOP").await?;
+        }
+        Ok(())
+    }
+
     /// Makes sure the upstream has no folder selected, so none of its
     /// untagged responses can reach a client looking at a snapshot folder.
     pub(super) async fn deselect_upstream(&mut self) -> Result<(), FrameError> {
@@ -597,6 +611,7 @@ impl ClientPump {
     /// Forwards a buffered command as its original bytes.
     async fn forward(&mut self, tag: Bytes, cmd: BufferedCommand, idle: bool) -> Result<(), FrameError> {
         self.shared.started(idle);
+        self.last_upstream = Instant::now();
         let mut start = 0;
         for &split in &cmd.sync_splits {
             if self.send_and_expect(&tag, &cmd.bytes[start..split], false).await? == Continuation::Rejected {

@@ -144,8 +144,14 @@ pub(super) async fn answer(p: &mut ClientPump, cmd: &Command<'_>, tag: &str) -> 
         CommandBody::Store { .. } | CommandBody::Expunge | CommandBody::ExpungeUid { .. } => {
             format!("{tag} NO [READ-ONLY] Time Machine folders are read-only snapshots: nothing was changed\r\n")
         }
-        CommandBody::Noop => format!("{tag} OK NOOP completed.\r\n"),
-        CommandBody::Check => format!("{tag} OK Check completed.\r\n"),
+        CommandBody::Noop => {
+            p.keepalive().await?;
+            format!("{tag} OK NOOP completed.\r\n")
+        }
+        CommandBody::Check => {
+            p.keepalive().await?;
+            format!("{tag} OK Check completed.\r\n")
+        }
         // Read-only: CLOSE expunges nothing.
         CommandBody::Close => {
             p.selected = None;
@@ -177,17 +183,26 @@ pub(super) async fn undecoded(p: &mut ClientPump, name: &str, tag: &str, bytes: 
     .await
 }
 
-/// IDLE on a snapshot folder: nothing ever changes, so the proxy just waits
-/// for DONE (the session's idle timeout still applies).
+/// IDLE on a snapshot folder: nothing ever changes, so the proxy waits for
+/// DONE, keeping the upstream connection alive meanwhile; the session's
+/// idle timeout still applies.
 async fn idle(p: &mut ClientPump, tag: &str) -> Result<Option<End>, FrameError> {
     p.to_client(&b"+ idling\r\n"[..]).await?;
-    let line = match p.read_line().await {
-        Ok(Some(line)) => line,
-        Ok(None) => return Ok(Some(End::Gone)),
-        Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+    let started = std::time::Instant::now();
+    let limit = std::time::Duration::from_secs(p.limits.idle_timeout_secs);
+    let tick = std::time::Duration::from_secs(p.limits.upstream_keepalive_secs);
+    let line = loop {
+        let left = limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
             return Ok(Some(bye("Autologout; idle for too long")));
         }
-        Err(e) => return Err(e),
+        // FrameReader::read_line is cancel-safe: a timeout loses nothing.
+        match tokio::time::timeout(tick.min(left), p.reader.read_line()).await {
+            Ok(Ok(Some(line))) => break line,
+            Ok(Ok(None)) => return Ok(Some(End::Gone)),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => p.keepalive().await?,
+        }
     };
     let reply = if strip_eol(&line).eq_ignore_ascii_case(b"DONE") {
         format!("{tag} OK Idle completed.\r\n")
