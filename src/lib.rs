@@ -7,5 +7,6 @@ pub mod admin;
 pub mod config;
 pub mod imap;
 pub mod proxy;
+pub mod restore;
 pub mod snapshot;
 pub mod store;

@@ -64,6 +64,50 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Restore requests: list, file, confirm, reject.
+    Restore {
+        #[command(subcommand)]
+        action: RestoreAction,
+    },
+    /// The billing ledger as CSV (confirmed restores).
+    Billing {
+        /// Only confirmations in this month, YYYY-MM.
+        #[arg(long)]
+        month: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RestoreAction {
+    /// List requests (optionally by status).
+    List {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// File a request for a user (an admin acting for them).
+    Request {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        date: String,
+        /// One folder (as the server names it); all folders without it.
+        #[arg(long)]
+        folder: Option<String>,
+    },
+    /// Confirm a pending request (the restore starts in `serve`).
+    Confirm {
+        id: u64,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Reject a pending request (the user is told).
+    Reject {
+        id: u64,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 fn init_logging(level: &str) {
@@ -108,14 +152,18 @@ fn service(config: Arc<Config>, store: Arc<Store>) -> anyhow::Result<Arc<Service
 async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let store = open_store(&config)?;
-    let svc = service(config.clone(), store.clone())?;
+    let server = Server::bind(config.clone(), Some(store.clone())).await?;
+    let connector = Arc::new(Connector::from_config(&config)?);
+    let svc = match server.restores() {
+        Some(r) => Arc::new(Service::with_restores(config.clone(), store.clone(), connector, r)?),
+        None => service(config.clone(), store.clone())?,
+    };
     let admin = admin::server::bind(&config.admin.socket).with_context(|| {
         format!(
             "config key `admin.socket`: cannot listen on {}",
             config.admin.socket.display()
         )
     })?;
-    let server = Server::bind(config.clone(), Some(store)).await?;
     let admin_task = tokio::spawn(admin::server::run(admin, svc.clone()));
     let schedule_task = tokio::spawn(svc.run_schedule(Arc::new(SystemClock)));
     server.run(shutdown_signal()).await;
@@ -199,6 +247,35 @@ fn finish(reply: Reply, output: Option<PathBuf>) -> anyhow::Result<()> {
                 None => std::io::stdout().write_all(&raw)?,
             }
         }
+        Reply::Requests { list } => {
+            println!(
+                "{:>5} {:<16} {:<10} {:<24} {:<10} {:<16} changed",
+                "id", "user", "date", "scope", "status", "decided by"
+            );
+            for r in list {
+                println!(
+                    "{:>5} {:<16} {:<10} {:<24} {:<10} {:<16} {}",
+                    r.id,
+                    r.user,
+                    r.date,
+                    imap_time_machine::restore::scope_text(&r),
+                    r.state.as_str(),
+                    r.decided_by.clone().unwrap_or_default(),
+                    jiff::Timestamp::from_second(r.changed_at)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Reply::Request { request: r } => println!(
+            "restore request #{} ({} {} {}): {}",
+            r.id,
+            r.user,
+            r.date,
+            imap_time_machine::restore::scope_text(&r),
+            r.state.as_str()
+        ),
+        Reply::Billing { csv } => print!("{csv}"),
         Reply::Progress { .. } => bail!("unexpected progress reply"),
     }
     Ok(())
@@ -222,6 +299,16 @@ fn main() -> anyhow::Result<()> {
         Command::Snapshot { users, label } => (Request::Snapshot { users, label }, None),
         Command::Snapshots { user } => (Request::Snapshots { user }, None),
         Command::Prune => (Request::Prune, None),
+        Command::Restore { action } => (
+            match action {
+                RestoreAction::List { status } => Request::RestoreList { status },
+                RestoreAction::Request { user, date, folder } => Request::RestoreRequest { user, date, folder },
+                RestoreAction::Confirm { id, by } => Request::RestoreConfirm { id, by },
+                RestoreAction::Reject { id, reason, by } => Request::RestoreReject { id, by, reason },
+            },
+            None,
+        ),
+        Command::Billing { month } => (Request::Billing { month }, None),
         Command::Export {
             user,
             date,

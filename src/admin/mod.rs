@@ -12,7 +12,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{ProgressFn, PruneReport, Service, UserResult};
-use crate::store::SnapshotInfo;
+use crate::store::{RequestState, RestoreRequest, SnapshotInfo};
 
 /// A CLI command, as sent over the socket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +31,26 @@ pub enum Request {
         date: String,
         folder: String,
         uid: u32,
+    },
+    RestoreList {
+        status: Option<String>,
+    },
+    RestoreRequest {
+        user: String,
+        date: String,
+        folder: Option<String>,
+    },
+    RestoreConfirm {
+        id: u64,
+        by: Option<String>,
+    },
+    RestoreReject {
+        id: u64,
+        by: Option<String>,
+        reason: Option<String>,
+    },
+    Billing {
+        month: Option<String>,
     },
 }
 
@@ -54,9 +74,23 @@ pub enum Reply {
     Export {
         base64: String,
     },
+    Requests {
+        list: Vec<RestoreRequest>,
+    },
+    Request {
+        request: RestoreRequest,
+    },
+    Billing {
+        csv: String,
+    },
     Error {
         message: String,
     },
+}
+
+/// Who acts when the CLI does not say (`--by`): the operator.
+fn operator(by: Option<String>) -> String {
+    by.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "admin".into())))
 }
 
 /// Runs a request against the service: the same code answers the socket
@@ -64,6 +98,8 @@ pub enum Reply {
 pub async fn execute(svc: &Arc<Service>, request: Request, progress: ProgressFn) -> Reply {
     let now = jiff::Timestamp::now();
     let error = |e: crate::snapshot::ServiceError| Reply::Error { message: e.to_string() };
+    let failed = |e: crate::restore::RestoreError| Reply::Error { message: e.to_string() };
+    let restores = svc.restores();
     match request {
         Request::Snapshot { users, label } => match svc.snapshot(&users, label.as_deref(), now, progress).await {
             Ok(results) => Reply::Snapshot { results },
@@ -74,8 +110,51 @@ pub async fn execute(svc: &Arc<Service>, request: Request, progress: ProgressFn)
             Err(e) => error(e),
         },
         Request::Prune => match svc.prune(now).await {
-            Ok(report) => Reply::Prune { report },
+            Ok(report) => {
+                // Pending requests whose snapshot just went are expired.
+                if let Err(e) = restores.expire(now) {
+                    return failed(e);
+                }
+                Reply::Prune { report }
+            }
             Err(e) => error(e),
+        },
+        Request::RestoreList { status } => {
+            let state = match status.as_deref().map(|s| (s, RequestState::parse(s))) {
+                None => None,
+                Some((_, Some(st))) => Some(st),
+                Some((s, None)) => {
+                    return Reply::Error {
+                        message: format!(
+                            "unknown status {s:?}; use pending, confirmed, running, completed, rejected or expired"
+                        ),
+                    }
+                }
+            };
+            match restores.list(state) {
+                Ok(list) => Reply::Requests { list },
+                Err(e) => failed(e),
+            }
+        }
+        Request::RestoreRequest { user, date, folder } => {
+            match restores.request(&user, &date, folder.as_deref(), now).await {
+                Ok(request) => Reply::Request { request },
+                Err(e) => failed(e),
+            }
+        }
+        Request::RestoreConfirm { id, by } => match restores.confirm(id, &operator(by), now) {
+            Ok(request) => Reply::Request { request },
+            Err(e) => failed(e),
+        },
+        Request::RestoreReject { id, by, reason } => {
+            match restores.reject(id, &operator(by), reason.as_deref(), now).await {
+                Ok(request) => Reply::Request { request },
+                Err(e) => failed(e),
+            }
+        }
+        Request::Billing { month } => match restores.billing_csv(month.as_deref()) {
+            Ok(csv) => Reply::Billing { csv },
+            Err(e) => failed(e),
         },
         Request::Export {
             user,

@@ -36,9 +36,52 @@ pub fn encode(name: &str) -> String {
     out
 }
 
+/// Decodes a modified UTF-7 name for people to read; a malformed shift
+/// sequence is kept as it is.
+pub fn decode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(start) = rest.find('&') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('-') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let chunk = &after[..end];
+        if chunk.is_empty() {
+            out.push('&');
+        } else {
+            let decoded = B64.decode(chunk).ok().and_then(|bytes| {
+                let units: Vec<u16> = bytes
+                    .chunks(2)
+                    .map(|c| Some(u16::from_be_bytes([c[0], *c.get(1)?])))
+                    .collect::<Option<_>>()?;
+                String::from_utf16(&units).ok()
+            });
+            match decoded {
+                Some(d) => out.push_str(&d),
+                None => out.push_str(&rest[start..start + end + 2]),
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::encode;
+    use super::{decode, encode};
+
+    #[test]
+    fn decodes() {
+        for s in ["Reçus", "~peter/mail/台北/日本語", "A&B", "INBOX", "😀 x"] {
+            assert_eq!(decode(&encode(s)), s);
+        }
+        assert_eq!(decode("&broken"), "&broken");
+        assert_eq!(decode("&AOc"), "&AOc");
+    }
 
     #[test]
     fn rfc_examples() {

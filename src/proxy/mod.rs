@@ -73,6 +73,13 @@ impl Server {
                     .map_err(|source| ServeError::Bind { key, address, source }),
             }
         };
+        let restores = store.as_ref().map(|s| {
+            Arc::new(crate::restore::Restores::new(
+                config.clone(),
+                s.clone(),
+                connector.clone(),
+            ))
+        });
         let tls_listener = bind("listen.tls", config.listen.tls.clone()).await?;
         let plain_listener = bind("listen.starttls", config.listen.starttls.clone()).await?;
         Ok(Self {
@@ -82,6 +89,7 @@ impl Server {
                 server_tls,
                 connector,
                 store,
+                restores,
             }),
             tls_listener,
             plain_listener,
@@ -98,9 +106,19 @@ impl Server {
         self.plain_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// Accepts connections until `shutdown` resolves.
+    /// The restore service (present with a store): shared with the admin
+    /// socket so that every confirmation wakes the same runner.
+    pub fn restores(&self) -> Option<Arc<crate::restore::Restores>> {
+        self.ctx.restores.clone()
+    }
+
+    /// Accepts connections (and runs confirmed restores in the background)
+    /// until `shutdown` resolves.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let mut tasks = tokio::task::JoinSet::new();
+        if let Some(r) = self.ctx.restores.clone() {
+            tasks.spawn(r.run());
+        }
         for (listener, kind) in [
             (self.tls_listener, Kind::ImplicitTls),
             (self.plain_listener, Kind::Plain),

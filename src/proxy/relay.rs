@@ -380,7 +380,8 @@ impl ClientPump {
             let is_append = name == "APPEND";
             if is_append {
                 if let (Some(lit), Some(mailbox)) = (literal_announcement(&line), head.first_astring()) {
-                    if lit.sync && self.router.route_mailbox(&mailbox) == Route::Local {
+                    let request_folder = matches!(self.tree.resolve(&mailbox), Some(super::tree::Node::Requests(_)));
+                    if lit.sync && self.router.route_mailbox(&mailbox) == Route::Local && !request_folder {
                         // Refused before the client sends the message.
                         self.quiet().await?;
                         self.to_client(op::append_refusal(head.tag_str())).await?;
@@ -421,6 +422,19 @@ impl ClientPump {
                 if self.selected.is_some() && SELECTED_STATE.contains(&name.as_str()) {
                     self.quiet().await?;
                     op::undecoded(self, &name, &tag_text, &cmd.bytes).await?;
+                    continue;
+                }
+                // Never let an unparsed command about the tree reach the
+                // upstream (it could create or touch a real folder there).
+                let about_tree = CommandHead::parse(&cmd.bytes)
+                    .and_then(|h| h.first_astring())
+                    .is_some_and(|m| self.router.is_virtual(&m));
+                if about_tree && name != "LIST" && name != "LSUB" {
+                    self.quiet().await?;
+                    self.to_client(format!(
+                        "{tag_text} BAD Error in IMAP command {name}: not supported for Time Machine folders\r\n"
+                    ))
+                    .await?;
                     continue;
                 }
                 self.before_forward(&name, &tag, &cmd.bytes, None).await?;

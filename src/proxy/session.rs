@@ -32,6 +32,8 @@ pub struct Ctx {
     pub connector: Arc<Connector>,
     /// Where logins are remembered (they are snapshotted nightly).
     pub store: Option<Arc<Store>>,
+    /// Restore requests (the `Restore Requests` and `Admin` folders).
+    pub restores: Option<Arc<crate::restore::Restores>>,
 }
 
 type ClientReader = FrameReader<ReadHalf<ClientStream>>;
@@ -361,7 +363,13 @@ async fn login(
         return Some(PreAuthEnd::Close);
     }
     let router = Router::new(&ctx.config.snapshots.folder, &ns);
-    let tree = Tree::new(ctx.store.clone(), &user_name, &ctx.config.snapshots.folder, &ns);
+    let tree = Tree::new(
+        ctx.store.clone(),
+        ctx.restores.clone(),
+        &user_name,
+        &ctx.config.snapshots.folder,
+        &ns,
+    );
     Some(PreAuthEnd::LoggedIn(Box::new((upstream, router, tree))))
 }
 

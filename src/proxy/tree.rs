@@ -25,15 +25,40 @@ pub enum Node {
         date: String,
         name: Vec<u8>,
     },
+    /// A folder of restore requests (SPEC section 5).
+    Requests(RequestFolder),
+    /// `Admin`, the parent of the admin folders.
+    AdminRoot,
 }
 
-/// A snapshot folder opened by SELECT/EXAMINE.
+/// The restore-request folders: one status message per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFolder {
+    /// `Restore Requests`: the user's own requests.
+    Mine,
+    /// `Admin/Pending`: every pending request (admins only).
+    Pending,
+    /// `Admin/Confirm`, `Admin/Reject`: drop targets, always empty.
+    Confirm,
+    Reject,
+}
+
+/// A message the proxy composes (a request's status message).
+pub struct Synthetic {
+    pub request: u64,
+    pub mail: crate::restore::mail::Composed,
+}
+
+/// A folder opened by SELECT/EXAMINE.
 pub struct Selected {
     pub date: String,
     pub folder: FolderRecord,
     pub messages: Arc<Vec<MessageRecord>>,
     /// The messages' UIDs, ascending (sequence numbers are positions).
     pub uids: Vec<u32>,
+    /// For request folders: the composed messages (parallel to `messages`),
+    /// and which folder it is (its contents change; NOOP reports that).
+    pub synthetic: Option<(RequestFolder, Arc<Vec<Synthetic>>)>,
 }
 
 /// Why a virtual name cannot be opened.
@@ -47,9 +72,16 @@ pub enum OpenError {
     Store(#[from] StoreError),
 }
 
+const REQUESTS: &str = "Restore Requests";
+const ADMIN: &str = "Admin";
+const STANDARD_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+
 /// One session's tree.
 pub struct Tree {
     store: Option<Arc<Store>>,
+    restores: Option<Arc<crate::restore::Restores>>,
+    /// Listed in `restore.admins`: sees the Admin folders.
+    admin: bool,
     user: String,
     prefix: String,
     delimiter: char,
@@ -68,9 +100,18 @@ fn is_date(s: &[u8]) -> bool {
 }
 
 impl Tree {
-    pub fn new(store: Option<Arc<Store>>, user: &str, root: &str, ns: &Namespace) -> Self {
+    pub fn new(
+        store: Option<Arc<Store>>,
+        restores: Option<Arc<crate::restore::Restores>>,
+        user: &str,
+        root: &str,
+        ns: &Namespace,
+    ) -> Self {
+        let admin = restores.as_ref().is_some_and(|r| r.is_admin(user));
         Self {
             store,
+            restores,
+            admin,
             user: user.to_string(),
             prefix: ns.prefix.clone(),
             delimiter: ns.delimiter.unwrap_or('/'),
@@ -86,6 +127,18 @@ impl Tree {
         &self.user
     }
 
+    pub fn restores(&self) -> Option<&Arc<crate::restore::Restores>> {
+        self.restores.as_ref()
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    fn delim(&self) -> String {
+        self.delimiter.to_string()
+    }
+
     /// Interprets a name the router classified as virtual; `None` for a
     /// name that cannot exist (a malformed or unretained date, a folder the
     /// snapshot lacks is found out when it is opened).
@@ -98,6 +151,23 @@ impl Tree {
         let mut d = [0u8; 4];
         let delim = self.delimiter.encode_utf8(&mut d).as_bytes();
         let rest = rest.strip_prefix(delim)?;
+        if rest == REQUESTS.as_bytes() {
+            return Some(Node::Requests(RequestFolder::Mine));
+        }
+        if self.admin {
+            if rest == ADMIN.as_bytes() {
+                return Some(Node::AdminRoot);
+            }
+            let admin_prefix = format!("{ADMIN}{}", self.delimiter);
+            if let Some(sub) = rest.strip_prefix(admin_prefix.as_bytes()) {
+                return match sub {
+                    b"Pending" => Some(Node::Requests(RequestFolder::Pending)),
+                    b"Confirm" => Some(Node::Requests(RequestFolder::Confirm)),
+                    b"Reject" => Some(Node::Requests(RequestFolder::Reject)),
+                    _ => None,
+                };
+            }
+        }
         let (date, folder) = match rest.windows(delim.len()).position(|w| w == delim) {
             Some(i) => (&rest[..i], Some(&rest[i + delim.len()..])),
             None => (rest, None),
@@ -136,7 +206,8 @@ impl Tree {
         }
     }
 
-    /// The whole tree as LIST would show it.
+    /// The whole tree as LIST would show it, with each selectable
+    /// mailbox's folder record (for LIST-STATUS).
     fn mailboxes(&self) -> Result<Vec<(VirtualMailbox, Option<FolderRecord>)>, StoreError> {
         let mut days = Vec::new();
         for date in self.dates()? {
@@ -153,7 +224,107 @@ impl Tree {
             records.push(None);
             records.extend(folders.into_iter().map(Some));
         }
-        Ok(boxes.into_iter().zip(records).collect())
+        let mut out: Vec<(VirtualMailbox, Option<FolderRecord>)> = boxes.into_iter().zip(records).collect();
+        // The request folders, right after the root.
+        let mut extra = Vec::new();
+        if self.restores.is_some() {
+            let mut kinds = vec![RequestFolder::Mine];
+            if self.admin {
+                extra.push((
+                    VirtualMailbox {
+                        name: self.name_of(ADMIN),
+                        attributes: vec!["\\Noselect".into(), "\\HasChildren".into()],
+                    },
+                    None,
+                ));
+                kinds.extend([RequestFolder::Pending, RequestFolder::Confirm, RequestFolder::Reject]);
+            }
+            for kind in kinds {
+                let (folder, _, _) = self.synthetic(kind)?;
+                extra.push((
+                    VirtualMailbox {
+                        name: folder.name.clone(),
+                        attributes: vec!["\\HasNoChildren".into()],
+                    },
+                    Some(folder),
+                ));
+            }
+            extra.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        }
+        out.splice(1..1, extra);
+        Ok(out)
+    }
+
+    /// A name below the root as the client sees it.
+    fn name_of(&self, rest: &str) -> Vec<u8> {
+        format!(
+            "{}{}{}{}",
+            self.prefix,
+            self.root,
+            self.delim(),
+            rest.replace('/', &self.delim())
+        )
+        .into_bytes()
+    }
+
+    /// A request folder's record, message records and composed messages.
+    pub fn synthetic(
+        &self,
+        kind: RequestFolder,
+    ) -> Result<(FolderRecord, Vec<MessageRecord>, Vec<Synthetic>), StoreError> {
+        let (rest, uidvalidity) = match kind {
+            RequestFolder::Mine => (REQUESTS.to_string(), 1),
+            RequestFolder::Pending => (format!("{ADMIN}/Pending"), 2),
+            RequestFolder::Confirm => (format!("{ADMIN}/Confirm"), 3),
+            RequestFolder::Reject => (format!("{ADMIN}/Reject"), 4),
+        };
+        let mut records = Vec::new();
+        let mut composed = Vec::new();
+        let mut last = 0;
+        if let Some(restores) = &self.restores {
+            last = restores.store().last_status_seq()?;
+            let mut requests: Vec<crate::store::RestoreRequest> = restores
+                .store()
+                .requests()?
+                .into_iter()
+                .filter(|r| match kind {
+                    RequestFolder::Mine => r.user == self.user,
+                    RequestFolder::Pending => r.state == crate::store::RequestState::Pending,
+                    RequestFolder::Confirm | RequestFolder::Reject => false,
+                })
+                .collect();
+            requests.sort_by_key(|r| r.status_seq);
+            for r in requests {
+                let mail = restores.status_message(&r, kind == RequestFolder::Pending);
+                let at = jiff::Timestamp::from_second(r.changed_at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                records.push(MessageRecord {
+                    uid: u32::try_from(r.status_seq).unwrap_or(u32::MAX),
+                    flags: Vec::new(),
+                    internaldate: at
+                        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+                        .strftime("%d-%b-%Y %H:%M:%S +0000")
+                        .to_string(),
+                    hash: *blake3::hash(&mail.raw).as_bytes(),
+                    modseq: r.status_seq,
+                    size: mail.raw.len() as u64,
+                });
+                composed.push(Synthetic { request: r.id, mail });
+            }
+        }
+        let folder = FolderRecord {
+            name: self.name_of(&rest),
+            delimiter: Some(self.delimiter),
+            attributes: vec!["\\HasNoChildren".into()],
+            flags: STANDARD_FLAGS.iter().map(|f| f.to_string()).collect(),
+            selectable: true,
+            uidvalidity,
+            uidnext: u32::try_from(last + 1).unwrap_or(u32::MAX),
+            highestmodseq: 0,
+            messages: records.len() as u32,
+            bytes: records.iter().map(|m| m.size).sum(),
+            messages_at: None,
+        };
+        Ok((folder, records, composed))
     }
 
     /// The `* LIST`/`* LSUB` (and LIST-STATUS `* STATUS`) lines the tree
@@ -197,21 +368,16 @@ impl Tree {
             out.extend_from_slice(b"\r\n");
             if let (Some(f), false) = (&record, cmd.status_items.is_empty()) {
                 if f.selectable {
-                    let date = self.date_of(&mbox.name);
-                    status_line(&mut out, &mbox.name, f, &cmd.status_items, || {
-                        self.messages_of(&date, &f.name)
+                    let node = self.resolve(&mbox.name);
+                    status_line(&mut out, &mbox.name, f, &cmd.status_items, || match node {
+                        Some(Node::Requests(kind)) => Ok(self.synthetic(kind)?.1),
+                        Some(Node::Folder { date, .. }) => self.messages_of(&date, &f.name),
+                        _ => Ok(Vec::new()),
                     })?;
                 }
             }
         }
         Ok(out)
-    }
-
-    fn date_of(&self, virtual_name: &[u8]) -> String {
-        match self.resolve(virtual_name) {
-            Some(Node::Folder { date, .. }) | Some(Node::Day(date)) => date,
-            _ => String::new(),
-        }
     }
 
     fn messages_of(&self, date: &str, name: &[u8]) -> Result<Vec<MessageRecord>, StoreError> {
@@ -235,7 +401,13 @@ impl Tree {
     pub fn status(&self, virtual_name: &[u8], items: &[String]) -> Result<Vec<u8>, OpenError> {
         let (date, name) = match self.resolve(virtual_name) {
             Some(Node::Folder { date, name }) => (date, name),
-            Some(Node::Root) => return Err(OpenError::NotSelectable),
+            Some(Node::Requests(kind)) if self.restores.is_some() => {
+                let (f, msgs, _) = self.synthetic(kind)?;
+                let mut out = Vec::new();
+                status_line(&mut out, virtual_name, &f, items, || Ok(msgs))?;
+                return Ok(out);
+            }
+            Some(Node::Root) | Some(Node::AdminRoot) => return Err(OpenError::NotSelectable),
             Some(Node::Day(d)) if self.has_date(&d)? => return Err(OpenError::NotSelectable),
             _ => return Err(OpenError::NotFound),
         };
@@ -252,7 +424,8 @@ impl Tree {
     pub fn open(&self, virtual_name: &[u8]) -> Result<Selected, OpenError> {
         let (date, name) = match self.resolve(virtual_name) {
             Some(Node::Folder { date, name }) => (date, name),
-            Some(Node::Root) => return Err(OpenError::NotSelectable),
+            Some(Node::Requests(kind)) if self.restores.is_some() => return self.open_requests(kind),
+            Some(Node::Root) | Some(Node::AdminRoot) => return Err(OpenError::NotSelectable),
             Some(Node::Day(d)) if self.has_date(&d)? => return Err(OpenError::NotSelectable),
             _ => return Err(OpenError::NotFound),
         };
@@ -267,6 +440,20 @@ impl Tree {
             folder,
             messages: Arc::new(messages),
             uids,
+            synthetic: None,
+        })
+    }
+
+    /// Opens (or re-reads, for NOOP) a request folder.
+    pub fn open_requests(&self, kind: RequestFolder) -> Result<Selected, OpenError> {
+        let (folder, messages, composed) = self.synthetic(kind)?;
+        let uids = messages.iter().map(|m| m.uid).collect();
+        Ok(Selected {
+            date: String::new(),
+            folder,
+            messages: Arc::new(messages),
+            uids,
+            synthetic: Some((kind, Arc::new(composed))),
         })
     }
 }

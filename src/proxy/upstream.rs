@@ -234,6 +234,15 @@ fn capabilities_in(line: &[u8]) -> Option<Vec<String>> {
     Some(capability::parse_list(std::str::from_utf8(&line[start..end]).ok()?))
 }
 
+/// One message for [`Upstream::append`].
+#[derive(Debug, Clone, Copy)]
+pub struct AppendMessage<'a> {
+    pub flags: &'a [String],
+    /// INTERNALDATE as IMAP writes it (without quotes).
+    pub internaldate: &'a str,
+    pub raw: &'a [u8],
+}
+
 /// An open upstream connection that is not yet relaying.
 pub struct Upstream {
     pub reader: FrameReader<UpstreamStream>,
@@ -304,6 +313,106 @@ impl Upstream {
             ));
         }
         Ok(Next::Untagged(response))
+    }
+
+    /// APPENDs messages (flags, INTERNALDATE, bytes) to `mailbox` for the
+    /// proxy's own jobs: one MULTIAPPEND with LITERAL+ where the server has
+    /// them, else one APPEND per message with synchronising literals.
+    /// Returns the tagged answer of each APPEND command sent (one for
+    /// MULTIAPPEND); it stops at the first refusal.
+    pub async fn append(
+        &mut self,
+        mailbox: &[u8],
+        messages: &[AppendMessage<'_>],
+    ) -> Result<Vec<Tagged>, UpstreamError> {
+        let plus = self.has_capability("LITERAL+");
+        let groups: Vec<&[AppendMessage<'_>]> = if self.has_capability("MULTIAPPEND") {
+            vec![messages]
+        } else {
+            messages.chunks(1).collect()
+        };
+        let mut out = Vec::new();
+        for group in groups {
+            if group.is_empty() {
+                continue;
+            }
+            let tag = self.tag();
+            let mut parts: Vec<Vec<u8>> = Vec::new();
+            let mut head = format!("{tag} APPEND ").into_bytes();
+            match crate::imap::quoted(mailbox) {
+                Some(q) => head.extend_from_slice(q.as_bytes()),
+                None => {
+                    head.extend_from_slice(
+                        format!("{{{}{}}}\r\n", mailbox.len(), if plus { "+" } else { "" }).as_bytes(),
+                    );
+                    if !plus {
+                        parts.push(std::mem::take(&mut head));
+                    }
+                    head.extend_from_slice(mailbox);
+                }
+            }
+            for m in group {
+                head.extend_from_slice(
+                    format!(
+                        " ({}) \"{}\" {{{}{}}}\r\n",
+                        m.flags.join(" "),
+                        m.internaldate.trim(),
+                        m.raw.len(),
+                        if plus { "+" } else { "" }
+                    )
+                    .as_bytes(),
+                );
+                if !plus {
+                    parts.push(std::mem::take(&mut head));
+                }
+                head.extend_from_slice(m.raw);
+            }
+            head.extend_from_slice(b"\r\n");
+            parts.push(head);
+            let last = parts.len() - 1;
+            let mut refused = None;
+            for (i, part) in parts.iter().enumerate() {
+                let w = self.reader.get_mut();
+                w.write_all(part).await?;
+                w.flush().await?;
+                if i == last {
+                    break;
+                }
+                // A synchronising literal: wait for `+` (or a refusal).
+                loop {
+                    let r = read_response(&mut self.reader).await?;
+                    if r.starts_with(b"+") {
+                        break;
+                    }
+                    if r.starts_with(tag.as_bytes()) {
+                        refused = Some(r);
+                        break;
+                    }
+                }
+                if refused.is_some() {
+                    break;
+                }
+            }
+            let tagged = match refused {
+                Some(line) => Tagged {
+                    untagged: Vec::new(),
+                    status: Status::No,
+                    line,
+                },
+                None => loop {
+                    match self.next(&tag).await? {
+                        Next::Untagged(_) => continue,
+                        Next::Done(t) => break t,
+                    }
+                },
+            };
+            let ok = tagged.status == Status::Ok;
+            out.push(tagged);
+            if !ok {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Asks for CAPABILITY again (after STARTTLS or login).

@@ -62,10 +62,10 @@ pub struct JobStats {
 /// Progress callback: a short human-readable line.
 pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
-struct Listed {
-    name: Vec<u8>,
-    delimiter: Option<char>,
-    attributes: Vec<String>,
+pub(crate) struct Listed {
+    pub name: Vec<u8>,
+    pub delimiter: Option<char>,
+    pub attributes: Vec<String>,
 }
 
 fn attribute_text(a: &FlagNameAttribute<'_>) -> String {
@@ -73,7 +73,7 @@ fn attribute_text(a: &FlagNameAttribute<'_>) -> String {
 }
 
 /// LIST "" "*", minus the virtual tree and the excluded folders.
-async fn list_folders(
+pub(crate) async fn list_folders(
     up: &mut Upstream,
     root: &[u8],
     cfg: &SnapshotConfig,
@@ -135,7 +135,7 @@ fn code_number(line: &[u8], code: &str) -> Option<u64> {
     text[start..end].trim().parse().ok()
 }
 
-fn mailbox_arg(name: &[u8]) -> Result<String, SnapshotError> {
+pub(crate) fn mailbox_arg(name: &[u8]) -> Result<String, SnapshotError> {
     quoted(name)
         .ok_or_else(|| SnapshotError::Protocol(format!("folder name not quotable: {}", String::from_utf8_lossy(name))))
 }

@@ -60,10 +60,27 @@ pub struct Service {
     /// bodies, including those of a job not yet committed) exclusively.
     jobs: RwLock<()>,
     schedule: Schedule,
+    /// Restore requests (shared with the proxy when `serve` runs).
+    restores: Arc<crate::restore::Restores>,
 }
 
 impl Service {
     pub fn new(config: Arc<Config>, store: Arc<Store>, connector: Arc<Connector>) -> Result<Self, ServiceError> {
+        let restores = Arc::new(crate::restore::Restores::new(
+            config.clone(),
+            store.clone(),
+            connector.clone(),
+        ));
+        Self::with_restores(config, store, connector, restores)
+    }
+
+    /// Like [`Service::new`], sharing the proxy's restore service.
+    pub fn with_restores(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        connector: Arc<Connector>,
+        restores: Arc<crate::restore::Restores>,
+    ) -> Result<Self, ServiceError> {
         let (hour, minute) = parse_hh_mm(&config.snapshots.at)
             .ok_or_else(|| ServiceError::BadRequest("config key `snapshots.at` is not HH:MM".into()))?;
         let tz = jiff::tz::TimeZone::get(&config.snapshots.timezone)
@@ -78,7 +95,12 @@ impl Service {
                 minute: minute as i8,
                 tz,
             },
+            restores,
         })
+    }
+
+    pub fn restores(&self) -> &Arc<crate::restore::Restores> {
+        &self.restores
     }
 
     pub fn schedule(&self) -> &Schedule {
@@ -291,7 +313,10 @@ impl Service {
 
 /// A folder by the name a person typed: the upstream's exact name, its
 /// modified UTF-7 form, or either without the namespace prefix.
-fn find_folder<'a>(folders: &'a [crate::store::FolderRecord], wanted: &str) -> Option<&'a crate::store::FolderRecord> {
+pub fn find_folder<'a>(
+    folders: &'a [crate::store::FolderRecord],
+    wanted: &str,
+) -> Option<&'a crate::store::FolderRecord> {
     let encoded = mutf7::encode(wanted);
     let candidates = [wanted.as_bytes(), encoded.as_bytes()];
     folders

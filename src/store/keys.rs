@@ -81,6 +81,18 @@ pub fn key_user(key: &[u8]) -> Option<&str> {
     std::str::from_utf8(&key[..end]).ok()
 }
 
+/// `meta`: the last restore request id handed out.
+pub const LAST_REQUEST_ID: &[u8] = b"last_request_id";
+/// `meta`: the last status-message number handed out (the UIDs of the
+/// `Restore Requests` and `Admin/Pending` folders).
+pub const LAST_STATUS_SEQ: &[u8] = b"last_status_seq";
+
+/// `requests` and `ledger`: one record per restore request, by id (big-endian,
+/// so they list in id order).
+pub fn request(id: u64) -> Vec<u8> {
+    id.to_be_bytes().to_vec()
+}
+
 /// The smallest key greater than every key starting with `prefix`.
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();

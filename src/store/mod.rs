@@ -8,6 +8,8 @@
 //! | `messages` | `user\0date\0folder\0uid` | [`MessageRecord`] (per snapshot: UID, flags, date, hash) |
 //! | `content` | `user\0hash` | [`ContentRecord`] (per distinct message: size, ENVELOPE, BODYSTRUCTURE) |
 //! | `blobs` | `user\0hash` | the raw message, zstd-compressed |
+//! | `requests` | `id` | [`RestoreRequest`] (state, scope, progress) |
+//! | `ledger` | `id` | [`LedgerEntry`] (billing, one per confirmed request) |
 //!
 //! Content is stored once per user however many snapshots and folders hold
 //! it. Blobs are written while a snapshot is taken; the snapshot becomes
@@ -35,7 +37,18 @@ const CF_FOLDERS: &str = "folders";
 const CF_MESSAGES: &str = "messages";
 const CF_CONTENT: &str = "content";
 const CF_BLOBS: &str = "blobs";
-const ALL_CFS: [&str; 6] = [CF_META, CF_SNAPSHOTS, CF_FOLDERS, CF_MESSAGES, CF_CONTENT, CF_BLOBS];
+const CF_REQUESTS: &str = "requests";
+const CF_LEDGER: &str = "ledger";
+const ALL_CFS: [&str; 8] = [
+    CF_META,
+    CF_SNAPSHOTS,
+    CF_FOLDERS,
+    CF_MESSAGES,
+    CF_CONTENT,
+    CF_BLOBS,
+    CF_REQUESTS,
+    CF_LEDGER,
+];
 
 /// zstd level for message bodies: fast, and about as small as level 9 on mail.
 const ZSTD_LEVEL: i32 = 3;
@@ -118,6 +131,92 @@ pub struct ContentRecord {
     pub body: Vec<u8>,
 }
 
+/// Where a restore request stands (SPEC section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestState {
+    Pending,
+    Confirmed,
+    Running,
+    Completed,
+    Rejected,
+    Expired,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Confirmed,
+            Self::Running,
+            Self::Completed,
+            Self::Rejected,
+            Self::Expired,
+        ]
+        .into_iter()
+        .find(|st| st.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+/// What a restore did to one folder (journaled as it goes, so a restart
+/// resumes after the folders already done).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderProgress {
+    /// The upstream's name of the folder.
+    pub folder: Vec<u8>,
+    pub restored: u64,
+    pub present: u64,
+    pub moved: u64,
+    pub created: bool,
+}
+
+/// A restore request and its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    pub id: u64,
+    pub user: String,
+    /// The snapshot date to restore from.
+    pub date: String,
+    /// One folder (the upstream's name), or `None` for all folders.
+    pub folder: Option<Vec<u8>>,
+    pub state: RequestState,
+    pub created_at: i64,
+    /// Admin who confirmed or rejected it, and when.
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub reason: Option<String>,
+    /// Number of the current status message (its UID in the virtual
+    /// folders); a new one with every state change.
+    pub status_seq: u64,
+    /// When the state last changed.
+    pub changed_at: i64,
+    /// Folders finished so far (in scope order).
+    pub progress: Vec<FolderProgress>,
+    /// The last failure of a run (it is retried).
+    pub error: Option<String>,
+}
+
+/// One billing line: a confirmed restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub request: u64,
+    pub user: String,
+    pub date: String,
+    pub price: String,
+    pub confirmed_by: String,
+    pub confirmed_at: i64,
+}
+
 /// Counts from a sweep.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SweepStats {
@@ -140,6 +239,8 @@ type KeyValue = (Box<[u8]>, Box<[u8]>);
 pub struct Store {
     db: DB,
     path: String,
+    /// Serialises the read-modify-write of counters and request records.
+    requests_lock: std::sync::Mutex<()>,
 }
 
 impl Store {
@@ -164,6 +265,7 @@ impl Store {
         let store = Self {
             db,
             path: path.display().to_string(),
+            requests_lock: std::sync::Mutex::new(()),
         };
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, keys::SCHEMA)? {
@@ -463,6 +565,100 @@ impl Store {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
+    }
+
+    fn counter(&self, key: &[u8]) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META)?, key)?
+            .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Creates a request: assigns its id and first status number, stores it.
+    pub fn create_request(&self, mut req: RestoreRequest) -> Result<RestoreRequest, StoreError> {
+        let _guard = self
+            .requests_lock
+            .lock()
+            .map_err(|_| corrupt("request lock poisoned"))?;
+        req.id = self.counter(keys::LAST_REQUEST_ID)? + 1;
+        req.status_seq = self.counter(keys::LAST_STATUS_SEQ)? + 1;
+        let mut batch = WriteBatch::default();
+        let meta = self.cf(CF_META)?;
+        batch.put_cf(meta, keys::LAST_REQUEST_ID, req.id.to_be_bytes());
+        batch.put_cf(meta, keys::LAST_STATUS_SEQ, req.status_seq.to_be_bytes());
+        batch.put_cf(self.cf(CF_REQUESTS)?, keys::request(req.id), encode(&req)?);
+        self.write_synced(batch)?;
+        Ok(req)
+    }
+
+    /// Changes a request under the lock: `change` sees the stored record and
+    /// returns whether the state changed (then it gets a new status number)
+    /// and optionally a ledger entry written in the same batch. Errors of
+    /// `change` are returned as they are.
+    pub fn update_request<E>(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut RestoreRequest) -> Result<(bool, Option<LedgerEntry>), E>,
+    ) -> Result<Result<RestoreRequest, E>, StoreError> {
+        let _guard = self
+            .requests_lock
+            .lock()
+            .map_err(|_| corrupt("request lock poisoned"))?;
+        let Some(mut req) = self.request(id)? else {
+            return Err(StoreError::Corrupt(format!("no restore request {id}")));
+        };
+        let (state_changed, ledger) = match change(&mut req) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut batch = WriteBatch::default();
+        if state_changed {
+            req.status_seq = self.counter(keys::LAST_STATUS_SEQ)? + 1;
+            batch.put_cf(self.cf(CF_META)?, keys::LAST_STATUS_SEQ, req.status_seq.to_be_bytes());
+        }
+        if let Some(entry) = ledger {
+            batch.put_cf(self.cf(CF_LEDGER)?, keys::request(entry.request), encode(&entry)?);
+        }
+        batch.put_cf(self.cf(CF_REQUESTS)?, keys::request(req.id), encode(&req)?);
+        self.write_synced(batch)?;
+        Ok(Ok(req))
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    pub fn request(&self, id: u64) -> Result<Option<RestoreRequest>, StoreError> {
+        match self.db.get_cf(self.cf(CF_REQUESTS)?, keys::request(id))? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every request, by id.
+    pub fn requests(&self) -> Result<Vec<RestoreRequest>, StoreError> {
+        self.scan(CF_REQUESTS, b"")?
+            .into_iter()
+            .map(|(_, v)| decode(&v))
+            .collect()
+    }
+
+    /// The highest status number handed out (UIDNEXT of the request folders
+    /// is one more).
+    pub fn last_status_seq(&self) -> Result<u64, StoreError> {
+        self.counter(keys::LAST_STATUS_SEQ)
+    }
+
+    /// The billing ledger, by request id.
+    pub fn ledger(&self) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.scan(CF_LEDGER, b"")?
+            .into_iter()
+            .map(|(_, v)| decode(&v))
+            .collect()
     }
 
     /// Deletes every blob and content record no snapshot references

@@ -15,6 +15,7 @@ use crate::imap::sequence::{compact, expand, resolve};
 use crate::store::MessageRecord;
 
 use super::super::relay::ClientPump;
+use super::super::tree::RequestFolder;
 use super::store_failure;
 
 /// Messages read from the store at a time while appending.
@@ -60,6 +61,52 @@ fn message_head(m: &MessageRecord, len: usize, sync: bool) -> String {
     )
 }
 
+/// COPY/MOVE into a request folder: from a snapshot folder into `Restore
+/// Requests` files a request for that folder and date; from
+/// `Admin/Pending` into `Admin/Confirm`/`Reject` decides requests.
+async fn into_request_folder(
+    p: &mut ClientPump,
+    tag: &str,
+    set: &SequenceSet,
+    kind: RequestFolder,
+    uid: bool,
+    is_move: bool,
+) -> Result<(), FrameError> {
+    let Some(sel) = p.selected.as_ref() else {
+        return p
+            .to_client(format!(
+                "{tag} NO [CANNOT] Copy a message from a Time Machine snapshot folder to ask for its day and folder\r\n"
+            ))
+            .await;
+    };
+    let indices = match resolve(set, &sel.uids, uid) {
+        Ok(i) => i,
+        Err(_) => {
+            return p
+                .to_client(format!("{tag} BAD Error in IMAP command: Invalid messageset.\r\n"))
+                .await
+        }
+    };
+    match kind {
+        RequestFolder::Confirm | RequestFolder::Reject => super::request::decide(p, tag, &indices, kind, is_move).await,
+        RequestFolder::Mine if sel.synthetic.is_none() => {
+            let Some(&first) = indices.first() else {
+                return p.to_client(format!("{tag} OK No messages found.\r\n")).await;
+            };
+            let date = sel.date.clone();
+            let folder = String::from_utf8_lossy(&sel.folder.name).into_owned();
+            let src = sel.uids[first];
+            super::request::file(p, tag, &date, Some(&folder), Some((src, is_move))).await
+        }
+        _ => {
+            p.to_client(format!(
+                "{tag} NO [CANNOT] Requests are filed by APPEND or by copying a message from a snapshot folder\r\n"
+            ))
+            .await
+        }
+    }
+}
+
 pub(super) async fn copy_move(
     p: &mut ClientPump,
     tag: &str,
@@ -69,6 +116,9 @@ pub(super) async fn copy_move(
     is_move: bool,
 ) -> Result<(), FrameError> {
     let what = if is_move { "MOVE" } else { "COPY" };
+    if let Some(kind) = super::request::request_folder(p, target) {
+        return into_request_folder(p, tag, set, kind, uid, is_move).await;
+    }
     let Some(sel) = p.selected.as_ref() else {
         return p
             .to_client(format!(

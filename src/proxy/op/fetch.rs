@@ -16,10 +16,10 @@ use imap_codec::imap_types::ToStatic;
 use crate::imap::fetch_response::{needs_raw, write, MessageView};
 use crate::imap::framing::FrameError;
 use crate::imap::sequence::resolve;
-use crate::store::{ContentRecord, MessageRecord, Store, StoreError};
+use crate::store::{ContentRecord, MessageRecord, StoreError};
 
 use super::super::relay::{ClientPump, ToClient};
-use super::store_failure;
+use super::{store_failure, Source};
 
 /// Messages per batched store read.
 const BATCH: usize = 128;
@@ -69,12 +69,11 @@ pub(super) async fn fetch(
             }
         }
     }
-    let Some(store) = p.tree.store().cloned() else {
+    let Some(source) = Source::of(p) else {
         return p.to_client(format!("{tag} OK Fetch completed.\r\n")).await;
     };
     let job = FetchJob {
-        store,
-        user: p.tree.user().to_string(),
+        source,
         messages: sel.messages.clone(),
         indices,
         items,
@@ -103,8 +102,7 @@ impl From<StoreError> for FetchError {
 }
 
 struct FetchJob {
-    store: Arc<Store>,
-    user: String,
+    source: Source,
     messages: Arc<Vec<MessageRecord>>,
     indices: Vec<usize>,
     items: Vec<MessageDataItemName<'static>>,
@@ -127,14 +125,12 @@ impl FetchJob {
         for batch in self.indices.chunks(BATCH) {
             let records: Vec<&MessageRecord> = batch.iter().map(|&i| &self.messages[i]).collect();
             let contents: Vec<Option<ContentRecord>> = if content {
-                let hashes: Vec<_> = records.iter().map(|m| m.hash).collect();
-                self.store.contents(&self.user, &hashes)?
+                self.source.contents(batch, &records)?
             } else {
                 Vec::new()
             };
             let blobs: Vec<Option<Vec<u8>>> = if raw {
-                let wanted: Vec<_> = records.iter().map(|m| (m.hash, m.size)).collect();
-                self.store.blobs(&self.user, &wanted)?
+                self.source.blobs(batch, &records)?
             } else {
                 Vec::new()
             };

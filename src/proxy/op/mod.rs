@@ -10,6 +10,7 @@
 
 mod copy_move;
 mod fetch;
+mod request;
 mod search;
 mod select;
 
@@ -19,8 +20,73 @@ use imap_codec::imap_types::status::StatusDataItemName;
 use crate::imap::command::mailbox_bytes;
 use crate::imap::framing::{strip_eol, FrameError};
 
+use std::sync::Arc;
+
+use crate::store::{ContentRecord, MessageRecord, Store, StoreError};
+
 use super::relay::{bye, ClientPump, End};
-use super::tree::OpenError;
+use super::tree::{OpenError, RequestFolder, Synthetic};
+
+/// Where a selected folder's message bytes come from: the snapshot store,
+/// or the messages the proxy composed (request folders).
+#[derive(Clone)]
+pub(super) enum Source {
+    Store { store: Arc<Store>, user: String },
+    Synthetic(Arc<Vec<Synthetic>>),
+}
+
+impl Source {
+    /// The selected folder's source; `None` without a store.
+    fn of(p: &ClientPump) -> Option<Self> {
+        let sel = p.selected.as_ref()?;
+        match &sel.synthetic {
+            Some((_, msgs)) => Some(Self::Synthetic(msgs.clone())),
+            None => Some(Self::Store {
+                store: p.tree.store()?.clone(),
+                user: p.tree.user().to_string(),
+            }),
+        }
+    }
+
+    /// Content records of the messages at `indices` (their `records`).
+    fn contents(
+        &self,
+        indices: &[usize],
+        records: &[&MessageRecord],
+    ) -> Result<Vec<Option<ContentRecord>>, StoreError> {
+        match self {
+            Self::Store { store, user } => {
+                let hashes: Vec<_> = records.iter().map(|m| m.hash).collect();
+                store.contents(user, &hashes)
+            }
+            Self::Synthetic(msgs) => Ok(indices
+                .iter()
+                .map(|&i| {
+                    msgs.get(i).map(|s| ContentRecord {
+                        size: s.mail.raw.len() as u64,
+                        envelope: s.mail.envelope.clone(),
+                        bodystructure: s.mail.bodystructure.clone(),
+                        body: s.mail.body.clone(),
+                    })
+                })
+                .collect()),
+        }
+    }
+
+    /// Raw bytes of the messages at `indices` (their `records`).
+    fn blobs(&self, indices: &[usize], records: &[&MessageRecord]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        match self {
+            Self::Store { store, user } => {
+                let wanted: Vec<_> = records.iter().map(|m| (m.hash, m.size)).collect();
+                store.blobs(user, &wanted)
+            }
+            Self::Synthetic(msgs) => Ok(indices
+                .iter()
+                .map(|&i| msgs.get(i).map(|s| s.mail.raw.clone()))
+                .collect()),
+        }
+    }
+}
 
 /// The tagged line for an open/lookup failure.
 fn open_failure(tag: &str, e: &OpenError) -> String {
@@ -85,7 +151,13 @@ pub(super) async fn answer(p: &mut ClientPump, cmd: &Command<'_>, tag: &str) -> 
         CommandBody::Compress { .. } => {
             format!("{tag} NO [CANNOT] Compression is not available through this proxy\r\n")
         }
-        CommandBody::Append { .. } => append_refusal(tag),
+        CommandBody::Append { mailbox, message, .. } => {
+            if request::request_folder(p, mailbox_bytes(mailbox)) == Some(RequestFolder::Mine) {
+                request::append(p, tag, message).await?;
+                return Ok(None);
+            }
+            append_refusal(tag)
+        }
         CommandBody::Create { .. }
         | CommandBody::Delete { .. }
         | CommandBody::Rename { .. }
@@ -146,10 +218,12 @@ pub(super) async fn answer(p: &mut ClientPump, cmd: &Command<'_>, tag: &str) -> 
         }
         CommandBody::Noop => {
             p.keepalive().await?;
+            request::refresh(p).await?;
             format!("{tag} OK NOOP completed.\r\n")
         }
         CommandBody::Check => {
             p.keepalive().await?;
+            request::refresh(p).await?;
             format!("{tag} OK Check completed.\r\n")
         }
         // Read-only: CLOSE expunges nothing.
@@ -187,10 +261,16 @@ pub(super) async fn undecoded(p: &mut ClientPump, name: &str, tag: &str, bytes: 
 /// DONE, keeping the upstream connection alive meanwhile; the session's
 /// idle timeout still applies.
 async fn idle(p: &mut ClientPump, tag: &str) -> Result<Option<End>, FrameError> {
+    request::refresh(p).await?;
     p.to_client(&b"+ idling\r\n"[..]).await?;
     let started = std::time::Instant::now();
     let limit = std::time::Duration::from_secs(p.limits.idle_timeout_secs);
-    let tick = std::time::Duration::from_secs(p.limits.upstream_keepalive_secs);
+    let mut tick = std::time::Duration::from_secs(p.limits.upstream_keepalive_secs);
+    // Request folders change: look every two seconds.
+    let dynamic = p.selected.as_ref().is_some_and(|s| s.synthetic.is_some());
+    if dynamic {
+        tick = tick.min(std::time::Duration::from_secs(2));
+    }
     let line = loop {
         let left = limit.saturating_sub(started.elapsed());
         if left.is_zero() {
@@ -201,7 +281,12 @@ async fn idle(p: &mut ClientPump, tag: &str) -> Result<Option<End>, FrameError> 
             Ok(Ok(Some(line))) => break line,
             Ok(Ok(None)) => return Ok(Some(End::Gone)),
             Ok(Err(e)) => return Err(e),
-            Err(_) => p.keepalive().await?,
+            Err(_) => {
+                p.keepalive().await?;
+                if dynamic {
+                    request::refresh(p).await?;
+                }
+            }
         }
     };
     let reply = if strip_eol(&line).eq_ignore_ascii_case(b"DONE") {

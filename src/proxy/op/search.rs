@@ -13,10 +13,10 @@ use mail_parser::{Address, HeaderValue, MessageParser};
 use crate::imap::framing::FrameError;
 use crate::imap::search::{charset_supported, matches, needs_raw, Bounds, SearchMessage};
 use crate::imap::thread::{base_subject, thread, Algorithm, ThreadMessage};
-use crate::store::{MessageRecord, Store, StoreError};
+use crate::store::{MessageRecord, StoreError};
 
 use super::super::relay::ClientPump;
-use super::store_failure;
+use super::{store_failure, Source};
 
 const BATCH: usize = 128;
 
@@ -45,8 +45,7 @@ fn all_of(criteria: &[SearchKey<'_>]) -> SearchKey<'static> {
 /// Evaluates `key` over the folder; the indices of matching messages, and
 /// the raw bytes of all messages when `keep_raw` (SORT needs headers).
 fn evaluate(
-    store: &Store,
-    user: &str,
+    source: &Source,
     messages: &[MessageRecord],
     key: &SearchKey<'_>,
     keep_raw: bool,
@@ -60,8 +59,9 @@ fn evaluate(
     let mut kept = Vec::new();
     for (b, batch) in messages.chunks(BATCH).enumerate() {
         let blobs = if raw_needed {
-            let wanted: Vec<_> = batch.iter().map(|m| (m.hash, m.size)).collect();
-            store.blobs(user, &wanted)?
+            let indices: Vec<usize> = (b * BATCH..b * BATCH + batch.len()).collect();
+            let records: Vec<&MessageRecord> = batch.iter().collect();
+            source.blobs(&indices, &records)?
         } else {
             Vec::new()
         };
@@ -109,12 +109,11 @@ async fn run_search(
     }
     let key = all_of(criteria);
     let messages = sel.messages.clone();
-    let Some(store) = p.tree.store().cloned() else {
+    let Some(source) = Source::of(p) else {
         return Ok((Vec::new(), messages));
     };
-    let user = p.tree.user().to_string();
     let m2 = messages.clone();
-    match tokio::task::spawn_blocking(move || evaluate(&store, &user, &m2, &key, false)).await {
+    match tokio::task::spawn_blocking(move || evaluate(&source, &m2, &key, false)).await {
         Ok(Ok((hits, _))) => Ok((hits, messages)),
         Ok(Err(e)) => Err(store_failure(tag, &e)),
         Err(e) => Err(store_failure(tag, &e)),
@@ -339,15 +338,14 @@ pub(super) async fn sort(
     let key = all_of(search);
     let criteria: Vec<SortCriterion> = criteria.to_vec();
     let messages: Arc<Vec<MessageRecord>> = sel.messages.clone();
-    let Some(store) = p.tree.store().cloned() else {
+    let Some(source) = Source::of(p) else {
         return p.to_client(format!("* SORT\r\n{tag} OK Sort completed.\r\n")).await;
     };
-    let user = p.tree.user().to_string();
     let job = tokio::task::spawn_blocking(move || -> Result<String, StoreError> {
         let keep_raw = criteria
             .iter()
             .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
-        let (hits, raws) = evaluate(&store, &user, &messages, &key, keep_raw)?;
+        let (hits, raws) = evaluate(&source, &messages, &key, keep_raw)?;
         let mut rows: Vec<(usize, SortValues)> = hits
             .into_iter()
             .map(|i| (i, sort_values(&messages[i], raws.get(i).and_then(|r| r.as_deref()))))
@@ -430,14 +428,13 @@ pub(super) async fn thread_command(
     }
     let key = all_of(search);
     let messages: Arc<Vec<MessageRecord>> = sel.messages.clone();
-    let Some(store) = p.tree.store().cloned() else {
+    let Some(source) = Source::of(p) else {
         return p
             .to_client(format!("* THREAD \r\n{tag} OK Thread completed.\r\n"))
             .await;
     };
-    let user = p.tree.user().to_string();
     let job = tokio::task::spawn_blocking(move || -> Result<String, StoreError> {
-        let (hits, raws) = evaluate(&store, &user, &messages, &key, true)?;
+        let (hits, raws) = evaluate(&source, &messages, &key, true)?;
         let msgs: Vec<ThreadMessage> = hits
             .into_iter()
             .map(|i| {

@@ -1,0 +1,571 @@
+//! Restore requests (SPEC section 5): a state machine persisted in the
+//! store (pending → confirmed → running → completed; pending → rejected;
+//! pending → expired), the background runner that executes confirmed
+//! restores one at a time, notifications, and the billing ledger.
+//!
+//! One [`Restores`] exists per process: the proxy's IMAP side, the admin
+//! socket and the runner share it, so a confirmation from any of them
+//! wakes the runner at once.
+
+pub mod job;
+pub mod mail;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use thiserror::Error;
+use tokio::sync::Notify;
+use tracing::{info, warn, Instrument};
+
+use crate::config::Config;
+use crate::proxy::upstream::{AppendMessage, Connector, Status};
+use crate::snapshot::find_folder;
+use crate::snapshot::job::SnapshotError;
+use crate::store::{FolderProgress, LedgerEntry, RequestState, RestoreRequest, Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum RestoreError {
+    #[error("no snapshot of {date} for {user}; available: {available}")]
+    NoSnapshot {
+        user: String,
+        date: String,
+        available: String,
+    },
+    #[error("folder {folder:?} is not in the snapshot of {date}; it has: {available}")]
+    NoFolder {
+        folder: String,
+        date: String,
+        available: String,
+    },
+    #[error("restore request #{id} for the same day and folders is already {state}")]
+    Duplicate { id: u64, state: &'static str },
+    #[error("no restore request #{0}")]
+    NotFound(u64),
+    #[error("restore request #{id} is {state}, not pending")]
+    NotPending { id: u64, state: &'static str },
+    #[error("the snapshot of {date} for request #{id} has been pruned; it cannot be restored any more")]
+    Pruned { id: u64, date: String },
+    #[error("{0} is not a restore admin (restore.admins)")]
+    NotAdmin(String),
+    #[error("restore #{id} failed: {message}")]
+    Failed { id: u64, message: String },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// Human text for a request's scope.
+pub fn scope_text(req: &RestoreRequest) -> String {
+    match &req.folder {
+        Some(f) => crate::imap::mutf7::decode(&String::from_utf8_lossy(f)),
+        None => "all folders".into(),
+    }
+}
+
+fn rfc2822(at: i64) -> String {
+    let ts = Timestamp::from_second(at).unwrap_or(Timestamp::UNIX_EPOCH);
+    jiff::fmt::rfc2822::to_string(&ts.to_zoned_datetime(jiff::tz::TimeZone::UTC)).unwrap_or_default()
+}
+
+/// The shared restore service.
+pub struct Restores {
+    config: Arc<Config>,
+    store: Arc<Store>,
+    connector: Arc<Connector>,
+    wake: Notify,
+}
+
+impl Restores {
+    pub fn new(config: Arc<Config>, store: Arc<Store>, connector: Arc<Connector>) -> Self {
+        Self {
+            config,
+            store,
+            connector,
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.config.restore.admins.iter().any(|a| a == user)
+    }
+
+    /// Files a request: `folder` as the upstream names it (with or without
+    /// the namespace prefix, UTF-8 or modified UTF-7), `None` for all.
+    pub async fn request(
+        &self,
+        user: &str,
+        date: &str,
+        folder: Option<&str>,
+        now: Timestamp,
+    ) -> Result<RestoreRequest, RestoreError> {
+        if self.store.snapshot(user, date)?.is_none() {
+            let available: Vec<String> = self.store.snapshots(Some(user))?.into_iter().map(|s| s.date).collect();
+            return Err(RestoreError::NoSnapshot {
+                user: user.into(),
+                date: date.into(),
+                available: if available.is_empty() {
+                    "none".into()
+                } else {
+                    available.join(", ")
+                },
+            });
+        }
+        let folder = match folder {
+            None => None,
+            Some(name) => {
+                let folders = self.store.folders(user, date)?;
+                match find_folder(&folders, name) {
+                    Some(f) => Some(f.name.clone()),
+                    None => {
+                        let available: Vec<String> = folders
+                            .iter()
+                            .filter(|f| f.selectable)
+                            .map(|f| crate::imap::mutf7::decode(&String::from_utf8_lossy(&f.name)))
+                            .collect();
+                        return Err(RestoreError::NoFolder {
+                            folder: name.into(),
+                            date: date.into(),
+                            available: available.join(", "),
+                        });
+                    }
+                }
+            }
+        };
+        if let Some(dup) = self.store.requests()?.into_iter().find(|r| {
+            r.user == user
+                && r.date == date
+                && r.folder == folder
+                && matches!(
+                    r.state,
+                    RequestState::Pending | RequestState::Confirmed | RequestState::Running
+                )
+        }) {
+            return Err(RestoreError::Duplicate {
+                id: dup.id,
+                state: dup.state.as_str(),
+            });
+        }
+        let req = self.store.create_request(RestoreRequest {
+            id: 0,
+            user: user.into(),
+            date: date.into(),
+            folder,
+            state: RequestState::Pending,
+            created_at: now.as_second(),
+            decided_by: None,
+            decided_at: None,
+            reason: None,
+            status_seq: 0,
+            changed_at: now.as_second(),
+            progress: Vec::new(),
+            error: None,
+        })?;
+        info!(request = req.id, user, date, "restore requested");
+        for admin in self.config.restore.admins.clone() {
+            let text = format!(
+                "{user} asks to restore {} from the snapshot of {date}.\n\n\
+                 Request: #{}\nUser: {user}\nSnapshot date: {date}\nScope: {}\nPrice if confirmed: {}\n\n\
+                 To confirm, move the request from \"{root}/Admin/Pending\" to \"{root}/Admin/Confirm\";\n\
+                 to reject it, move it to \"{root}/Admin/Reject\". Or on the server:\n  \
+                 imap-time-machine restore confirm {} --by {admin}\n  imap-time-machine restore reject {}\n",
+                scope_text(&req),
+                req.id,
+                scope_text(&req),
+                self.config.restore.price,
+                req.id,
+                req.id,
+                root = self.config.snapshots.folder,
+            );
+            let subject = format!("Restore request #{} from {user}: {date}, {}", req.id, scope_text(&req));
+            self.notify(&admin, &subject, &text, &format!("new-{}", req.id), now)
+                .await;
+        }
+        self.wake.notify_one();
+        Ok(req)
+    }
+
+    /// Confirms a pending request (billing entry in the same write).
+    pub fn confirm(&self, id: u64, by: &str, now: Timestamp) -> Result<RestoreRequest, RestoreError> {
+        let Some(current) = self.store.request(id)? else {
+            return Err(RestoreError::NotFound(id));
+        };
+        if current.state == RequestState::Pending && self.store.snapshot(&current.user, &current.date)?.is_none() {
+            return Err(RestoreError::Pruned { id, date: current.date });
+        }
+        let price = self.config.restore.price.clone();
+        let req = self.store.update_request(id, |r| {
+            if r.state != RequestState::Pending {
+                return Err(RestoreError::NotPending {
+                    id,
+                    state: r.state.as_str(),
+                });
+            }
+            r.state = RequestState::Confirmed;
+            r.decided_by = Some(by.into());
+            r.decided_at = Some(now.as_second());
+            r.changed_at = now.as_second();
+            let entry = LedgerEntry {
+                request: id,
+                user: r.user.clone(),
+                date: r.date.clone(),
+                price,
+                confirmed_by: by.into(),
+                confirmed_at: now.as_second(),
+            };
+            Ok((true, Some(entry)))
+        })??;
+        info!(request = id, by, "restore confirmed");
+        self.wake.notify_one();
+        Ok(req)
+    }
+
+    /// Rejects a pending request and tells the user.
+    pub async fn reject(
+        &self,
+        id: u64,
+        by: &str,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> Result<RestoreRequest, RestoreError> {
+        if self.store.request(id)?.is_none() {
+            return Err(RestoreError::NotFound(id));
+        }
+        let req = self.store.update_request(id, |r| {
+            if r.state != RequestState::Pending {
+                return Err(RestoreError::NotPending {
+                    id,
+                    state: r.state.as_str(),
+                });
+            }
+            r.state = RequestState::Rejected;
+            r.decided_by = Some(by.into());
+            r.decided_at = Some(now.as_second());
+            r.reason = reason.map(str::to_string);
+            r.changed_at = now.as_second();
+            Ok((true, None))
+        })??;
+        info!(request = id, by, "restore rejected");
+        let text = format!(
+            "Your request #{id} to restore {} from the snapshot of {} was rejected by {by}.\n\nReason: {}\n\n\
+             Single messages can still be dragged out of the \"{}\" folders.\n",
+            scope_text(&req),
+            req.date,
+            reason.unwrap_or("none given"),
+            self.config.snapshots.folder,
+        );
+        let subject = format!("Restore request #{id} rejected: {}, {}", req.date, scope_text(&req));
+        self.notify(&req.user, &subject, &text, &format!("rejected-{id}"), now)
+            .await;
+        Ok(req)
+    }
+
+    /// Requests, optionally only those in `state`.
+    pub fn list(&self, state: Option<RequestState>) -> Result<Vec<RestoreRequest>, RestoreError> {
+        Ok(self
+            .store
+            .requests()?
+            .into_iter()
+            .filter(|r| state.is_none_or(|s| r.state == s))
+            .collect())
+    }
+
+    /// Marks pending requests whose snapshot is gone as expired.
+    pub fn expire(&self, now: Timestamp) -> Result<Vec<u64>, RestoreError> {
+        let mut expired = Vec::new();
+        for r in self.store.requests()? {
+            if r.state == RequestState::Pending && self.store.snapshot(&r.user, &r.date)?.is_none() {
+                self.store.update_request(r.id, |x| {
+                    if x.state != RequestState::Pending {
+                        return Ok::<_, RestoreError>((false, None));
+                    }
+                    x.state = RequestState::Expired;
+                    x.changed_at = now.as_second();
+                    Ok((true, None))
+                })??;
+                info!(request = r.id, "restore request expired: its snapshot was pruned");
+                expired.push(r.id);
+            }
+        }
+        Ok(expired)
+    }
+
+    /// The ledger as CSV, optionally for one month (`YYYY-MM`, by
+    /// confirmation date in UTC).
+    pub fn billing_csv(&self, month: Option<&str>) -> Result<String, RestoreError> {
+        let mut out = String::from("request,user,date,price,confirmed_by,confirmed_at\n");
+        for e in self.store.ledger()? {
+            let at = Timestamp::from_second(e.confirmed_at).unwrap_or(Timestamp::UNIX_EPOCH);
+            let at_text = at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            if month.is_some_and(|m| !at_text.starts_with(m)) {
+                continue;
+            }
+            let field = |s: &str| {
+                if s.contains([',', '"', '\n']) {
+                    format!("\"{}\"", s.replace('"', "\"\""))
+                } else {
+                    s.to_string()
+                }
+            };
+            out.push_str(&format!(
+                "{},{},{},{},{},{}\n",
+                e.request,
+                field(&e.user),
+                e.date,
+                field(&e.price),
+                field(&e.confirmed_by),
+                at_text
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The status message of a request as the `Restore Requests` folder
+    /// (the user's view) or `Admin/Pending` (an admin's view) shows it.
+    /// Deterministic for a given status number, so its bytes never change
+    /// under one UID.
+    pub fn status_message(&self, req: &RestoreRequest, admin_view: bool) -> mail::Composed {
+        let from = &self.config.restore.from;
+        let domain = from
+            .rsplit('@')
+            .next()
+            .map(|d| d.trim_end_matches('>'))
+            .unwrap_or("localhost");
+        let state = req.state.as_str();
+        let subject = if admin_view {
+            format!(
+                "Restore request #{} — {}, {}: {state} ({})",
+                req.id,
+                req.date,
+                scope_text(req),
+                req.user
+            )
+        } else {
+            format!(
+                "Restore request #{} — {}, {}: {state}",
+                req.id,
+                req.date,
+                scope_text(req)
+            )
+        };
+        let mut text = format!(
+            "Restore request #{}\nUser: {}\nSnapshot date: {}\nScope: {}\nStatus: {state}\n",
+            req.id,
+            req.user,
+            req.date,
+            scope_text(req)
+        );
+        if let Some(by) = &req.decided_by {
+            text.push_str(&format!("Decided by: {by}\n"));
+        }
+        if let Some(reason) = &req.reason {
+            text.push_str(&format!("Reason: {reason}\n"));
+        }
+        for p in &req.progress {
+            text.push_str(&format!(
+                "Folder {}: {} restored, {} already there, {} moved elsewhere\n",
+                crate::imap::mutf7::decode(&String::from_utf8_lossy(&p.folder)),
+                p.restored,
+                p.present,
+                p.moved
+            ));
+        }
+        if let Some(e) = &req.error {
+            text.push_str(&format!("Last attempt failed (it is retried): {e}\n"));
+        }
+        text.push('\n');
+        text.push_str(match req.state {
+            RequestState::Pending if admin_view => {
+                "Move this message to Admin/Confirm to confirm the restore (it is billed), or to Admin/Reject to refuse it.\n"
+            }
+            RequestState::Pending => "An administrator has been asked to confirm it.\n",
+            RequestState::Confirmed | RequestState::Running => "The restore is under way.\n",
+            RequestState::Completed => "The missing messages are back in their folders.\n",
+            RequestState::Rejected => "Nothing was restored.\n",
+            RequestState::Expired => "The snapshot was pruned before anyone confirmed the request.\n",
+        });
+        let to = if admin_view { "admins" } else { req.user.as_str() };
+        let to = if to.contains('@') {
+            to.to_string()
+        } else {
+            format!("{to}@{domain}")
+        };
+        mail::compose(
+            from,
+            &to,
+            &subject,
+            &rfc2822(req.changed_at),
+            &format!("itm-status-{}-{}@{domain}", req.id, req.status_seq),
+            &text,
+        )
+    }
+
+    /// Appends a notification to `to`'s INBOX through the master login.
+    /// Failures are logged: a lost notification must not undo a decision.
+    async fn notify(&self, to: &str, subject: &str, text: &str, kind: &str, now: Timestamp) {
+        let from = &self.config.restore.from;
+        let domain = from
+            .rsplit('@')
+            .next()
+            .map(|d| d.trim_end_matches('>').to_string())
+            .unwrap_or_else(|| "localhost".into());
+        let id = format!("itm-{kind}-{}@{domain}", now.as_millisecond());
+        let mail = mail::compose(from, to, subject, &rfc2822(now.as_second()), &id, text);
+        let result = async {
+            let (mut up, login) = self.connector.connect_as(to).await?;
+            if login.status != Status::Ok {
+                return Err(SnapshotError::Login {
+                    user: to.into(),
+                    text: String::from_utf8_lossy(login.status_text()).into_owned(),
+                });
+            }
+            let date = Timestamp::from_second(now.as_second())
+                .unwrap_or(Timestamp::UNIX_EPOCH)
+                .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+                .strftime("%d-%b-%Y %H:%M:%S +0000")
+                .to_string();
+            let flags: Vec<String> = Vec::new();
+            let r = up
+                .append(
+                    b"INBOX",
+                    &[AppendMessage {
+                        flags: &flags,
+                        internaldate: &date,
+                        raw: &mail.raw,
+                    }],
+                )
+                .await?;
+            let _ = up.run("LOGOUT").await;
+            match r.first() {
+                Some(t) if t.status == Status::Ok => Ok(()),
+                Some(t) => Err(SnapshotError::Command {
+                    command: "APPEND INBOX".into(),
+                    text: String::from_utf8_lossy(t.status_text()).into_owned(),
+                }),
+                None => Err(SnapshotError::Protocol("no answer to APPEND".into())),
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            warn!(to, error = %e, "cannot deliver a restore notification");
+        }
+    }
+
+    /// The background runner: expires requests whose snapshot is gone, and
+    /// runs confirmed restores one at a time (a run interrupted by a crash
+    /// is `running` in the store and resumes). Never returns.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let notified = self.wake.notified();
+            if let Err(e) = self.expire(Timestamp::now()) {
+                warn!(error = %e, "cannot expire restore requests");
+            }
+            let next = self.store.requests().ok().and_then(|rs| {
+                rs.into_iter()
+                    .find(|r| matches!(r.state, RequestState::Running | RequestState::Confirmed))
+            });
+            match next {
+                Some(req) => {
+                    let span = tracing::info_span!("restore", request = req.id, user = %req.user);
+                    if let Err(e) = self.run_one(req).instrument(span).await {
+                        warn!(error = %e, "restore failed; it stays confirmed and is retried");
+                        tokio::select! {
+                            _ = notified => {}
+                            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                        }
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one confirmed (or interrupted) restore to its end.
+    pub async fn run_one(&self, req: RestoreRequest) -> Result<RestoreRequest, RestoreError> {
+        let id = req.id;
+        let now = Timestamp::now().as_second();
+        let req = self.store.update_request(id, |r| {
+            let changed = r.state != RequestState::Running;
+            r.state = RequestState::Running;
+            r.changed_at = now;
+            Ok::<_, RestoreError>((changed, None))
+        })??;
+        let job = job::RestoreJob {
+            store: &self.store,
+            connector: &self.connector,
+            config: &self.config.snapshots,
+        };
+        let journal = |progress: &[FolderProgress]| -> Result<(), SnapshotError> {
+            let progress = progress.to_vec();
+            self.store
+                .update_request(id, move |r| {
+                    r.progress = progress;
+                    Ok::<_, RestoreError>((false, None))
+                })?
+                .map(|_| ())
+                .map_err(|e| SnapshotError::Protocol(e.to_string()))
+        };
+        let result = job.run(&req, &journal).await;
+        let at = Timestamp::now();
+        match result {
+            Ok(progress) => {
+                let done = self.store.update_request(id, |r| {
+                    r.state = RequestState::Completed;
+                    r.progress = progress;
+                    r.error = None;
+                    r.changed_at = at.as_second();
+                    Ok::<_, RestoreError>((true, None))
+                })??;
+                let mut lines = String::new();
+                let (mut restored, mut present, mut moved) = (0, 0, 0);
+                for p in &done.progress {
+                    restored += p.restored;
+                    present += p.present;
+                    moved += p.moved;
+                    lines.push_str(&format!(
+                        "  {}: {} restored, {} already there, {} moved elsewhere by you{}\n",
+                        crate::imap::mutf7::decode(&String::from_utf8_lossy(&p.folder)),
+                        p.restored,
+                        p.present,
+                        p.moved,
+                        if p.created { " (folder re-created)" } else { "" }
+                    ));
+                }
+                let text = format!(
+                    "Your restore #{id} of {} from the snapshot of {} is complete.\n\n\
+                     Restored: {restored} messages. Already present: {present}. Moved elsewhere by you (left there): {moved}.\n\n\
+                     Per folder:\n{lines}\nConfirmed by: {}\nPrice: {}\n",
+                    scope_text(&done),
+                    done.date,
+                    done.decided_by.clone().unwrap_or_default(),
+                    self.config.restore.price,
+                );
+                let subject = format!(
+                    "Restore #{id} complete: {restored} messages restored from {}",
+                    done.date
+                );
+                self.notify(&done.user, &subject, &text, &format!("done-{id}"), at)
+                    .await;
+                Ok(done)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.store.update_request(id, |r| {
+                    r.state = RequestState::Confirmed;
+                    r.error = Some(message.clone());
+                    r.changed_at = at.as_second();
+                    Ok::<_, RestoreError>((true, None))
+                })??;
+                Err(RestoreError::Failed { id, message })
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Restore requests end to end (SPEC section 5), with a real Dovecot and
+//! IMAP clients over sockets: the user asks from the `Restore Requests`
+//! folder, the admin is notified and confirms by moving the request to
+//! `Admin/Confirm`, and the live mailbox holds every snapshot message
+//! exactly once afterwards.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use imap_time_machine::store::RequestState;
+use support::{show, Client, Dovecot, Proxy, FIXTURE_FOLDERS};
+
+const DATE: &str = "2026-11-20";
+const REQUESTS: &str = "\"Time Machine/Restore Requests\"";
+
+fn proxy(d: &Dovecot) -> Proxy {
+    Proxy::start_with(d.addr(), |c| {
+        c.restore.admins = vec!["admin".into()];
+        c.restore.price = "25.00 EUR".into();
+    })
+}
+
+/// Every message body of a live folder (read directly from Dovecot), as
+/// BLAKE3 hashes; `None` when the folder does not exist.
+async fn live_hashes(d: &Dovecot, user: &str, folder: &str) -> Option<Vec<[u8; 32]>> {
+    let mut c = Client::login_plain(d.addr(), user, &format!("{user}-pw")).await;
+    let r = show(&c.cmd("e", &format!("EXAMINE \"{folder}\"")).await);
+    if !r.contains("e OK") {
+        return None;
+    }
+    let r = c.cmd("f", "FETCH 1:* BODY.PEEK[]").await;
+    let mut out = Vec::new();
+    let mut rest = &r[..];
+    while let Some(pos) = rest.windows(8).position(|w| w == b"BODY[] {") {
+        let after = &rest[pos + 8..];
+        let close = after.iter().position(|&b| b == b'}').expect("literal");
+        let len: usize = std::str::from_utf8(&after[..close]).expect("len").parse().expect("len");
+        let body = &after[close + 3..close + 3 + len];
+        out.push(*blake3::hash(body).as_bytes());
+        rest = &after[close + 3 + len..];
+    }
+    out.sort();
+    c.cmd("z", "LOGOUT").await;
+    Some(out)
+}
+
+async fn subjects_in(d: &Dovecot, user: &str, folder: &str) -> String {
+    let mut c = Client::login_plain(d.addr(), user, &format!("{user}-pw")).await;
+    c.cmd("e", &format!("EXAMINE \"{folder}\"")).await;
+    show(&c.cmd("f", "FETCH 1:* BODY.PEEK[HEADER.FIELDS (SUBJECT)]").await)
+}
+
+async fn wait_for_state(p: &Proxy, id: u64, state: RequestState) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = p.store.request(id).expect("store").expect("request");
+        if r.state == state {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request {id} stuck in {:?} ({:?})",
+            r.state,
+            r.error
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn request_message(subject: &str) -> Vec<u8> {
+    format!("From: alice@example.org\r\nSubject: {subject}\r\n\r\nplease\r\n").into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_confirm_restore_and_bill() {
+    let d = Dovecot::start_seeded('/');
+    let p = proxy(&d);
+    p.snapshot("alice", DATE).await;
+    let mut snapshot: BTreeMap<&str, Vec<[u8; 32]>> = BTreeMap::new();
+    for f in FIXTURE_FOLDERS {
+        snapshot.insert(f, live_hashes(&d, "alice", f).await.expect("folder"));
+    }
+
+    // The user loses mail: two INBOX messages (one also in Archive),
+    // a whole folder, both messages sharing a Message-ID, changes a flag,
+    // and moves the Sent message into Work.
+    let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    direct.cmd("s", "SELECT INBOX").await;
+    direct.cmd("x", "STORE 2 +FLAGS (\\Answered)").await;
+    direct.cmd("x", "STORE 1,3 +FLAGS (\\Deleted)").await;
+    direct.cmd("x", "EXPUNGE").await;
+    direct.cmd("s", "SELECT Re&AOc-us").await;
+    direct.cmd("x", "STORE 1:* +FLAGS (\\Deleted)").await;
+    direct.cmd("x", "EXPUNGE").await;
+    direct.cmd("s", "SELECT Sent").await;
+    let r = show(&direct.cmd("m", "MOVE 1 Work").await);
+    assert!(r.contains("m OK"), "{r}");
+    let r = show(&direct.cmd("d", "DELETE \"Work/Projects\"").await);
+    assert!(r.contains("d OK"), "{r}");
+    direct.cmd("z", "LOGOUT").await;
+
+    // The user asks: bad requests first, each with a reason.
+    let mut alice = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    let listed = show(&alice.cmd("l", "LIST \"\" \"Time Machine/*\"").await);
+    assert!(listed.contains("\"Time Machine/Restore Requests\""), "{listed}");
+    assert!(!listed.contains("Admin"), "{listed}");
+    for (subject, want) in [
+        ("Please help", "NO [CANNOT] The Subject must be"),
+        ("Restore 2001-01-01", "NO [NONEXISTENT] no snapshot of 2001-01-01"),
+        (
+            &format!("Restore {DATE} NoSuchFolder"),
+            "NO [NONEXISTENT] folder \"NoSuchFolder\"",
+        ),
+    ] {
+        let r = alice.append("a", REQUESTS, &request_message(subject)).await;
+        assert!(r.starts_with(&format!("a {want}")), "{subject}: {r}");
+    }
+    let r = alice
+        .append("a", REQUESTS, &request_message(&format!("Restore {DATE}")))
+        .await;
+    assert!(r.starts_with("a OK [APPENDUID 1 "), "{r}");
+    let r = alice
+        .append("a", REQUESTS, &request_message(&format!("Restore {DATE}")))
+        .await;
+    assert!(r.starts_with("a NO [ALREADYEXISTS]"), "duplicate: {r}");
+    // Not an admin: the Admin folders do not exist for alice.
+    let r = show(&alice.cmd("x", "EXAMINE \"Time Machine/Admin/Pending\"").await);
+    assert!(r.contains("x NO [NONEXISTENT]"), "{r}");
+    let r = show(&alice.cmd("s", &format!("SELECT {REQUESTS}")).await);
+    assert!(r.contains("* 1 EXISTS") && r.contains("OK [READ-ONLY]"), "{r}");
+    let r = show(
+        &alice
+            .cmd("f", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] ENVELOPE)")
+            .await,
+    );
+    assert!(r.contains("=?UTF-8?B?"), "{r}");
+    let r = show(&alice.cmd("f", "SEARCH SUBJECT pending").await);
+    assert!(r.starts_with("* SEARCH 1\r\n"), "{r}");
+
+    // Every admin is told, in their INBOX.
+    let note = subjects_in(&d, "admin", "INBOX").await;
+    assert!(note.contains("Restore request #1 from alice"), "{note}");
+
+    // The admin confirms from the mail client.
+    let mut admin = Client::login_tls(p.tls_addr, "admin", "admin-pw").await;
+    let listed = show(&admin.cmd("l", "LIST \"\" \"Time Machine/Admin/*\"").await);
+    for f in ["Pending", "Confirm", "Reject"] {
+        assert!(listed.contains(&format!("\"Time Machine/Admin/{f}\"")), "{listed}");
+    }
+    let r = show(&admin.cmd("s", "SELECT \"Time Machine/Admin/Pending\"").await);
+    assert!(r.contains("* 1 EXISTS"), "{r}");
+    let r = show(&admin.cmd("f", "FETCH 1 BODY.PEEK[]").await);
+    assert!(r.contains("alice") && r.contains("Admin/Confirm"), "{r}");
+    let r = show(&admin.cmd("m", "UID MOVE 1:* \"Time Machine/Admin/Confirm\"").await);
+    assert!(r.contains("* 1 EXPUNGE") && r.contains("m OK"), "{r}");
+    wait_for_state(&p, 1, RequestState::Completed).await;
+
+    // Every snapshot message is back exactly once, except the one the user
+    // moved (it stays in Work and is not duplicated into Sent).
+    for f in FIXTURE_FOLDERS {
+        let live = live_hashes(&d, "alice", f).await.expect("folder exists again");
+        let mut want = snapshot[f].clone();
+        if *f == "Sent" {
+            want.clear();
+        }
+        if *f == "Work" {
+            want.extend(snapshot["Sent"].iter().copied());
+            want.sort();
+        }
+        if *f == "INBOX" {
+            // Its four messages (the flag change made no second copy) and
+            // the completion mail.
+            assert_eq!(live.len(), 5, "INBOX");
+        } else {
+            assert_eq!(live, want, "{f}");
+        }
+    }
+    let inbox = live_hashes(&d, "alice", "INBOX").await.expect("inbox");
+    // INBOX got its three... plus the completion mail; compare the snapshot part.
+    let mut inbox_snapshot: Vec<_> = inbox
+        .iter()
+        .filter(|h| snapshot["INBOX"].contains(h))
+        .copied()
+        .collect();
+    inbox_snapshot.sort();
+    assert_eq!(inbox_snapshot, snapshot["INBOX"]);
+
+    // The user's status message changed (new UID) and they got a mail.
+    let r = show(&alice.cmd("n", "NOOP").await);
+    assert!(r.contains("* 1 EXPUNGE") && r.contains("* 1 EXISTS"), "{r}");
+    let r = show(&alice.cmd("f", "FETCH 1 BODY.PEEK[TEXT]").await);
+    assert!(r.contains("Status: completed") && r.contains("restored"), "{r}");
+    let mail = subjects_in(&d, "alice", "INBOX").await;
+    assert!(mail.contains("Restore #1 complete"), "{mail}");
+
+    // Billing: one line for the confirmation.
+    let connector =
+        std::sync::Arc::new(imap_time_machine::proxy::upstream::Connector::from_config(&p.config).expect("connector"));
+    let restores = imap_time_machine::restore::Restores::new(p.config.clone(), p.store.clone(), connector);
+    let csv = restores.billing_csv(None).expect("billing");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[1].starts_with(&format!("1,alice,{DATE},25.00 EUR,admin,")),
+        "{csv}"
+    );
+
+    // Restoring the same day again adds nothing.
+    let before: BTreeMap<&str, Vec<[u8; 32]>> = {
+        let mut m = BTreeMap::new();
+        for f in FIXTURE_FOLDERS {
+            m.insert(*f, live_hashes(&d, "alice", f).await.expect("folder"));
+        }
+        m
+    };
+    let r = alice
+        .append("a", REQUESTS, &request_message(&format!("Restore {DATE}")))
+        .await;
+    assert!(r.starts_with("a OK"), "{r}");
+    admin.cmd("n", "NOOP").await;
+    let r = show(&admin.cmd("c", "UID COPY 1:* \"Time Machine/Admin/Confirm\"").await);
+    assert!(r.contains("c OK"), "{r}");
+    wait_for_state(&p, 2, RequestState::Completed).await;
+    let second = p.store.request(2).expect("store").expect("request");
+    assert_eq!(second.progress.iter().map(|f| f.restored).sum::<u64>(), 0, "{second:?}");
+    for f in FIXTURE_FOLDERS {
+        let mut live = live_hashes(&d, "alice", f).await.expect("folder");
+        let mut was = before[f].clone();
+        if *f == "INBOX" {
+            // Only the second completion mail is new.
+            live.retain(|h| snapshot["INBOX"].contains(h));
+            was.retain(|h| snapshot["INBOX"].contains(h));
+        }
+        assert_eq!(live, was, "{f} changed on the second restore");
+    }
+}
