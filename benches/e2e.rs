@@ -17,6 +17,8 @@ use imap_time_machine::store::Store;
 use support::{Client, Dovecot, ProxyProcess};
 
 struct Args {
+    /// Run one part only: `tm` (Time Machine folders) or `snapshots`.
+    only: Option<String>,
     messages: usize,
     noops: usize,
     conns: usize,
@@ -25,6 +27,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
+        only: None,
         messages: 10_000,
         noops: 2_000,
         conns: 1_000,
@@ -33,6 +36,11 @@ fn args() -> Args {
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < argv.len() {
+        if argv[i] == "--only" {
+            a.only = argv.get(i + 1).cloned();
+            i += 2;
+            continue;
+        }
         let val = argv.get(i + 1).and_then(|v| v.parse().ok());
         match (argv[i].as_str(), val) {
             ("--messages", Some(v)) => a.messages = v,
@@ -129,6 +137,16 @@ async fn main() {
         Variant::ProxyPlain,
         Variant::ProxyTls,
     ];
+
+    // `--only tm` / `--only snapshots`: just that part (quicker iterations).
+    match a.only.as_deref() {
+        Some("tm") => return time_machine(&d, imaps, &p, &a, &variants).await,
+        Some("snapshots") => {
+            drop(p);
+            return snapshots(&d, &a).await;
+        }
+        _ => {}
+    }
 
     // 1. UID FETCH 1:* (BODY.PEEK[]) throughput, interleaved rounds.
     let mut sessions = Vec::new();

@@ -155,7 +155,9 @@ async fn tree_matches_dovecot(sep: char) {
     }
     // `%` stops at the delimiter.
     let top = show(&snap.cmd("l", &format!("LIST \"\" \"{root}{sep}%\"")).await);
-    assert_eq!(top.matches("* LIST").count(), 1, "{top}");
+    // The day and the Restore Requests folder, nothing deeper.
+    assert_eq!(top.matches("* LIST").count(), 2, "{top}");
+    assert!(top.contains(&format!("{root}{sep}Restore Requests\"")), "{top}");
     // Special-use attributes are not copied: no client takes a snapshot for its Sent folder.
     let sent_line = listed
         .lines()

@@ -117,16 +117,30 @@ fn literal(out: &mut Vec<u8>, bytes: &[u8]) {
 /// Appends the whole untagged FETCH response for `items`.
 pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemName<'_>], uid_command: bool) {
     use MessageDataItemName::*;
-    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(items.len() + 1);
+    out.extend_from_slice(format!("* {} FETCH (", m.seq).as_bytes());
+    let mut first = true;
     if uid_command || items.iter().any(|i| matches!(i, Uid)) {
-        parts.push(format!("UID {}", m.uid).into_bytes());
+        out.extend_from_slice(format!("UID {}", m.uid).as_bytes());
+        first = false;
     }
-    let structure = m.raw.and_then(Structure::parse);
+    // Parsing the MIME tree costs more than the rest together: only when a
+    // section below the whole message is asked for.
+    let parsed: std::cell::OnceCell<Option<Structure>> = std::cell::OnceCell::new();
+    let structure = || -> Option<&Structure> { parsed.get_or_init(|| m.raw.and_then(Structure::parse)).as_ref() };
     for early in [true, false] {
         for item in items.iter().filter(|i| is_early_item(i) == early) {
-            let mut p = Vec::new();
+            if matches!(item, Uid) {
+                continue;
+            }
+            if !first {
+                out.push(b' ');
+            }
+            first = false;
+            // Written straight into `out`: a whole-message literal is
+            // copied once.
+            let p = &mut *out;
             match item {
-                Uid => continue,
+                Uid => {}
                 Flags => p.extend_from_slice(format!("FLAGS ({})", m.flags.join(" ")).as_bytes()),
                 InternalDate => p.extend_from_slice(format!("INTERNALDATE \"{}\"", m.internaldate).as_bytes()),
                 Rfc822Size => p.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes()),
@@ -150,18 +164,20 @@ pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemNam
                 } => {
                     let (sec, name) = section_of(section);
                     let raw = m.raw.unwrap_or_default();
-                    let bytes = structure
-                        .as_ref()
-                        .and_then(|s| s.section(raw, &sec))
-                        .unwrap_or_default();
+                    // BODY[] and BODY[]<partial> are the bytes as stored.
+                    let bytes = if sec.part.is_empty() && sec.text.is_none() {
+                        std::borrow::Cow::Borrowed(raw)
+                    } else {
+                        structure().and_then(|s| s.section(raw, &sec)).unwrap_or_default()
+                    };
                     match range {
                         Some((origin, count)) => {
                             p.extend_from_slice(format!("BODY[{name}]<{origin}> ").as_bytes());
-                            literal(&mut p, partial(&bytes, *origin, count.get()));
+                            literal(p, partial(&bytes, *origin, count.get()));
                         }
                         None => {
                             p.extend_from_slice(format!("BODY[{name}] ").as_bytes());
-                            literal(&mut p, &bytes);
+                            literal(p, &bytes);
                         }
                     }
                 }
@@ -173,12 +189,12 @@ pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemNam
                         _ => ("RFC822.TEXT", Some(SectionText::Text)),
                     };
                     let sec = super::section::Section { part: Vec::new(), text };
-                    let bytes = structure
-                        .as_ref()
-                        .and_then(|s| s.section(raw, &sec))
-                        .unwrap_or_default();
+                    let bytes = match sec.text {
+                        None => std::borrow::Cow::Borrowed(raw),
+                        Some(_) => structure().and_then(|s| s.section(raw, &sec)).unwrap_or_default(),
+                    };
                     p.extend_from_slice(format!("{label} ").as_bytes());
-                    literal(&mut p, &bytes);
+                    literal(p, &bytes);
                 }
                 Binary {
                     section,
@@ -187,10 +203,7 @@ pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemNam
                 } => {
                     let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
                     let raw = m.raw.unwrap_or_default();
-                    let (bytes, decoded) = structure
-                        .as_ref()
-                        .and_then(|s| s.binary(raw, &path))
-                        .unwrap_or_default();
+                    let (bytes, decoded) = structure().and_then(|s| s.binary(raw, &path)).unwrap_or_default();
                     let name = path_text(&path);
                     let (label, slice) = match range {
                         Some((origin, count)) => (
@@ -205,28 +218,19 @@ pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemNam
                     if decoded || bytes.contains(&0) {
                         p.push(b'~');
                     }
-                    literal(&mut p, slice);
+                    literal(p, slice);
                 }
                 BinarySize { section } => {
                     let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
                     let raw = m.raw.unwrap_or_default();
-                    let n = structure
-                        .as_ref()
+                    let n = structure()
                         .and_then(|s| s.binary(raw, &path))
                         .map(|(b, _)| b.len())
                         .unwrap_or(0);
                     p.extend_from_slice(format!("BINARY.SIZE[{}] {n}", path_text(&path)).as_bytes());
                 }
             }
-            parts.push(p);
         }
-    }
-    out.extend_from_slice(format!("* {} FETCH (", m.seq).as_bytes());
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            out.push(b' ');
-        }
-        out.extend_from_slice(p);
     }
     out.extend_from_slice(b")\r\n");
 }

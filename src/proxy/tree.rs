@@ -433,12 +433,15 @@ impl Tree {
         if !folder.selectable {
             return Err(OpenError::NotSelectable);
         }
-        let messages = self.messages_of(&date, &name)?;
+        let messages = match &self.store {
+            Some(s) => s.messages_shared(&self.user, &date, &name)?,
+            None => Arc::new(Vec::new()),
+        };
         let uids = messages.iter().map(|m| m.uid).collect();
         Ok(Selected {
             date,
             folder,
-            messages: Arc::new(messages),
+            messages,
             uids,
             synthetic: None,
         })

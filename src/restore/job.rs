@@ -146,7 +146,7 @@ impl RestoreJob<'_> {
             let mut keyed: Vec<(MessageRecord, String)> = Vec::with_capacity(msgs.len());
             for chunk in msgs.chunks(APPEND_BATCH) {
                 let wanted: Vec<_> = chunk.iter().map(|m| (m.hash, m.size)).collect();
-                for (m, raw) in chunk.iter().zip(self.store.blobs(&req.user, &wanted)?) {
+                for (m, raw) in chunk.iter().zip(self.store.blobs(&req.user, &wanted, true)?) {
                     let raw = raw.ok_or_else(|| {
                         SnapshotError::Protocol(format!("message UID {} missing from the store", m.uid))
                     })?;
@@ -197,7 +197,7 @@ impl RestoreJob<'_> {
             }
             for chunk in missing.chunks(APPEND_BATCH) {
                 let wanted: Vec<_> = chunk.iter().map(|m| (m.hash, m.size)).collect();
-                let blobs = self.store.blobs(&req.user, &wanted)?;
+                let blobs = self.store.blobs(&req.user, &wanted, true)?;
                 let mut raws = Vec::with_capacity(chunk.len());
                 for (m, raw) in chunk.iter().zip(blobs) {
                     raws.push(raw.ok_or_else(|| {

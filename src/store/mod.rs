@@ -241,7 +241,23 @@ pub struct Store {
     path: String,
     /// Serialises the read-modify-write of counters and request records.
     requests_lock: std::sync::Mutex<()>,
+    /// Message lists of recently opened snapshot folders. Snapshots are
+    /// immutable, so a SELECT of the same folder again needs no scan; the
+    /// cache is dropped whenever a snapshot is committed or deleted.
+    folder_cache: std::sync::Mutex<FolderCache>,
 }
+
+/// See [`Store::messages_shared`].
+#[derive(Default)]
+struct FolderCache {
+    lists: std::collections::HashMap<Vec<u8>, std::sync::Arc<Vec<MessageRecord>>>,
+    records: usize,
+    /// Bumped by every commit/delete: a list read before it is not cached.
+    generation: u64,
+}
+
+/// Records kept in the folder cache at most (about 100 bytes each).
+const FOLDER_CACHE_RECORDS: usize = 500_000;
 
 impl Store {
     /// Opens or creates the store, checking its schema version.
@@ -266,6 +282,7 @@ impl Store {
             db,
             path: path.display().to_string(),
             requests_lock: std::sync::Mutex::new(()),
+            folder_cache: std::sync::Mutex::new(FolderCache::default()),
         };
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, keys::SCHEMA)? {
@@ -392,17 +409,23 @@ impl Store {
             .collect()
     }
 
-    /// Raw bytes of many messages in one batched read, each checked against
-    /// its hash. `size` (RFC822.SIZE) sizes the decompression buffer.
-    pub fn blobs(&self, user: &str, wanted: &[(Hash, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    /// Raw bytes of many messages in one batched read. `size` (RFC822.SIZE)
+    /// sizes the decompression buffer. With `verify` each is checked against
+    /// its content hash (restores, drag-out: what goes back into a mailbox);
+    /// serving FETCH relies on RocksDB's block checksums instead, which
+    /// catch disk corruption at a fraction of the cost.
+    pub fn blobs(&self, user: &str, wanted: &[(Hash, u64)], verify: bool) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let keys: Vec<Vec<u8>> = wanted.iter().map(|(h, _)| keys::content(user, h)).collect();
         let got = self.db.batched_multi_get_cf(self.cf(CF_BLOBS)?, &keys, false);
+        // One decompression context for the batch (creating one per
+        // message costs more than decompressing a small message).
+        let mut dctx = zstd::bulk::Decompressor::new()?;
         got.into_iter()
             .zip(wanted)
             .map(|(r, (hash, size))| match r? {
                 Some(v) => {
-                    let raw = zstd::bulk::decompress(&v, (*size as usize).max(64))?;
-                    if blake3::hash(&raw).as_bytes() != hash {
+                    let raw = dctx.decompress(&v, (*size as usize).max(64))?;
+                    if verify && blake3::hash(&raw).as_bytes() != hash {
                         return Err(corrupt("message bytes do not match their hash"));
                     }
                     Ok(Some(raw))
@@ -438,6 +461,7 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
+        self.forget_cached_folders();
         Ok(())
     }
 
@@ -500,6 +524,7 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
+        self.forget_cached_folders();
         Ok(())
     }
 
@@ -548,6 +573,43 @@ impl Store {
             .into_iter()
             .map(|(_, v)| decode(&v))
             .collect()
+    }
+
+    /// [`Store::messages`], shared and cached (SELECT of a snapshot folder).
+    pub fn messages_shared(
+        &self,
+        user: &str,
+        date: &str,
+        folder: &[u8],
+    ) -> Result<std::sync::Arc<Vec<MessageRecord>>, StoreError> {
+        let key = keys::folder(user, date, folder);
+        let generation = {
+            let cache = self.folder_cache.lock().map_err(|_| corrupt("folder cache poisoned"))?;
+            if let Some(hit) = cache.lists.get(&key) {
+                return Ok(hit.clone());
+            }
+            cache.generation
+        };
+        let list = std::sync::Arc::new(self.messages(user, date, folder)?);
+        if let Ok(mut cache) = self.folder_cache.lock() {
+            if cache.generation == generation {
+                if cache.records + list.len() > FOLDER_CACHE_RECORDS {
+                    cache.lists.clear();
+                    cache.records = 0;
+                }
+                cache.records += list.len();
+                cache.lists.insert(key, list.clone());
+            }
+        }
+        Ok(list)
+    }
+
+    fn forget_cached_folders(&self) {
+        if let Ok(mut cache) = self.folder_cache.lock() {
+            cache.lists.clear();
+            cache.records = 0;
+            cache.generation += 1;
+        }
     }
 
     pub fn message(
@@ -859,6 +921,31 @@ mod tests {
         assert_eq!(s.messages("alice", "2026-11-22", b"A").unwrap(), vec![msg(1, h)]);
         assert_eq!(s.messages("alice", "2026-11-21", b"A").unwrap(), vec![msg(2, h)]);
         assert_eq!(s.sweep().unwrap().blobs_removed, 0);
+    }
+
+    #[test]
+    fn cached_folder_lists_follow_replacement_and_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let h = [3u8; 32];
+        s.commit_snapshot(&info("2026-11-20"), &[folder("A")], &[(b"A".to_vec(), vec![msg(1, h)])])
+            .unwrap();
+        let first = s.messages_shared("alice", "2026-11-20", b"A").unwrap();
+        assert_eq!(*first, vec![msg(1, h)]);
+        // A second open is the same list (no scan).
+        assert!(std::sync::Arc::ptr_eq(
+            &first,
+            &s.messages_shared("alice", "2026-11-20", b"A").unwrap()
+        ));
+        // Re-snapshotting the date replaces it: the cache must not serve the old list.
+        s.commit_snapshot(&info("2026-11-20"), &[folder("A")], &[(b"A".to_vec(), vec![msg(7, h)])])
+            .unwrap();
+        assert_eq!(
+            *s.messages_shared("alice", "2026-11-20", b"A").unwrap(),
+            vec![msg(7, h)]
+        );
+        s.delete_snapshot("alice", "2026-11-20").unwrap();
+        assert!(s.messages_shared("alice", "2026-11-20", b"A").unwrap().is_empty());
     }
 
     #[test]

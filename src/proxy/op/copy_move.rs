@@ -163,7 +163,7 @@ pub(super) async fn copy_move(
     'batches: for batch in records.chunks(BATCH) {
         let wanted: Vec<_> = batch.iter().map(|m| (m.hash, m.size)).collect();
         let (st, u) = (store.clone(), user.clone());
-        let blobs = match tokio::task::spawn_blocking(move || st.blobs(&u, &wanted)).await {
+        let blobs = match tokio::task::spawn_blocking(move || st.blobs(&u, &wanted, true)).await {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => return p.to_client(store_failure(tag, &e)).await,
             Err(e) => return p.to_client(store_failure(tag, &e)).await,

@@ -78,7 +78,7 @@ impl Source {
         match self {
             Self::Store { store, user } => {
                 let wanted: Vec<_> = records.iter().map(|m| (m.hash, m.size)).collect();
-                store.blobs(user, &wanted)
+                store.blobs(user, &wanted, false)
             }
             Self::Synthetic(msgs) => Ok(indices
                 .iter()
