@@ -218,7 +218,7 @@ async fn request_confirm_restore_and_bill() {
     let r = alice
         .append("a", REQUESTS, &request_message(&format!("Restore {DATE}")))
         .await;
-    assert!(r.starts_with("a OK"), "{r}");
+    assert!(r.starts_with("* 2 EXISTS\r\na OK"), "{r}");
     admin.cmd("n", "NOOP").await;
     let r = show(&admin.cmd("c", "UID COPY 1:* \"Time Machine/Admin/Confirm\"").await);
     assert!(r.contains("c OK"), "{r}");
@@ -235,4 +235,174 @@ async fn request_confirm_restore_and_bill() {
         }
         assert_eq!(live, was, "{f} changed on the second restore");
     }
+}
+
+fn cli(config: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imap-time-machine"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run the CLI");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn status_messages(d: &Dovecot, folder: &str) -> usize {
+    let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    let r = show(&c.cmd("s", &format!("STATUS \"{folder}\" (MESSAGES)")).await);
+    r.split("MESSAGES ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The CLI drives the same workflow through the running server's admin
+/// socket; a restore killed half-way (SIGKILL) resumes after a restart
+/// and finishes without a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_workflow_and_a_restore_killed_half_way() {
+    let d = Dovecot::start_seeded('/');
+    d.generate("alice", "alice-pw", "Big", 3000, 12_000, 7);
+    let p = support::ProxyProcess::start(
+        d.addr(),
+        |t| t + "[restore]\nadmins = [\"admin\"]\nprice = \"25.00 EUR\"\n",
+        false,
+    )
+    .await;
+    let cfg = p.config_path.clone();
+    cli(&cfg, &["snapshot", "--user", "alice", "--label", DATE]);
+    let snapshot = live_hashes(&d, "alice", "Big").await.expect("Big");
+    assert_eq!(snapshot.len(), 3000);
+    let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    direct.cmd("s", "SELECT Big").await;
+    direct.cmd("x", "STORE 1:* +FLAGS.SILENT (\\Deleted)").await;
+    direct.cmd("x", "EXPUNGE").await;
+    direct.cmd("z", "LOGOUT").await;
+
+    // Bad CLI requests name the problem.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imap-time-machine"))
+        .arg("-c")
+        .arg(&cfg)
+        .args(["restore", "request", "--user", "alice", "--date", "2001-01-01"])
+        .output()
+        .expect("cli");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("available: {DATE}")));
+
+    let filed = cli(
+        &cfg,
+        &[
+            "restore", "request", "--user", "alice", "--date", DATE, "--folder", "Big",
+        ],
+    );
+    assert!(filed.contains("#1") && filed.contains("pending"), "{filed}");
+    let listed = cli(&cfg, &["restore", "list", "--status", "pending"]);
+    assert!(listed.contains("alice") && listed.contains("Big"), "{listed}");
+    let confirmed = cli(&cfg, &["restore", "confirm", "1", "--by", "admin"]);
+    assert!(confirmed.contains("confirmed"), "{confirmed}");
+
+    // Kill the server while the messages go back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
+    while seen == 0 {
+        assert!(Instant::now() < deadline, "the restore never started");
+        seen = status_messages(&d, "Big").await;
+    }
+    let (tls, plain) = (p.tls, p.plain);
+    let dir = p.kill();
+    let at_kill = status_messages(&d, "Big").await;
+    assert!(
+        at_kill < 3000,
+        "the restore finished before the kill ({at_kill}); make it bigger"
+    );
+
+    // Restart: the request is resumed and completes, exactly once each.
+    let p = support::ProxyProcess::restart(dir, tls, plain).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed = cli(&p.config_path, &["restore", "list"]);
+        if listed.contains("completed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not completed after restart: {listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(live_hashes(&d, "alice", "Big").await.expect("Big"), snapshot);
+
+    let csv = cli(&p.config_path, &["billing"]);
+    assert!(csv.contains(&format!("\n1,alice,{DATE},25.00 EUR,admin,")), "{csv}");
+    let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
+    assert_eq!(cli(&p.config_path, &["billing", "--month", &month]), csv);
+    let none = cli(&p.config_path, &["billing", "--month", "1999-01"]);
+    assert_eq!(none.lines().count(), 1, "{none}");
+}
+
+/// Rejection, a request filed by COPY from a snapshot folder, expiry when
+/// the snapshot is pruned, confirming a pruned one, and a non-admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejection_copy_requests_and_expiry() {
+    let d = Dovecot::start_seeded('/');
+    let p = proxy(&d);
+    p.snapshot("alice", DATE).await;
+    p.snapshot("alice", "2026-11-21").await;
+    let mut alice = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    alice.cmd("s", &format!("EXAMINE \"Time Machine/{DATE}/Work\"")).await;
+    let r = show(&alice.cmd("c", &format!("UID COPY 1 {REQUESTS}")).await);
+    assert!(r.starts_with("c OK [COPYUID 1 1 "), "{r}");
+    let req = p.store.request(1).expect("store").expect("request #1");
+    assert_eq!((req.date.as_str(), req.folder.as_deref()), (DATE, Some(&b"Work"[..])));
+
+    // bob is no admin.
+    let mut bob = Client::login_tls(p.tls_addr, "bob", "bob-pw").await;
+    let r = show(&bob.cmd("s", "SELECT \"Time Machine/Admin/Pending\"").await);
+    assert!(r.contains("s NO [NONEXISTENT]"), "{r}");
+    let r = show(&bob.cmd("s", "SELECT \"Time Machine/Restore Requests\"").await);
+    assert!(r.contains("* 0 EXISTS"), "bob sees none of alice's requests: {r}");
+
+    // The admin rejects it; alice is told.
+    let mut admin = Client::login_tls(p.tls_addr, "admin", "admin-pw").await;
+    admin.cmd("s", "SELECT \"Time Machine/Admin/Pending\"").await;
+    let r = show(&admin.cmd("m", "MOVE 1 \"Time Machine/Admin/Reject\"").await);
+    assert!(r.contains("m OK") && r.contains("rejected"), "{r}");
+    assert_eq!(p.store.request(1).unwrap().unwrap().state, RequestState::Rejected);
+    let mail = subjects_in(&d, "alice", "INBOX").await;
+    assert!(mail.contains("Restore request #1 rejected"), "{mail}");
+    // Pending is empty now.
+    let r = show(&admin.cmd("m", "NOOP").await);
+    assert!(!r.contains("EXISTS") || r.contains("* 0 EXISTS"), "{r}");
+
+    // A request whose snapshot is pruned before anyone confirms expires,
+    // and confirming a pruned one says why it cannot be done.
+    alice.cmd("s", &format!("SELECT {REQUESTS}")).await;
+    // With the folder selected, each new status message is announced.
+    let r = alice
+        .append("a", REQUESTS, &request_message("Restore 2026-11-21"))
+        .await;
+    assert!(r.starts_with("* 2 EXISTS\r\na OK"), "{r}");
+    let r = alice
+        .append("a", REQUESTS, &request_message(&format!("Restore {DATE} INBOX")))
+        .await;
+    assert!(r.starts_with("* 3 EXISTS\r\na OK"), "{r}");
+    p.store.delete_snapshot("alice", "2026-11-21").expect("prune");
+    let connector =
+        std::sync::Arc::new(imap_time_machine::proxy::upstream::Connector::from_config(&p.config).expect("connector"));
+    let restores = imap_time_machine::restore::Restores::new(p.config.clone(), p.store.clone(), connector);
+    assert_eq!(restores.expire(jiff::Timestamp::now()).expect("expire"), vec![2]);
+    assert_eq!(p.store.request(2).unwrap().unwrap().state, RequestState::Expired);
+    p.store.delete_snapshot("alice", DATE).expect("prune");
+    let err = restores
+        .confirm(3, "admin", jiff::Timestamp::now())
+        .expect_err("pruned");
+    assert!(err.to_string().contains("has been pruned"), "{err}");
+    // alice's folder shows every request with its state word.
+    let r = show(&alice.cmd("n", "NOOP").await);
+    assert!(r.contains("EXISTS"), "{r}");
+    let r = show(&alice.cmd("f", "FETCH 1:* BODY.PEEK[HEADER.FIELDS (SUBJECT)]").await);
+    assert_eq!(r.matches("* ").count(), 3, "{r}");
 }

@@ -50,6 +50,9 @@ const ALL_CFS: [&str; 8] = [
     CF_LEDGER,
 ];
 
+/// RocksDB block cache shared by the column families.
+const BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// zstd level for message bodies: fast, and about as small as level 9 on mail.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -267,14 +270,22 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // One block cache for every column family: snapshot folders are
+        // read again and again (clients re-fetch), and bodies are served
+        // from it without touching the files.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = ALL_CFS.iter().map(|name| {
             let mut o = Options::default();
-            // Blobs are zstd-compressed already.
-            o.set_compression_type(if *name == CF_BLOBS {
-                rocksdb::DBCompressionType::None
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            // Blobs are zstd-compressed already, and read whole: big blocks.
+            if *name == CF_BLOBS {
+                o.set_compression_type(rocksdb::DBCompressionType::None);
+                table.set_block_size(64 * 1024);
             } else {
-                rocksdb::DBCompressionType::Lz4
-            });
+                o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            }
+            o.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(*name, o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;

@@ -363,6 +363,39 @@ impl ProxyProcess {
             .replace("\"certs/", &format!("\"{}/certs/", repo_root().display()));
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, edit(text)).expect("write config");
+        Self::spawn(
+            dir,
+            config_path,
+            SocketAddr::from(([127, 0, 0, 1], tls_port)),
+            SocketAddr::from(([127, 0, 0, 1], plain_port)),
+            capture,
+        )
+        .await
+    }
+
+    /// Starts `serve` again on the directory (config, store) of one that
+    /// was stopped or killed.
+    pub async fn restart(dir: tempfile::TempDir, tls: SocketAddr, plain: SocketAddr) -> Self {
+        let config_path = dir.path().join("config.toml");
+        Self::spawn(dir, config_path, tls, plain, false).await
+    }
+
+    /// SIGKILL, as a crash: returns the directory (config, store).
+    pub fn kill(mut self) -> tempfile::TempDir {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"))
+    }
+
+    async fn spawn(
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        tls: SocketAddr,
+        plain: SocketAddr,
+        capture: bool,
+    ) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_imap-time-machine"))
             .args(["serve", "-c"])
             .arg(&config_path)
@@ -376,8 +409,8 @@ impl ProxyProcess {
             .expect("start imap-time-machine serve");
         let p = Self {
             child: Some(child),
-            tls: SocketAddr::from(([127, 0, 0, 1], tls_port)),
-            plain: SocketAddr::from(([127, 0, 0, 1], plain_port)),
+            tls,
+            plain,
             config_path,
             _dir: dir,
         };

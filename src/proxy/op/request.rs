@@ -104,8 +104,9 @@ pub(super) async fn file(
         }
         Err(e) => refusal(tag, &e),
     };
-    p.to_client(reply).await?;
-    refresh(p).await
+    // The new status message is announced before the completion.
+    refresh(p).await?;
+    p.to_client(reply).await
 }
 
 /// COPY/MOVE of request messages from `Admin/Pending` into `Confirm` or
