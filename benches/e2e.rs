@@ -17,7 +17,8 @@ use imap_time_machine::store::Store;
 use support::{Client, Dovecot, ProxyProcess};
 
 struct Args {
-    /// Run one part only: `tm` (Time Machine folders) or `snapshots`.
+    /// Run one part only: `tm` (Time Machine folders), `restore` (after
+    /// `tm`, whose snapshot it restores) or `snapshots`.
     only: Option<String>,
     messages: usize,
     noops: usize,
@@ -127,7 +128,10 @@ async fn main() {
     println!("seeded {} messages in {:.1}s", a.messages, t.elapsed().as_secs_f64());
     let p = ProxyProcess::start(
         d.addr(),
-        |t| t.replace("[listen]", "[listen]\nallow_plaintext_login = true") + "[limits]\nmax_connections = 5000\n",
+        |t| {
+            t.replace("[listen]", "[listen]\nallow_plaintext_login = true")
+                + "[limits]\nmax_connections = 5000\n[restore]\nadmins = [\"admin\"]\n"
+        },
         false,
     )
     .await;
@@ -141,6 +145,10 @@ async fn main() {
     // `--only tm` / `--only snapshots`: just that part (quicker iterations).
     match a.only.as_deref() {
         Some("tm") => return time_machine(&d, imaps, &p, &a, &variants).await,
+        Some("restore") => {
+            time_machine(&d, imaps, &p, &a, &variants).await;
+            return restore(&d, &p, &a).await;
+        }
         Some("snapshots") => {
             drop(p);
             return snapshots(&d, &a).await;
@@ -252,9 +260,102 @@ async fn main() {
     drop(idle);
 
     time_machine(&d, imaps, &p, &a, &variants).await;
+    restore(&d, &p, &a).await;
     drop(p);
 
     snapshots(&d, &a).await;
+}
+
+/// Issue 5: restoring the day of the Time Machine bench after 10 % of its
+/// messages were deleted, against APPENDing those messages to Dovecot
+/// directly (pipelined, LITERAL+), in the same run.
+async fn restore(d: &Dovecot, p: &ProxyProcess, a: &Args) {
+    const DATE: &str = "2026-11-24";
+    let missing = (a.messages / 10).max(1);
+    let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    c.cmd("s", "SELECT Bench").await;
+    // The messages about to go, as a client would append them again.
+    let r = c
+        .cmd("f", &format!("FETCH 1:{missing} (FLAGS INTERNALDATE BODY.PEEK[])"))
+        .await;
+    let mut bodies: Vec<(String, String, Vec<u8>)> = Vec::new();
+    let mut rest = &r[..];
+    while let Some(pos) = rest.windows(6).position(|w| w == b"FLAGS ") {
+        let after = &rest[pos + 6..];
+        let close = after.iter().position(|&b| b == b')').unwrap_or(0);
+        let flags = String::from_utf8_lossy(&after[..=close])
+            .replace("\\Recent", "")
+            .replace("( ", "(");
+        let date_at = after.windows(14).position(|w| w == b"INTERNALDATE \"").unwrap_or(0) + 14;
+        let date_end = date_at + after[date_at..].iter().position(|&b| b == b'"').unwrap_or(0);
+        let date = String::from_utf8_lossy(&after[date_at..date_end]).into_owned();
+        let lit = date_end + after[date_end..].iter().position(|&b| b == b'{').unwrap_or(0);
+        let lit_end = lit + after[lit..].iter().position(|&b| b == b'}').unwrap_or(0);
+        let len: usize = std::str::from_utf8(&after[lit + 1..lit_end])
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        bodies.push((flags, date, after[lit_end + 3..lit_end + 3 + len].to_vec()));
+        rest = &after[lit_end + 3 + len..];
+    }
+    assert_eq!(bodies.len(), missing, "fetched the messages to delete");
+    c.cmd("x", &format!("STORE 1:{missing} +FLAGS.SILENT (\\Deleted)"))
+        .await;
+    c.cmd("y", "EXPUNGE").await;
+    c.cmd("u", "UNSELECT").await;
+
+    // Baseline: the same messages APPENDed directly, pipelined.
+    c.cmd("k", "CREATE RestoreBaseline").await;
+    let t = Instant::now();
+    for (i, (flags, date, body)) in bodies.iter().enumerate() {
+        c.send(format!("a{i} APPEND RestoreBaseline {flags} \"{date}\" {{{}+}}\r\n", body.len()).as_bytes())
+            .await;
+        c.send(body).await;
+        c.send(b"\r\n").await;
+    }
+    let r = c.until_tagged(&format!("a{}", missing - 1)).await;
+    let direct = t.elapsed().as_secs_f64();
+    assert!(support::show(&r).contains(&format!("a{} OK", missing - 1)));
+    // Identical copies elsewhere would count as "moved by the user".
+    c.cmd("k", "DELETE RestoreBaseline").await;
+
+    // The restore through the running proxy, from confirmation to completion.
+    let cfg = &p.config_path;
+    run_cli(
+        cfg,
+        &[
+            "restore", "request", "--user", "alice", "--date", DATE, "--folder", "Bench",
+        ],
+    );
+    let t = Instant::now();
+    run_cli(cfg, &["restore", "confirm", "1", "--by", "admin"]);
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_imap-time-machine"))
+            .arg("-c")
+            .arg(cfg)
+            .args(["restore", "list", "--status", "completed"])
+            .output()
+            .expect("restore list");
+        if String::from_utf8_lossy(&out.stdout).lines().count() > 1 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(300), "restore did not complete");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let restored = t.elapsed().as_secs_f64();
+    let r = support::show(&c.cmd("s", "STATUS Bench (MESSAGES)").await);
+    assert!(r.contains(&format!("MESSAGES {}", a.messages)), "{r}");
+    println!(
+        "\n## Restore of a {}-message day with {missing} missing (confirm to completed, incl. CLI polling)",
+        a.messages
+    );
+    println!(
+        "restore {:8.1} ms, APPENDing the {missing} directly {:8.1} ms: ratio {:.2} (target <= 1.5: {})",
+        restored * 1000.0,
+        direct * 1000.0,
+        restored / direct,
+        verdict(restored <= 1.5 * direct)
+    );
 }
 
 /// The snapshot folder through the proxy against Dovecot answering the live

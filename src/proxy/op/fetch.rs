@@ -22,7 +22,7 @@ use super::super::relay::{ClientPump, ToClient};
 use super::{store_failure, Source};
 
 /// Messages per batched store read.
-const BATCH: usize = 128;
+const BATCH: usize = 256;
 /// Bytes collected before they are handed to the response pump.
 const CHUNK: usize = 256 * 1024;
 
