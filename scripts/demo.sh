@@ -30,5 +30,16 @@ The proxy snapshots alice, bob and admin when it starts (then nightly at
 
   $CARGO_TARGET_DIR/release/imap-time-machine snapshots
   $CARGO_TARGET_DIR/release/imap-time-machine export --user alice --date \$(date +%F) --folder INBOX --uid 1
+
+The snapshots show up as read-only folders:
+
+  curl --cacert certs/ca.pem -u alice:alice-pw "imaps://localhost:10993/Time%20Machine/\$(TZ=Europe/Berlin date +%F)/INBOX;UID=1"
+
+A restore request: APPEND a message with Subject "Restore <date>" to
+"Time Machine/Restore Requests" as alice; admin/admin-pw confirms it by moving
+it from "Time Machine/Admin/Pending" to "Time Machine/Admin/Confirm", or:
+
+  $CARGO_TARGET_DIR/release/imap-time-machine restore list
+  $CARGO_TARGET_DIR/release/imap-time-machine restore confirm 1 --by admin
 TXT
 "$CARGO_TARGET_DIR/release/imap-time-machine" serve -c config.toml
