@@ -11,4 +11,5 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo bench --locked --bench e2e -- "$@"
 if [ -z "${E2E_ONLY:-}" ]; then
   cargo bench --locked --bench framing
+  cargo bench --locked --bench tree
 fi

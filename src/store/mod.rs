@@ -288,6 +288,9 @@ impl Store {
             if *name == CF_BLOBS {
                 o.set_compression_type(rocksdb::DBCompressionType::None);
                 table.set_block_size(64 * 1024);
+                // Few, large entries per block: a point lookup should not
+                // decode many of them to find its key.
+                table.set_block_restart_interval(4);
             } else {
                 o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             }
