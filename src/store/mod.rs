@@ -586,10 +586,22 @@ impl Store {
     /// A folder's messages in UID order (following a shared list).
     pub fn messages(&self, user: &str, date: &str, folder: &[u8]) -> Result<Vec<MessageRecord>, StoreError> {
         let at = self.records_date(user, date, folder)?;
-        self.scan(CF_MESSAGES, &keys::message_folder_prefix(user, &at, folder))?
-            .into_iter()
-            .map(|(_, v)| decode(&v))
-            .collect()
+        // Decoded straight from the iterator's slices (no copy of keys and
+        // values): this is the cost of opening a snapshot folder.
+        let prefix = keys::message_folder_prefix(user, &at, folder);
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_MESSAGES)?, opts);
+        it.seek(&prefix);
+        let mut out = Vec::new();
+        while it.valid() {
+            if let Some(v) = it.value() {
+                out.push(decode(v)?);
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
     }
 
     /// [`Store::messages`], shared and cached (SELECT of a snapshot folder).
