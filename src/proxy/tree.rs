@@ -208,7 +208,9 @@ impl Tree {
 
     /// The whole tree as LIST would show it, with each selectable
     /// mailbox's folder record (for LIST-STATUS).
-    fn mailboxes(&self) -> Result<Vec<(VirtualMailbox, Option<FolderRecord>)>, StoreError> {
+    /// Without `with_status` the request folders' records carry no counts
+    /// (composing every status message only to LIST them would be waste).
+    fn mailboxes(&self, with_status: bool) -> Result<Vec<(VirtualMailbox, Option<FolderRecord>)>, StoreError> {
         let mut days = Vec::new();
         for date in self.dates()? {
             let folders = match &self.store {
@@ -240,7 +242,11 @@ impl Tree {
                 kinds.extend([RequestFolder::Pending, RequestFolder::Confirm, RequestFolder::Reject]);
             }
             for kind in kinds {
-                let (folder, _, _) = self.synthetic(kind)?;
+                let folder = if with_status {
+                    self.synthetic(kind)?.0
+                } else {
+                    self.request_folder_record(kind, &[], 0)
+                };
                 extra.push((
                     VirtualMailbox {
                         name: folder.name.clone(),
@@ -267,17 +273,34 @@ impl Tree {
         .into_bytes()
     }
 
-    /// A request folder's record, message records and composed messages.
-    pub fn synthetic(
-        &self,
-        kind: RequestFolder,
-    ) -> Result<(FolderRecord, Vec<MessageRecord>, Vec<Synthetic>), StoreError> {
+    /// The folder record of a request folder holding `records`.
+    fn request_folder_record(&self, kind: RequestFolder, records: &[MessageRecord], last_seq: u64) -> FolderRecord {
         let (rest, uidvalidity) = match kind {
             RequestFolder::Mine => (REQUESTS.to_string(), 1),
             RequestFolder::Pending => (format!("{ADMIN}/Pending"), 2),
             RequestFolder::Confirm => (format!("{ADMIN}/Confirm"), 3),
             RequestFolder::Reject => (format!("{ADMIN}/Reject"), 4),
         };
+        FolderRecord {
+            name: self.name_of(&rest),
+            delimiter: Some(self.delimiter),
+            attributes: vec!["\\HasNoChildren".into()],
+            flags: STANDARD_FLAGS.iter().map(|f| f.to_string()).collect(),
+            selectable: true,
+            uidvalidity,
+            uidnext: u32::try_from(last_seq + 1).unwrap_or(u32::MAX),
+            highestmodseq: 0,
+            messages: records.len() as u32,
+            bytes: records.iter().map(|m| m.size).sum(),
+            messages_at: None,
+        }
+    }
+
+    /// A request folder's record, message records and composed messages.
+    pub fn synthetic(
+        &self,
+        kind: RequestFolder,
+    ) -> Result<(FolderRecord, Vec<MessageRecord>, Vec<Synthetic>), StoreError> {
         let mut records = Vec::new();
         let mut composed = Vec::new();
         let mut last = 0;
@@ -311,19 +334,7 @@ impl Tree {
                 composed.push(Synthetic { request: r.id, mail });
             }
         }
-        let folder = FolderRecord {
-            name: self.name_of(&rest),
-            delimiter: Some(self.delimiter),
-            attributes: vec!["\\HasNoChildren".into()],
-            flags: STANDARD_FLAGS.iter().map(|f| f.to_string()).collect(),
-            selectable: true,
-            uidvalidity,
-            uidnext: u32::try_from(last + 1).unwrap_or(u32::MAX),
-            highestmodseq: 0,
-            messages: records.len() as u32,
-            bytes: records.iter().map(|m| m.size).sum(),
-            messages_at: None,
-        };
+        let folder = self.request_folder_record(kind, &records, last);
         Ok((folder, records, composed))
     }
 
@@ -351,7 +362,7 @@ impl Tree {
             return Ok(out);
         }
         let subscribed = cmd.has_selection("SUBSCRIBED") || cmd.returns("SUBSCRIBED");
-        for (mbox, record) in self.mailboxes()? {
+        for (mbox, record) in self.mailboxes(!cmd.status_items.is_empty())? {
             if !patterns.iter().any(|p| matches(p, &mbox.name, delim)) {
                 continue;
             }
