@@ -366,11 +366,23 @@ async fn rejection_copy_requests_and_expiry() {
     let r = show(&bob.cmd("s", "SELECT \"Time Machine/Restore Requests\"").await);
     assert!(r.contains("* 0 EXISTS"), "bob sees none of alice's requests: {r}");
 
-    // The admin rejects it; alice is told.
+    // The admin rejects it while alice idles in her requests folder: she
+    // sees the status message replaced (EXPUNGE, EXISTS) without a command.
+    let r = show(&alice.cmd("s", &format!("SELECT {REQUESTS}")).await);
+    assert!(r.contains("* 1 EXISTS"), "{r}");
+    alice.send(b"i IDLE\r\n").await;
+    assert!(alice.read_line().await.starts_with(b"+ "));
     let mut admin = Client::login_tls(p.tls_addr, "admin", "admin-pw").await;
     admin.cmd("s", "SELECT \"Time Machine/Admin/Pending\"").await;
     let r = show(&admin.cmd("m", "MOVE 1 \"Time Machine/Admin/Reject\"").await);
     assert!(r.contains("m OK") && r.contains("rejected"), "{r}");
+    assert_eq!(show(&alice.read_line().await), "* 1 EXPUNGE\r\n");
+    assert_eq!(show(&alice.read_line().await), "* 1 EXISTS\r\n");
+    alice.send(b"DONE\r\n").await;
+    let r = show(&alice.until_tagged("i").await);
+    assert!(r.starts_with("i OK"), "{r}");
+    let r = show(&alice.cmd("f", "FETCH 1 BODY.PEEK[TEXT]").await);
+    assert!(r.contains("Status: rejected") && r.contains("Decided by: admin"), "{r}");
     assert_eq!(p.store.request(1).unwrap().unwrap().state, RequestState::Rejected);
     let mail = subjects_in(&d, "alice", "INBOX").await;
     assert!(mail.contains("Restore request #1 rejected"), "{mail}");
@@ -380,7 +392,6 @@ async fn rejection_copy_requests_and_expiry() {
 
     // A request whose snapshot is pruned before anyone confirms expires,
     // and confirming a pruned one says why it cannot be done.
-    alice.cmd("s", &format!("SELECT {REQUESTS}")).await;
     // With the folder selected, each new status message is announced.
     let r = alice
         .append("a", REQUESTS, &request_message("Restore 2026-11-21"))
