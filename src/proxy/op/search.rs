@@ -219,6 +219,30 @@ pub(super) async fn esearch(p: &mut ClientPump, tag: &str, uid: bool, bytes: &[u
     Ok(Some(()))
 }
 
+/// What SORT and THREAD evaluate: the search criteria as one key, the
+/// selected folder's records and where their bytes are. `Err` is the
+/// answer instead (no folder, unknown charset, or nothing to search:
+/// `empty` then the completion of `command`).
+fn prepare(
+    p: &ClientPump,
+    tag: &str,
+    charset: &Charset<'_>,
+    search: &[SearchKey<'_>],
+    empty: &str,
+    command: &str,
+) -> Result<(SearchKey<'static>, Arc<Vec<MessageRecord>>, Source), String> {
+    let Some(sel) = p.selected.as_ref() else {
+        return Err(format!("{tag} BAD No mailbox selected.\r\n"));
+    };
+    if !charset_supported(&charset_name(charset)) {
+        return Err(bad_charset(tag));
+    }
+    let Some(source) = Source::of(p) else {
+        return Err(format!("{empty}{tag} OK {command} completed.\r\n"));
+    };
+    Ok((all_of(search), sel.messages.clone(), source))
+}
+
 /// What SORT compares for one message.
 #[derive(Default)]
 struct SortValues {
@@ -329,18 +353,11 @@ pub(super) async fn sort(
     search: &[SearchKey<'_>],
     uid: bool,
 ) -> Result<(), FrameError> {
-    let Some(sel) = p.selected.as_ref() else {
-        return p.to_client(format!("{tag} BAD No mailbox selected.\r\n")).await;
+    let (key, messages, source) = match prepare(p, tag, charset, search, "* SORT\r\n", "Sort") {
+        Ok(prepared) => prepared,
+        Err(line) => return p.to_client(line).await,
     };
-    if !charset_supported(&charset_name(charset)) {
-        return p.to_client(bad_charset(tag)).await;
-    }
-    let key = all_of(search);
     let criteria: Vec<SortCriterion> = criteria.to_vec();
-    let messages: Arc<Vec<MessageRecord>> = sel.messages.clone();
-    let Some(source) = Source::of(p) else {
-        return p.to_client(format!("* SORT\r\n{tag} OK Sort completed.\r\n")).await;
-    };
     let job = tokio::task::spawn_blocking(move || -> Result<String, StoreError> {
         let keep_raw = criteria
             .iter()
@@ -415,23 +432,15 @@ pub(super) async fn thread_command(
     search: &[SearchKey<'_>],
     uid: bool,
 ) -> Result<(), FrameError> {
-    let Some(sel) = p.selected.as_ref() else {
-        return p.to_client(format!("{tag} BAD No mailbox selected.\r\n")).await;
-    };
     let Some(algorithm) = Algorithm::parse(algorithm) else {
         return p
             .to_client(format!("{tag} BAD Unknown thread algorithm {algorithm}\r\n"))
             .await;
     };
-    if !charset_supported(&charset_name(charset)) {
-        return p.to_client(bad_charset(tag)).await;
-    }
-    let key = all_of(search);
-    let messages: Arc<Vec<MessageRecord>> = sel.messages.clone();
-    let Some(source) = Source::of(p) else {
-        return p
-            .to_client(format!("* THREAD \r\n{tag} OK Thread completed.\r\n"))
-            .await;
+    // Dovecot writes `* THREAD ` (with the space) when nothing matched.
+    let (key, messages, source) = match prepare(p, tag, charset, search, "* THREAD \r\n", "Thread") {
+        Ok(prepared) => prepared,
+        Err(line) => return p.to_client(line).await,
     };
     let job = tokio::task::spawn_blocking(move || -> Result<String, StoreError> {
         let (hits, raws) = evaluate(&source, &messages, &key, true)?;
