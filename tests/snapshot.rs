@@ -321,3 +321,65 @@ async fn master_login_with_sasl_plain_authorization_identity() {
     assert!(err.contains("master login as bob refused"), "{err}");
     assert!(svc.list(None).expect("list").is_empty(), "nothing committed");
 }
+
+/// A snapshot that a confirmed (not yet run) restore needs survives
+/// retention until the restore is done; then it is pruned, and a pending
+/// request for it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_a_snapshot_a_confirmed_restore_needs() {
+    use imap_time_machine::store::{RequestState, RestoreRequest};
+    let d = Dovecot::start_seeded('/');
+    let data = tempfile::tempdir().expect("tempdir");
+    let svc = service(&d, data.path());
+    let now = Timestamp::now();
+    let old = svc
+        .schedule()
+        .date_of(now)
+        .checked_sub(jiff::Span::new().days(30))
+        .expect("date")
+        .to_string();
+    snap(&svc, "alice", &old).await;
+    snap(&svc, "bob", &old).await;
+    let request = |user: &str, state| RestoreRequest {
+        id: 0,
+        user: user.into(),
+        date: old.clone(),
+        folder: None,
+        state,
+        created_at: now.as_second(),
+        decided_by: None,
+        decided_at: None,
+        reason: None,
+        status_seq: 0,
+        changed_at: now.as_second(),
+        progress: Vec::new(),
+        error: None,
+    };
+    let confirmed = svc
+        .store
+        .create_request(request("alice", RequestState::Confirmed))
+        .expect("request");
+    let pending = svc
+        .store
+        .create_request(request("bob", RequestState::Pending))
+        .expect("request");
+
+    let report = svc.prune(now).await.expect("prune");
+    assert_eq!(report.removed, vec![("bob".to_string(), old.clone())]);
+    assert!(svc.store.snapshot("alice", &old).expect("store").is_some());
+    assert_eq!(
+        svc.restores().expire(now).expect("expire"),
+        vec![pending.id],
+        "bob's pending request lost its snapshot"
+    );
+
+    svc.store
+        .update_request(confirmed.id, |r| {
+            r.state = RequestState::Completed;
+            Ok::<_, std::convert::Infallible>((true, None))
+        })
+        .expect("store")
+        .expect("update");
+    let report = svc.prune(now).await.expect("prune");
+    assert_eq!(report.removed, vec![("alice".to_string(), old)]);
+}

@@ -18,7 +18,7 @@ use tracing::{error, info, info_span, Instrument};
 use crate::config::{parse_hh_mm, Config};
 use crate::imap::mutf7;
 use crate::proxy::upstream::Connector;
-use crate::store::{SnapshotInfo, Store, StoreError, SweepStats};
+use crate::store::{RequestState, SnapshotInfo, Store, StoreError, SweepStats};
 
 use self::job::{Job, JobStats};
 use self::schedule::{Clock, Schedule};
@@ -208,7 +208,19 @@ impl Service {
             .map_err(|e| ServiceError::BadRequest(format!("retention: {e}")))?
             .to_string();
         let mut report = PruneReport::default();
+        // A confirmed restore needs its snapshot until it has run.
+        let needed: std::collections::HashSet<(String, String)> = self
+            .store
+            .requests()?
+            .into_iter()
+            .filter(|r| matches!(r.state, RequestState::Confirmed | RequestState::Running))
+            .map(|r| (r.user, r.date))
+            .collect();
         for s in self.store.snapshots(None)? {
+            if s.date < cutoff && needed.contains(&(s.user.clone(), s.date.clone())) {
+                info!(user = %s.user, date = %s.date, "kept past retention: a confirmed restore needs it");
+                continue;
+            }
             if s.date < cutoff {
                 self.store.delete_snapshot(&s.user, &s.date)?;
                 report.removed.push((s.user, s.date));
