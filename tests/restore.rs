@@ -418,3 +418,47 @@ async fn rejection_copy_requests_and_expiry() {
     let r = show(&alice.cmd("f", "FETCH 1:* BODY.PEEK[HEADER.FIELDS (SUBJECT)]").await);
     assert_eq!(r.matches("* ").count(), 3, "{r}");
 }
+
+/// With delimiter `.` and namespace prefix `INBOX.`: the request names the
+/// folder without the prefix, the admin folders live under
+/// `INBOX.Time Machine.Admin`, and the deleted folder comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_with_dot_separator_and_inbox_prefix() {
+    let d = Dovecot::start_seeded('.');
+    let p = proxy(&d);
+    p.snapshot("alice", DATE).await;
+    let want = live_hashes(&d, "alice", "INBOX.Work.Projects").await.expect("folder");
+    assert_eq!(want.len(), 1);
+    let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    let r = show(&direct.cmd("d", "DELETE INBOX.Work.Projects").await);
+    assert!(r.contains("d OK"), "{r}");
+
+    let requests = "\"INBOX.Time Machine.Restore Requests\"";
+    let mut alice = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    let r = alice
+        .append(
+            "a",
+            requests,
+            &request_message(&format!("Restore {DATE} Work.Projects")),
+        )
+        .await;
+    assert!(r.starts_with("a OK [APPENDUID"), "{r}");
+    let req = p.store.request(1).expect("store").expect("request");
+    assert_eq!(req.folder.as_deref(), Some(&b"INBOX.Work.Projects"[..]));
+
+    let mut admin = Client::login_tls(p.tls_addr, "admin", "admin-pw").await;
+    let listed = show(&admin.cmd("l", "LIST \"\" \"INBOX.Time Machine.Admin.*\"").await);
+    assert!(listed.contains("\"INBOX.Time Machine.Admin.Pending\""), "{listed}");
+    admin.cmd("s", "EXAMINE \"INBOX.Time Machine.Admin.Pending\"").await;
+    let r = show(
+        &admin
+            .cmd("c", "UID COPY 1:* \"INBOX.Time Machine.Admin.Confirm\"")
+            .await,
+    );
+    assert!(r.contains("c OK"), "{r}");
+    wait_for_state(&p, 1, RequestState::Completed).await;
+    assert_eq!(live_hashes(&d, "alice", "INBOX.Work.Projects").await, Some(want));
+    let done = p.store.request(1).expect("store").expect("request");
+    assert_eq!(done.progress.len(), 1);
+    assert!(done.progress[0].created && done.progress[0].restored == 1, "{done:?}");
+}
