@@ -152,5 +152,73 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(tree, benches);
+/// Opening a 10,000-message snapshot folder: the scan and decode of its
+/// message records (the first SELECT of a folder), then the cached path.
+fn open_folder(c: &mut Criterion) {
+    use imap_time_machine::store::{FolderRecord, MessageRecord, SnapshotInfo, Store};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let msgs: Vec<MessageRecord> = (1..=10_000u32)
+        .map(|uid| MessageRecord {
+            uid,
+            flags: if uid % 3 == 0 { vec![] } else { vec!["\\Seen".into()] },
+            internaldate: "02-Nov-2026 09:15:03 +0100".into(),
+            hash: *blake3::hash(&uid.to_be_bytes()).as_bytes(),
+            modseq: u64::from(uid),
+            size: 4000,
+        })
+        .collect();
+    let folder = FolderRecord {
+        name: b"Bench".to_vec(),
+        delimiter: Some('/'),
+        attributes: vec![],
+        flags: vec![],
+        selectable: true,
+        uidvalidity: 1,
+        uidnext: 10_001,
+        highestmodseq: 10_000,
+        messages: 10_000,
+        bytes: 40_000_000,
+        messages_at: None,
+    };
+    let info = SnapshotInfo {
+        user: "alice".into(),
+        date: "2026-11-24".into(),
+        taken_at: 0,
+        folders: 1,
+        messages: 10_000,
+        bytes: 40_000_000,
+    };
+    store
+        .commit_snapshot(&info, &[folder], &[(b"Bench".to_vec(), msgs)])
+        .expect("commit");
+    store.flush().expect("flush");
+    let mut g = c.benchmark_group("open snapshot folder, 10000 messages");
+    g.bench_function("scan and decode the records", |b| {
+        b.iter(|| black_box(store.messages("alice", "2026-11-24", b"Bench").expect("messages").len()))
+    });
+    g.bench_function("one list record (first SELECT)", |b| {
+        b.iter(|| {
+            black_box(
+                store
+                    .load_list("alice", "2026-11-24", b"Bench")
+                    .expect("messages")
+                    .len(),
+            )
+        })
+    });
+    g.bench_function("cached", |b| {
+        b.iter(|| {
+            black_box(
+                store
+                    .messages_shared("alice", "2026-11-24", b"Bench")
+                    .expect("messages")
+                    .len(),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(tree, benches, open_folder);
 criterion_main!(tree);

@@ -10,6 +10,7 @@
 //! | `blobs` | `user\0hash` | the raw message, zstd-compressed |
 //! | `requests` | `id` | [`RestoreRequest`] (state, scope, progress) |
 //! | `ledger` | `id` | [`LedgerEntry`] (billing, one per confirmed request) |
+//! | `lists` | `user\0date\0folder` | a folder's `messages` records as one value (derived; opening a folder is one read) |
 //!
 //! Content is stored once per user however many snapshots and folders hold
 //! it. Blobs are written while a snapshot is taken; the snapshot becomes
@@ -39,7 +40,8 @@ const CF_CONTENT: &str = "content";
 const CF_BLOBS: &str = "blobs";
 const CF_REQUESTS: &str = "requests";
 const CF_LEDGER: &str = "ledger";
-const ALL_CFS: [&str; 8] = [
+const CF_LISTS: &str = "lists";
+const ALL_CFS: [&str; 9] = [
     CF_META,
     CF_SNAPSHOTS,
     CF_FOLDERS,
@@ -48,6 +50,7 @@ const ALL_CFS: [&str; 8] = [
     CF_BLOBS,
     CF_REQUESTS,
     CF_LEDGER,
+    CF_LISTS,
 ];
 
 /// RocksDB block cache shared by the column families.
@@ -469,10 +472,12 @@ impl Store {
             batch.put_cf(fcf, keys::folder(u, d, &f.name), encode(f)?);
         }
         let mcf = self.cf(CF_MESSAGES)?;
+        let lcf = self.cf(CF_LISTS)?;
         for (folder, msgs) in messages {
             for m in msgs {
                 batch.put_cf(mcf, keys::message(u, d, folder, m.uid), encode(m)?);
             }
+            batch.put_cf(lcf, keys::folder(u, d, folder), encode(msgs)?);
         }
         batch.put_cf(self.cf(CF_SNAPSHOTS)?, keys::snapshot(u, d), encode(info)?);
         let mut wo = WriteOptions::default();
@@ -487,6 +492,7 @@ impl Store {
         let end = keys::prefix_end(&prefix);
         batch.delete_range_cf(self.cf(CF_FOLDERS)?, &prefix, &end);
         batch.delete_range_cf(self.cf(CF_MESSAGES)?, &prefix, &end);
+        batch.delete_range_cf(self.cf(CF_LISTS)?, &prefix, &end);
         batch.delete_cf(self.cf(CF_SNAPSHOTS)?, keys::snapshot(user, date));
         Ok(())
     }
@@ -513,6 +519,10 @@ impl Store {
                         for (_, v) in self.scan(CF_MESSAGES, &keys::message_folder_prefix(user, date, &f.name))? {
                             let m: MessageRecord = decode(&v)?;
                             batch.put_cf(mcf, keys::message(user, &s.date, &f.name, m.uid), &v);
+                        }
+                        let lcf = self.cf(CF_LISTS)?;
+                        if let Some(list) = self.db.get_cf(lcf, keys::folder(user, date, &f.name))? {
+                            batch.put_cf(lcf, keys::folder(user, &s.date, &f.name), list);
                         }
                         new_home.insert(f.name.clone(), s.date.clone());
                         f.messages_at = None;
@@ -619,7 +629,7 @@ impl Store {
             }
             cache.generation
         };
-        let list = std::sync::Arc::new(self.messages(user, date, folder)?);
+        let list = std::sync::Arc::new(self.load_list(user, date, folder)?);
         if let Ok(mut cache) = self.folder_cache.lock() {
             if cache.generation == generation {
                 if cache.records + list.len() > FOLDER_CACHE_RECORDS {
@@ -631,6 +641,20 @@ impl Store {
             }
         }
         Ok(list)
+    }
+
+    /// A folder's messages from its list record, one read, where the
+    /// commit wrote one (stores from before it existed: the scan). The
+    /// uncached half of [`Store::messages_shared`].
+    pub fn load_list(&self, user: &str, date: &str, folder: &[u8]) -> Result<Vec<MessageRecord>, StoreError> {
+        let at = self.records_date(user, date, folder)?;
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_LISTS)?, keys::folder(user, &at, folder))?
+        {
+            Some(v) => decode(&v),
+            None => self.messages(user, date, folder),
+        }
     }
 
     fn forget_cached_folders(&self) {
@@ -944,11 +968,23 @@ mod tests {
                 .as_deref(),
             Some("2026-11-21")
         );
+        // The list records (what SELECT reads) followed the re-homing.
+        for d in ["2026-11-21", "2026-11-22"] {
+            assert_eq!(*s.messages_shared("alice", d, b"A").unwrap(), vec![msg(1, h)], "{d}");
+        }
         // Replacing the date that holds the records keeps the other's list.
         s.commit_snapshot(&info("2026-11-21"), &[folder("A")], &[(b"A".to_vec(), vec![msg(2, h)])])
             .unwrap();
         assert_eq!(s.messages("alice", "2026-11-22", b"A").unwrap(), vec![msg(1, h)]);
         assert_eq!(s.messages("alice", "2026-11-21", b"A").unwrap(), vec![msg(2, h)]);
+        assert_eq!(
+            *s.messages_shared("alice", "2026-11-22", b"A").unwrap(),
+            vec![msg(1, h)]
+        );
+        assert_eq!(
+            *s.messages_shared("alice", "2026-11-21", b"A").unwrap(),
+            vec![msg(2, h)]
+        );
         assert_eq!(s.sweep().unwrap().blobs_removed, 0);
     }
 
