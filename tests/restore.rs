@@ -118,6 +118,13 @@ async fn request_confirm_restore_and_bill() {
         let r = alice.append("a", REQUESTS, &request_message(subject)).await;
         assert!(r.starts_with(&format!("a {want}")), "{subject}: {r}");
     }
+    // A request is a small message: a big one is refused before it is sent
+    // (the proxy buffers what goes into the tree).
+    alice
+        .send(format!("b APPEND {REQUESTS} {{{}}}\r\n", 10 * 1024 * 1024).as_bytes())
+        .await;
+    let r = show(&alice.read_line().await);
+    assert!(r.starts_with("b NO [TOOBIG]"), "{r}");
     let r = alice
         .append("a", REQUESTS, &request_message(&format!("Restore {DATE}")))
         .await;

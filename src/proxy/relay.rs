@@ -378,6 +378,9 @@ impl ClientPump {
             let tag = Bytes::copy_from_slice(head.tag);
             let name = head.name.clone();
             let is_append = name == "APPEND";
+            // A message for the tree (a restore request) is small: it is
+            // buffered, so it gets the literal limit, not the message limit.
+            let append_to_tree = is_append && head.first_astring().is_some_and(|m| self.router.is_virtual(&m));
             if is_append {
                 if let (Some(lit), Some(mailbox)) = (literal_announcement(&line), head.first_astring()) {
                     let request_folder = matches!(self.tree.resolve(&mailbox), Some(super::tree::Node::Requests(_)));
@@ -395,7 +398,7 @@ impl ClientPump {
                     }
                 }
             }
-            let limit = if is_append {
+            let limit = if is_append && !append_to_tree {
                 self.limits.max_message_size
             } else {
                 self.limits.max_literal_size
