@@ -256,14 +256,26 @@ impl RestoreJob<'_> {
         if unique_in_snapshot && uids.len() == 1 {
             return Ok(true);
         }
-        let unknown: Vec<u32> = uids
-            .iter()
-            .copied()
-            .filter(|u| !folder.hashed.contains_key(u))
-            .collect();
-        if !unknown.is_empty() {
+        if uids.iter().any(|u| !folder.hashed.contains_key(u)) {
+            // One round trip for every ambiguous message of the folder (no
+            // Message-ID, or one shared with another of the same size), not
+            // one per group; unambiguous ones are never downloaded.
+            let mut unknown: Vec<u32> = folder
+                .by_key
+                .iter()
+                .filter(|((mid, _), group)| mid.is_empty() || group.len() > 1)
+                .flat_map(|(_, group)| group.iter().copied())
+                .chain(uids.iter().copied())
+                .filter(|u| !folder.hashed.contains_key(u))
+                .collect();
+            unknown.sort_unstable();
+            unknown.dedup();
             for (uid, h) in download_hashes(up, name, &unknown).await? {
                 folder.hashed.insert(uid, h);
+            }
+            // Gone meanwhile: never matches, and is not asked for again.
+            for uid in unknown {
+                folder.hashed.entry(uid).or_insert([0; 32]);
             }
         }
         Ok(uids.iter().any(|u| folder.hashed.get(u) == Some(hash)))
