@@ -71,7 +71,7 @@ pub fn contains(set: &SequenceSet, value: u32, star: u32, uid: bool) -> bool {
 }
 
 /// `1:3,7` style text of numbers in the given order (ranges only where
-/// consecutive), as COPYUID/APPENDUID write them.
+/// consecutive): UID sets for FETCH, COPYUID and APPENDUID.
 pub fn compact(numbers: &[u32]) -> String {
     let mut out = String::new();
     let mut i = 0;
@@ -145,6 +145,8 @@ mod tests {
     fn compact_and_expand() {
         assert_eq!(compact(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
         assert_eq!(compact(&[5]), "5");
+        assert_eq!(compact(&[]), "");
+        assert_eq!(compact(&[u32::MAX - 1, u32::MAX]), "4294967294:4294967295");
         assert_eq!(expand("1:3,7"), Some(vec![1, 2, 3, 7]));
         assert_eq!(expand("x"), None);
     }

@@ -324,7 +324,7 @@ async fn download_hashes(up: &mut Upstream, name: &[u8], uids: &[u32]) -> Result
     if r.status != Status::Ok {
         return Ok(Vec::new());
     }
-    let set = crate::snapshot::job::uid_set(uids);
+    let set = crate::imap::sequence::compact(uids);
     let cmd = format!("UID FETCH {set} (UID BODY.PEEK[])");
     let r = up.run(&cmd).await?;
     if r.status != Status::Ok {

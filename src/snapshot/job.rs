@@ -178,30 +178,6 @@ async fn examine(up: &mut Upstream, name: &[u8], condstore: bool) -> Result<Exam
     Ok(e)
 }
 
-/// `1:5,7,9:12` for sorted UIDs.
-pub fn uid_set(uids: &[u32]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < uids.len() {
-        let start = uids[i];
-        let mut end = start;
-        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
-            i += 1;
-            end = uids[i];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}:{end}"));
-        }
-        i += 1;
-    }
-    out
-}
-
 fn without_recent(flags: Vec<String>) -> Vec<String> {
     flags
         .into_iter()
@@ -410,7 +386,7 @@ impl Job<'_> {
                     let modseq = if condstore { " MODSEQ" } else { "" };
                     let cmd = format!(
                         "UID FETCH {} (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY{modseq} BODY.PEEK[])",
-                        uid_set(&missing)
+                        crate::imap::sequence::compact(&missing)
                     );
                     let tag = up.start(&cmd).await?;
                     loop {
@@ -517,13 +493,6 @@ impl Job<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uid_sets_are_compressed() {
-        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
-        assert_eq!(uid_set(&[4]), "4");
-        assert_eq!(uid_set(&[]), "");
-    }
 
     #[test]
     fn response_codes_are_read() {
