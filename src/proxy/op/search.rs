@@ -99,19 +99,7 @@ async fn run_search(
     charset: Option<&Charset<'_>>,
     criteria: &[SearchKey<'_>],
 ) -> Result<(Vec<usize>, Arc<Vec<MessageRecord>>), String> {
-    let Some(sel) = p.selected.as_ref() else {
-        return Err(format!("{tag} BAD No mailbox selected.\r\n"));
-    };
-    if let Some(c) = charset {
-        if !charset_supported(&charset_name(c)) {
-            return Err(bad_charset(tag));
-        }
-    }
-    let key = all_of(criteria);
-    let messages = sel.messages.clone();
-    let Some(source) = Source::of(p) else {
-        return Ok((Vec::new(), messages));
-    };
+    let (key, messages, source) = prepare(p, tag, charset, criteria, "* SEARCH\r\n", "Search")?;
     let m2 = messages.clone();
     match tokio::task::spawn_blocking(move || evaluate(&source, &m2, &key, false)).await {
         Ok(Ok((hits, _))) => Ok((hits, messages)),
@@ -219,14 +207,14 @@ pub(super) async fn esearch(p: &mut ClientPump, tag: &str, uid: bool, bytes: &[u
     Ok(Some(()))
 }
 
-/// What SORT and THREAD evaluate: the search criteria as one key, the
+/// What SEARCH, SORT and THREAD evaluate: the search criteria as one key, the
 /// selected folder's records and where their bytes are. `Err` is the
 /// answer instead (no folder, unknown charset, or nothing to search:
 /// `empty` then the completion of `command`).
 fn prepare(
     p: &ClientPump,
     tag: &str,
-    charset: &Charset<'_>,
+    charset: Option<&Charset<'_>>,
     search: &[SearchKey<'_>],
     empty: &str,
     command: &str,
@@ -234,7 +222,7 @@ fn prepare(
     let Some(sel) = p.selected.as_ref() else {
         return Err(format!("{tag} BAD No mailbox selected.\r\n"));
     };
-    if !charset_supported(&charset_name(charset)) {
+    if charset.is_some_and(|c| !charset_supported(&charset_name(c))) {
         return Err(bad_charset(tag));
     }
     let Some(source) = Source::of(p) else {
@@ -353,7 +341,7 @@ pub(super) async fn sort(
     search: &[SearchKey<'_>],
     uid: bool,
 ) -> Result<(), FrameError> {
-    let (key, messages, source) = match prepare(p, tag, charset, search, "* SORT\r\n", "Sort") {
+    let (key, messages, source) = match prepare(p, tag, Some(charset), search, "* SORT\r\n", "Sort") {
         Ok(prepared) => prepared,
         Err(line) => return p.to_client(line).await,
     };
@@ -438,7 +426,7 @@ pub(super) async fn thread_command(
             .await;
     };
     // Dovecot writes `* THREAD ` (with the space) when nothing matched.
-    let (key, messages, source) = match prepare(p, tag, charset, search, "* THREAD \r\n", "Thread") {
+    let (key, messages, source) = match prepare(p, tag, Some(charset), search, "* THREAD \r\n", "Thread") {
         Ok(prepared) => prepared,
         Err(line) => return p.to_client(line).await,
     };
