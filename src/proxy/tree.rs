@@ -43,6 +43,12 @@ pub enum RequestFolder {
     Reject,
 }
 
+/// A selectable name of the tree.
+enum Openable {
+    Snapshot { date: String, folder: FolderRecord },
+    Requests(RequestFolder),
+}
+
 /// A message the proxy composes (a request's status message).
 pub struct Synthetic {
     pub request: u64,
@@ -410,32 +416,26 @@ impl Tree {
 
     /// `* STATUS` for a virtual name, or why there is none.
     pub fn status(&self, virtual_name: &[u8], items: &[String]) -> Result<Vec<u8>, OpenError> {
-        let (date, name) = match self.resolve(virtual_name) {
-            Some(Node::Folder { date, name }) => (date, name),
-            Some(Node::Requests(kind)) if self.restores.is_some() => {
-                let (f, msgs, _) = self.synthetic(kind)?;
-                let mut out = Vec::new();
-                status_line(&mut out, virtual_name, &f, items, || Ok(msgs))?;
-                return Ok(out);
-            }
-            Some(Node::Root) | Some(Node::AdminRoot) => return Err(OpenError::NotSelectable),
-            Some(Node::Day(d)) if self.has_date(&d)? => return Err(OpenError::NotSelectable),
-            _ => return Err(OpenError::NotFound),
-        };
-        let f = self.folder(&date, &name)?;
-        if !f.selectable {
-            return Err(OpenError::NotSelectable);
-        }
         let mut out = Vec::new();
-        status_line(&mut out, virtual_name, &f, items, || self.messages_of(&date, &name))?;
+        match self.openable(virtual_name)? {
+            Openable::Requests(kind) => {
+                let (f, msgs, _) = self.synthetic(kind)?;
+                status_line(&mut out, virtual_name, &f, items, || Ok(msgs))?;
+            }
+            Openable::Snapshot { date, folder } => {
+                status_line(&mut out, virtual_name, &folder, items, || {
+                    self.messages_of(&date, &folder.name)
+                })?;
+            }
+        }
         Ok(out)
     }
 
-    /// Opens a snapshot folder for SELECT/EXAMINE.
-    pub fn open(&self, virtual_name: &[u8]) -> Result<Selected, OpenError> {
+    /// What a name can be opened as (SELECT, EXAMINE, STATUS), or why not.
+    fn openable(&self, virtual_name: &[u8]) -> Result<Openable, OpenError> {
         let (date, name) = match self.resolve(virtual_name) {
             Some(Node::Folder { date, name }) => (date, name),
-            Some(Node::Requests(kind)) if self.restores.is_some() => return self.open_requests(kind),
+            Some(Node::Requests(kind)) if self.restores.is_some() => return Ok(Openable::Requests(kind)),
             Some(Node::Root) | Some(Node::AdminRoot) => return Err(OpenError::NotSelectable),
             Some(Node::Day(d)) if self.has_date(&d)? => return Err(OpenError::NotSelectable),
             _ => return Err(OpenError::NotFound),
@@ -444,8 +444,17 @@ impl Tree {
         if !folder.selectable {
             return Err(OpenError::NotSelectable);
         }
+        Ok(Openable::Snapshot { date, folder })
+    }
+
+    /// Opens a snapshot folder for SELECT/EXAMINE.
+    pub fn open(&self, virtual_name: &[u8]) -> Result<Selected, OpenError> {
+        let (date, folder) = match self.openable(virtual_name)? {
+            Openable::Requests(kind) => return self.open_requests(kind),
+            Openable::Snapshot { date, folder } => (date, folder),
+        };
         let messages = match &self.store {
-            Some(s) => s.messages_shared(&self.user, &date, &name)?,
+            Some(s) => s.messages_shared(&self.user, &date, &folder.name)?,
             None => Arc::new(Vec::new()),
         };
         let uids = messages.iter().map(|m| m.uid).collect();
