@@ -325,14 +325,10 @@ impl Tree {
             requests.sort_by_key(|r| r.status_seq);
             for r in requests {
                 let mail = restores.status_message(&r, kind == RequestFolder::Pending);
-                let at = jiff::Timestamp::from_second(r.changed_at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
                 records.push(MessageRecord {
                     uid: u32::try_from(r.status_seq).unwrap_or(u32::MAX),
                     flags: Vec::new(),
-                    internaldate: at
-                        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-                        .strftime("%d-%b-%Y %H:%M:%S +0000")
-                        .to_string(),
+                    internaldate: crate::restore::internaldate(r.changed_at),
                     hash: *blake3::hash(&mail.raw).as_bytes(),
                     modseq: r.status_seq,
                     size: mail.raw.len() as u64,

@@ -67,6 +67,16 @@ fn rfc2822(at: i64) -> String {
     jiff::fmt::rfc2822::to_string(&ts.to_zoned_datetime(jiff::tz::TimeZone::UTC)).unwrap_or_default()
 }
 
+/// An IMAP INTERNALDATE (`dd-Mon-yyyy hh:mm:ss +0000`) for a Unix time:
+/// of notifications appended upstream and of the status messages.
+pub fn internaldate(at: i64) -> String {
+    Timestamp::from_second(at)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .strftime("%d-%b-%Y %H:%M:%S +0000")
+        .to_string()
+}
+
 /// The shared restore service.
 pub struct Restores {
     config: Arc<Config>,
@@ -196,31 +206,48 @@ impl Restores {
         if current.state == RequestState::Pending && self.store.snapshot(&current.user, &current.date)?.is_none() {
             return Err(RestoreError::Pruned { id, date: current.date });
         }
+        let req = self.decide(id, by, now, RequestState::Confirmed, None)?;
+        info!(request = id, by, "restore confirmed");
+        self.wake.notify_one();
+        Ok(req)
+    }
+
+    /// Moves a pending request to `state` (confirmed or rejected) for `by`,
+    /// in one write with its billing line when it is a confirmation.
+    fn decide(
+        &self,
+        id: u64,
+        by: &str,
+        now: Timestamp,
+        state: RequestState,
+        reason: Option<&str>,
+    ) -> Result<RestoreRequest, RestoreError> {
+        if self.store.request(id)?.is_none() {
+            return Err(RestoreError::NotFound(id));
+        }
         let price = self.config.restore.price.clone();
-        let req = self.store.update_request(id, |r| {
+        self.store.update_request(id, |r| {
             if r.state != RequestState::Pending {
                 return Err(RestoreError::NotPending {
                     id,
                     state: r.state.as_str(),
                 });
             }
-            r.state = RequestState::Confirmed;
+            r.state = state;
             r.decided_by = Some(by.into());
             r.decided_at = Some(now.as_second());
+            r.reason = reason.map(str::to_string);
             r.changed_at = now.as_second();
-            let entry = LedgerEntry {
+            let entry = (state == RequestState::Confirmed).then(|| LedgerEntry {
                 request: id,
                 user: r.user.clone(),
                 date: r.date.clone(),
                 price,
                 confirmed_by: by.into(),
                 confirmed_at: now.as_second(),
-            };
-            Ok((true, Some(entry)))
-        })??;
-        info!(request = id, by, "restore confirmed");
-        self.wake.notify_one();
-        Ok(req)
+            });
+            Ok((true, entry))
+        })?
     }
 
     /// Rejects a pending request and tells the user.
@@ -231,23 +258,7 @@ impl Restores {
         reason: Option<&str>,
         now: Timestamp,
     ) -> Result<RestoreRequest, RestoreError> {
-        if self.store.request(id)?.is_none() {
-            return Err(RestoreError::NotFound(id));
-        }
-        let req = self.store.update_request(id, |r| {
-            if r.state != RequestState::Pending {
-                return Err(RestoreError::NotPending {
-                    id,
-                    state: r.state.as_str(),
-                });
-            }
-            r.state = RequestState::Rejected;
-            r.decided_by = Some(by.into());
-            r.decided_at = Some(now.as_second());
-            r.reason = reason.map(str::to_string);
-            r.changed_at = now.as_second();
-            Ok((true, None))
-        })??;
+        let req = self.decide(id, by, now, RequestState::Rejected, reason)?;
         info!(request = id, by, "restore rejected");
         let text = format!(
             "Your request #{id} to restore {} from the snapshot of {} was rejected by {by}.\n\nReason: {}\n\n\
@@ -323,17 +334,24 @@ impl Restores {
         Ok(out)
     }
 
+    /// The domain of `restore.from`, for the Message-IDs the proxy makes.
+    fn mail_domain(&self) -> &str {
+        self.config
+            .restore
+            .from
+            .rsplit('@')
+            .next()
+            .map(|d| d.trim_end_matches('>'))
+            .unwrap_or("localhost")
+    }
+
     /// The status message of a request as the `Restore Requests` folder
     /// (the user's view) or `Admin/Pending` (an admin's view) shows it.
     /// Deterministic for a given status number, so its bytes never change
     /// under one UID.
     pub fn status_message(&self, req: &RestoreRequest, admin_view: bool) -> mail::Composed {
         let from = &self.config.restore.from;
-        let domain = from
-            .rsplit('@')
-            .next()
-            .map(|d| d.trim_end_matches('>'))
-            .unwrap_or("localhost");
+        let domain = self.mail_domain();
         let state = req.state.as_str();
         let subject = if admin_view {
             format!(
@@ -407,11 +425,7 @@ impl Restores {
     /// Failures are logged: a lost notification must not undo a decision.
     async fn notify(&self, to: &str, subject: &str, text: &str, kind: &str, now: Timestamp) {
         let from = &self.config.restore.from;
-        let domain = from
-            .rsplit('@')
-            .next()
-            .map(|d| d.trim_end_matches('>').to_string())
-            .unwrap_or_else(|| "localhost".into());
+        let domain = self.mail_domain();
         let id = format!("itm-{kind}-{}@{domain}", now.as_millisecond());
         let mail = mail::compose(from, to, subject, &rfc2822(now.as_second()), &id, text);
         let result = async {
@@ -422,11 +436,7 @@ impl Restores {
                     text: String::from_utf8_lossy(login.status_text()).into_owned(),
                 });
             }
-            let date = Timestamp::from_second(now.as_second())
-                .unwrap_or(Timestamp::UNIX_EPOCH)
-                .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-                .strftime("%d-%b-%Y %H:%M:%S +0000")
-                .to_string();
+            let date = internaldate(now.as_second());
             let flags: Vec<String> = Vec::new();
             let r = up
                 .append(

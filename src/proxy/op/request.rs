@@ -15,8 +15,7 @@ use super::super::tree::{Node, RequestFolder};
 /// `Restore 2026-11-24` or `Restore 2026-11-24 <folder>` → (date, folder).
 pub fn parse_subject(subject: &str) -> Option<(String, Option<String>)> {
     let s = subject.trim();
-    let rest = s.get(..7).filter(|p| p.eq_ignore_ascii_case("restore"))?;
-    let _ = rest;
+    s.get(..7).filter(|p| p.eq_ignore_ascii_case("restore"))?;
     let rest = s[7..].trim_start();
     let (date, folder) = match rest.split_once(char::is_whitespace) {
         Some((d, f)) => (d, Some(f.trim().to_string()).filter(|f| !f.is_empty())),
