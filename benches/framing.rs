@@ -8,8 +8,11 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use imap_time_machine::imap::capability::filter_line;
 use imap_time_machine::imap::command::{decode, CommandHead};
 use imap_time_machine::imap::framing::{literal_announcement, FrameReader};
-use imap_time_machine::proxy::route::Router;
-use imap_time_machine::proxy::upstream::Namespace;
+use imap_time_machine::session::commands;
+use imap_time_machine::session::io::Request;
+use imap_time_machine::session::state::State;
+use imap_time_machine::session::tree::Tree;
+use imap_time_machine::upstream::Namespace;
 
 /// A `UID FETCH 1:* (BODY.PEEK[])` response for `n` messages of `size` bytes.
 fn fetch_stream(n: usize, size: usize) -> Vec<u8> {
@@ -76,16 +79,26 @@ fn lines(c: &mut Criterion) {
 }
 
 fn routing(c: &mut Criterion) {
-    let router = Router::new("Time Machine", &Namespace::default());
+    let tree = Tree::new(None, None, "alice", "Time Machine", &Namespace::default());
+    let state = State::new(tree, Default::default(), true);
+    let route = |bytes: &[u8]| {
+        let head = CommandHead::parse(bytes)?;
+        let req = Request {
+            tag: head.tag_str(),
+            name: &head.name,
+            bytes,
+            command: decode(bytes),
+        };
+        Some(matches!(
+            commands::route(&state, commands::lookup(&head.name), &req),
+            commands::Destination::Upstream
+        ))
+    };
     let cmd = b"a17 UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)\r\n";
     let copy = b"a18 UID COPY 1:5 \"Time Machine/2026-11-24/INBOX\"\r\n";
     c.bench_function("command_head", |b| b.iter(|| CommandHead::parse(black_box(cmd))));
-    c.bench_function("decode_and_route/fetch", |b| {
-        b.iter(|| decode(black_box(cmd)).map(|c| router.route(&c, false)))
-    });
-    c.bench_function("decode_and_route/copy", |b| {
-        b.iter(|| decode(black_box(copy)).map(|c| router.route(&c, false)))
-    });
+    c.bench_function("decode_and_route/fetch", |b| b.iter(|| route(black_box(cmd))));
+    c.bench_function("decode_and_route/copy", |b| b.iter(|| route(black_box(copy))));
 }
 
 criterion_group!(benches, framing, lines, routing);

@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh isync
 # A target dir outside the clone, shared by checkouts on this machine.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/imap-time-machine/target}
-cargo test --locked "$@"
+# The structure rules (no import cycles, status lines only in the response
+# module), then every test of the workspace (the proxy and crates/imap).
+python3 scripts/check-structure.py
+cargo test --locked --workspace "$@"

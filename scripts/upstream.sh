@@ -13,6 +13,31 @@
 #
 # Optional environment: UPSTREAM_IMAPS_PORT, UPSTREAM_CERT, UPSTREAM_KEY turn
 # on TLS (STARTTLS on PORT, implicit TLS on UPSTREAM_IMAPS_PORT).
+#
+# UPSTREAM_FLAVOR picks how Dovecot is configured:
+#   default (or unset)  bare Dovecot: no ACL, no quota, no special-use folders.
+#   prod                the way providers run it:
+#     - mail_plugins acl quota (+ imap_acl imap_quota imap_zlib for imap):
+#       CAPABILITY gains ACL RIGHTS=texk QUOTA (after login);
+#     - global ACL file DIR/global-acl (acl = vfile:DIR/global-acl) granting
+#       `owner` and `user=itm-master` lrwstipekxa on every mailbox. Without
+#       the master line, with ACLs on, `alice*itm-master` is checked as
+#       itm-master, is not the owner and gets "Mailbox doesn't exist: INBOX";
+#       per-mailbox dovecot-acl files (SETACL) are merged in, but global
+#       lines win, so an owner cannot restrict their own mailbox by SETACL.
+#       To get a mailbox with only some rights, append a line to
+#       DIR/global-acl, e.g. `Restricted user=alice lrs` (with ".":
+#       `INBOX.Restricted ...`); new sessions see it at once. The master
+#       login keeps full rights there, so it can fill the mailbox;
+#     - quota count:"User quota", 1G storage (GETQUOTAROOT INBOX answers
+#       QUOTAROOT INBOX "User quota");
+#     - special-use folders Sent, Drafts, Trash, Junk, Archive, auto-created
+#       and subscribed in the personal namespace (INBOX.Sent etc. with ".").
+#       They exist lazily: CREATE of one succeeds until it is first opened
+#       (SELECT/STATUS), then answers NO [ALREADYEXISTS];
+#     - a shared namespace "shared/<user>/" (or "shared.<user>." with "."):
+#       NAMESPACE always lists it as the other users' namespace; LIST shows
+#       it only once something is shared with the user (SETACL box bob lrs).
 set -euo pipefail
 
 install_dovecot() {
@@ -28,14 +53,20 @@ install_dovecot() {
 }
 
 write_config() {
-  local dir=$1 port=$2 sep=$3
+  local dir=$1 port=$2 sep=$3 flavor=$4
   local prefix="" ssl="no" ssl_lines="" imaps_port=0
+  local mail_plugins="" imap_plugins="imap_zlib" prod_lines=""
   [ "$sep" = "." ] && prefix="INBOX."
   if [ -n "${UPSTREAM_CERT:-}" ]; then
     ssl="yes"
     ssl_lines="ssl_cert = <${UPSTREAM_CERT}
 ssl_key = <${UPSTREAM_KEY}"
     imaps_port=${UPSTREAM_IMAPS_PORT:-0}
+  fi
+  if [ "$flavor" = prod ]; then
+    mail_plugins="mail_plugins = \$mail_plugins acl quota"
+    imap_plugins="imap_acl imap_quota imap_zlib"
+    prod_lines=$(prod_config "$dir" "$sep")
   fi
   cat >"$dir/dovecot.conf" <<EOF
 instance_name = itm-upstream-$port
@@ -57,6 +88,7 @@ first_valid_uid = 1
 mail_location = maildir:$dir/mail/%u
 mail_fsync = never
 default_client_limit = 10000
+$mail_plugins
 passdb {
   driver = passwd-file
   args = scheme=PLAIN $dir/master-users
@@ -79,7 +111,7 @@ namespace inbox {
 protocol imap {
   mail_max_userip_connections = 5000
   # Advertises COMPRESS=DEFLATE, which the proxy must hide from clients.
-  mail_plugins = \$mail_plugins imap_zlib
+  mail_plugins = \$mail_plugins $imap_plugins
 }
 service imap-login {
   inet_listener imap {
@@ -105,6 +137,7 @@ service anvil {
     mode = 0
   }
 }
+$prod_lines
 EOF
   cat >"$dir/users" <<EOF
 alice:{PLAIN}alice-pw
@@ -112,6 +145,60 @@ bob:{PLAIN}bob-pw
 admin:{PLAIN}admin-pw
 EOF
   echo "itm-master:{PLAIN}master-secret" >"$dir/master-users"
+}
+
+# The extra configuration of UPSTREAM_FLAVOR=prod (printed), and its
+# global ACL file.
+prod_config() {
+  local dir=$1 sep=$2
+  # "owner" keeps the mailbox owner's full rights; the master user gets the
+  # same on every mailbox of every user (providers' support logins).
+  cat >"$dir/global-acl" <<EOF
+* owner lrwstipekxa
+* user=itm-master lrwstipekxa
+EOF
+  mkdir -p "$dir/shared"
+  chown mail:mail "$dir/shared"
+  cat <<EOF
+# --- UPSTREAM_FLAVOR=prod ---
+namespace inbox {
+  mailbox Sent {
+    special_use = \\Sent
+    auto = subscribe
+  }
+  mailbox Drafts {
+    special_use = \\Drafts
+    auto = subscribe
+  }
+  mailbox Trash {
+    special_use = \\Trash
+    auto = subscribe
+  }
+  mailbox Junk {
+    special_use = \\Junk
+    auto = subscribe
+  }
+  mailbox Archive {
+    special_use = \\Archive
+    auto = subscribe
+  }
+}
+namespace shared {
+  type = shared
+  separator = $sep
+  prefix = shared$sep%%u$sep
+  location = maildir:$dir/mail/%%u
+  subscriptions = no
+  list = children
+}
+plugin {
+  acl = vfile:$dir/global-acl
+  acl_shared_dict = file:$dir/shared/shared-mailboxes.db
+  quota = count:User quota
+  quota_rule = *:storage=1G
+  quota_vsizes = yes
+}
+EOF
 }
 
 wait_port() {
@@ -134,13 +221,15 @@ case "$cmd" in
     port=${3:?usage: upstream.sh start DIR PORT [SEPARATOR]}
     sep=${4:-/}
     case "$sep" in /|.) ;; *) echo "separator must be / or ." >&2; exit 2 ;; esac
+    flavor=${UPSTREAM_FLAVOR:-default}
+    case "$flavor" in default|prod) ;; *) echo "UPSTREAM_FLAVOR must be default or prod" >&2; exit 2 ;; esac
     install_dovecot
     mkdir -p "$dir/run" "$dir/state" "$dir/mail" "$dir/home"
     dir=$(cd "$dir" && pwd)
     # Dovecot's unprivileged processes must reach the config and mail.
     chmod 755 "$dir"
     chown mail:mail "$dir/mail" "$dir/home"
-    write_config "$dir" "$port" "$sep"
+    write_config "$dir" "$port" "$sep" "$flavor"
     # Detached: Dovecot must not hold the caller's stdout open.
     dovecot -c "$dir/dovecot.conf" </dev/null >/dev/null 2>&1
     wait_port "$port"

@@ -5,8 +5,15 @@
 
 pub mod admin;
 pub mod config;
-pub mod imap;
-pub mod proxy;
+pub mod net;
+pub mod relay;
 pub mod restore;
+pub mod server;
+pub mod services;
+pub mod session;
 pub mod snapshot;
 pub mod store;
+pub mod upstream;
+
+/// The protocol pieces (the `itm-imap` crate of this workspace).
+pub use itm_imap as imap;

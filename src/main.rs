@@ -10,11 +10,12 @@ use clap::{Parser, Subcommand};
 
 use imap_time_machine::admin::{self, Reply, Request};
 use imap_time_machine::config::Config;
-use imap_time_machine::proxy::upstream::Connector;
-use imap_time_machine::proxy::Server;
+use imap_time_machine::server::Server;
+use imap_time_machine::services::Services;
 use imap_time_machine::snapshot::schedule::SystemClock;
-use imap_time_machine::snapshot::{ProgressFn, Service};
+use imap_time_machine::snapshot::ProgressFn;
 use imap_time_machine::store::Store;
+use imap_time_machine::upstream::Connector;
 
 #[derive(Parser)]
 #[command(
@@ -144,28 +145,18 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
     })
 }
 
-fn service(config: Arc<Config>, store: Arc<Store>) -> anyhow::Result<Arc<Service>> {
-    let connector = Arc::new(Connector::from_config(&config)?);
-    Ok(Arc::new(Service::new(config, store, connector)?))
-}
-
 async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let store = open_store(&config)?;
-    let server = Server::bind(config.clone(), Some(store.clone())).await?;
-    let connector = Arc::new(Connector::from_config(&config)?);
-    let svc = match server.restores() {
-        Some(r) => Arc::new(Service::with_restores(config.clone(), store.clone(), connector, r)?),
-        None => service(config.clone(), store.clone())?,
-    };
+    let services = Arc::new(Services::new(config.clone(), open_store(&config)?)?);
+    let server = Server::bind(&services).await?;
     let admin = admin::server::bind(&config.admin.socket).with_context(|| {
         format!(
             "config key `admin.socket`: cannot listen on {}",
             config.admin.socket.display()
         )
     })?;
-    let admin_task = tokio::spawn(admin::server::run(admin, svc.clone()));
-    let schedule_task = tokio::spawn(svc.run_schedule(Arc::new(SystemClock)));
+    let admin_task = tokio::spawn(admin::server::run(admin, services.clone()));
+    let schedule_task = tokio::spawn(services.snapshots.clone().run_schedule(Arc::new(SystemClock)));
     server.run(shutdown_signal()).await;
     admin_task.abort();
     schedule_task.abort();
@@ -188,10 +179,9 @@ async fn admin_command(config: Config, request: Request) -> anyhow::Result<Reply
         return Ok(admin::client::call(stream, &request, print).await?);
     }
     let config = Arc::new(config);
-    let store = open_store(&config)?;
-    let svc = service(config, store)?;
+    let services = Services::new(config.clone(), open_store(&config)?)?;
     let progress: ProgressFn = Arc::new(move |line: &str| print(line));
-    Ok(admin::execute(&svc, request, progress).await)
+    Ok(admin::execute(&services, request, progress).await)
 }
 
 fn finish(reply: Reply, output: Option<PathBuf>) -> anyhow::Result<()> {
@@ -287,7 +277,7 @@ fn main() -> anyhow::Result<()> {
     let rt = || tokio::runtime::Runtime::new().context("starting the async runtime");
     let (request, output) = match cli.command {
         Command::CheckConfig => {
-            imap_time_machine::proxy::tls::server_config(&config)?;
+            imap_time_machine::net::tls::server_config(&config)?;
             Connector::from_config(&config)?;
             println!("{}: OK", cli.config.display());
             return Ok(());

@@ -124,7 +124,7 @@ async fn fetch_responses_from_a_snapshot_equal_dovecots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn examine_answers_from_a_snapshot_equal_dovecots() {
-    use imap_time_machine::imap::select::{write, SelectOptions};
+    use imap_time_machine::session::op::select::{write, SelectOptions};
     let d = Dovecot::start_seeded('.');
     let (_data, svc) = primed_snapshot(&d).await;
     let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;

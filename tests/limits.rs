@@ -179,7 +179,7 @@ async fn unreachable_upstream_gives_unavailable() {
         "a NO [UNAVAILABLE] The mail server is unavailable, try again later\r\n"
     );
     let r = show(&c.cmd("b", "NOOP").await);
-    assert_eq!(r, "b OK NOOP completed\r\n");
+    assert_eq!(r, "b OK NOOP completed.\r\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -205,7 +205,7 @@ async fn request_confirm_restore_and_bill() {
 
     // Billing: one line for the confirmation.
     let connector =
-        std::sync::Arc::new(imap_time_machine::proxy::upstream::Connector::from_config(&p.config).expect("connector"));
+        std::sync::Arc::new(imap_time_machine::upstream::Connector::from_config(&p.config).expect("connector"));
     let restores = imap_time_machine::restore::Restores::new(p.config.clone(), p.store.clone(), connector);
     let csv = restores.billing_csv(None).expect("billing");
     let lines: Vec<&str> = csv.lines().collect();
@@ -410,7 +410,7 @@ async fn rejection_copy_requests_and_expiry() {
     assert!(r.starts_with("* 3 EXISTS\r\na OK"), "{r}");
     p.store.delete_snapshot("alice", "2026-11-21").expect("prune");
     let connector =
-        std::sync::Arc::new(imap_time_machine::proxy::upstream::Connector::from_config(&p.config).expect("connector"));
+        std::sync::Arc::new(imap_time_machine::upstream::Connector::from_config(&p.config).expect("connector"));
     let restores = imap_time_machine::restore::Restores::new(p.config.clone(), p.store.clone(), connector);
     assert_eq!(restores.expire(jiff::Timestamp::now()).expect("expire"), vec![2]);
     assert_eq!(p.store.request(2).unwrap().unwrap().state, RequestState::Expired);

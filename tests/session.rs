@@ -84,7 +84,7 @@ async fn commands_pipelined_before_starttls_are_discarded() {
     // The handshake would fail if the proxy had answered `x` in clear text.
     c.finish_starttls().await;
     let r = show(&c.cmd("n", "NOOP").await);
-    assert_eq!(r, "n OK NOOP completed\r\n");
+    assert_eq!(r, "n OK NOOP completed.\r\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use imap_time_machine::config::Config;
-use imap_time_machine::proxy::upstream::Connector;
 use imap_time_machine::snapshot::job::JobStats;
 use imap_time_machine::snapshot::{ProgressFn, Service};
 use imap_time_machine::store::Store;
+use imap_time_machine::upstream::Connector;
 use jiff::Timestamp;
 use support::{proxy_config_text, repo_root, service, show, Client, Dovecot};
 
@@ -368,7 +368,9 @@ async fn retention_keeps_a_snapshot_a_confirmed_restore_needs() {
     assert_eq!(report.removed, vec![("bob".to_string(), old.clone())]);
     assert!(svc.store.snapshot("alice", &old).expect("store").is_some());
     assert_eq!(
-        svc.restores().expire(now).expect("expire"),
+        imap_time_machine::restore::Restores::new(svc.config.clone(), svc.store.clone(), svc.connector.clone())
+            .expire(now)
+            .expect("expire"),
         vec![pending.id],
         "bob's pending request lost its snapshot"
     );

@@ -6,12 +6,11 @@
 pub mod client;
 pub mod server;
 
-use std::sync::Arc;
-
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{ProgressFn, PruneReport, Service, UserResult};
+use crate::services::Services;
+use crate::snapshot::{ProgressFn, PruneReport, UserResult};
 use crate::store::{RequestState, RestoreRequest, SnapshotInfo};
 
 /// A CLI command, as sent over the socket.
@@ -95,11 +94,12 @@ fn operator(by: Option<String>) -> String {
 
 /// Runs a request against the service: the same code answers the socket
 /// and the CLI when no server runs.
-pub async fn execute(svc: &Arc<Service>, request: Request, progress: ProgressFn) -> Reply {
+pub async fn execute(services: &Services, request: Request, progress: ProgressFn) -> Reply {
+    let svc = &services.snapshots;
     let now = jiff::Timestamp::now();
     let error = |e: crate::snapshot::ServiceError| Reply::Error { message: e.to_string() };
     let failed = |e: crate::restore::RestoreError| Reply::Error { message: e.to_string() };
-    let restores = svc.restores();
+    let restores = &services.restores;
     match request {
         Request::Snapshot { users, label } => match svc.snapshot(&users, label.as_deref(), now, progress).await {
             Ok(results) => Reply::Snapshot { results },

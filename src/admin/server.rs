@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{Reply, Request};
-use crate::snapshot::{ProgressFn, Service};
+use crate::services::Services;
+use crate::snapshot::ProgressFn;
 
 /// Binds the socket (replacing a stale one) with mode 0600.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
@@ -28,11 +29,11 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Serves CLI requests until the task is dropped.
-pub async fn run(listener: UnixListener, service: Arc<Service>) {
+pub async fn run(listener: UnixListener, services: Arc<Services>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let svc = service.clone();
+                let svc = services.clone();
                 tokio::spawn(async move {
                     if let Err(e) = handle(stream, svc).await {
                         warn!(error = %e, "admin connection failed");
@@ -53,7 +54,7 @@ async fn write_reply(w: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) -> std
     w.write_all(&line).await
 }
 
-async fn handle(stream: UnixStream, svc: Arc<Service>) -> std::io::Result<()> {
+async fn handle(stream: UnixStream, svc: Arc<Services>) -> std::io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut line = String::new();
     BufReader::new(rd.take(1 << 20)).read_line(&mut line).await?;

@@ -14,13 +14,28 @@
 
 use std::collections::{HashMap, HashSet};
 
+use thiserror::Error;
 use tracing::{debug, info};
 
 use crate::config::SnapshotConfig;
 use crate::imap::fetch_scan::{scan, string_value};
-use crate::proxy::upstream::{AppendMessage, Connector, Status, Upstream};
-use crate::snapshot::job::{list_folders, mailbox_arg, SnapshotError};
-use crate::store::{FolderProgress, FolderRecord, Hash, MessageRecord, RestoreRequest, Store};
+use crate::imap::response::Code;
+use crate::store::{FolderProgress, FolderRecord, Hash, MessageRecord, RestoreRequest, Store, StoreError};
+use crate::upstream::folders::{list_folders, mailbox_arg};
+use crate::upstream::{AppendMessage, Connector, Upstream, UpstreamError};
+
+/// Why a restore run failed (it is retried).
+#[derive(Debug, Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("message UID {0} is missing from the store")]
+    Missing(u32),
+    #[error("cannot journal the progress: {0}")]
+    Journal(String),
+}
 
 /// Messages per MULTIAPPEND.
 const APPEND_BATCH: usize = 200;
@@ -73,13 +88,6 @@ pub struct RestoreJob<'a> {
     pub config: &'a SnapshotConfig,
 }
 
-fn command_error(cmd: &str, text: &[u8]) -> SnapshotError {
-    SnapshotError::Command {
-        command: cmd.into(),
-        text: String::from_utf8_lossy(text).trim_end().to_string(),
-    }
-}
-
 impl RestoreJob<'_> {
     /// Runs `req`; `journal` is called after every finished folder with the
     /// progress so far (it persists it). Folders already in
@@ -87,19 +95,13 @@ impl RestoreJob<'_> {
     pub async fn run(
         &self,
         req: &RestoreRequest,
-        journal: &(dyn Fn(&[FolderProgress]) -> Result<(), SnapshotError> + Send + Sync),
-    ) -> Result<Vec<FolderProgress>, SnapshotError> {
-        let (mut up, login) = self.connector.connect_as(&req.user).await?;
-        if login.status != Status::Ok {
-            return Err(SnapshotError::Login {
-                user: req.user.clone(),
-                text: String::from_utf8_lossy(login.status_text()).trim_end().to_string(),
-            });
-        }
+        journal: &(dyn Fn(&[FolderProgress]) -> Result<(), JobError> + Send + Sync),
+    ) -> Result<Vec<FolderProgress>, JobError> {
+        let mut up = self.connector.connect_as(&req.user).await?;
         let ns = up.namespace().await?;
         let mut root = ns.prefix.clone().into_bytes();
         root.extend_from_slice(self.config.folder.as_bytes());
-        let listed = list_folders(&mut up, &root, self.config, &ns.prefix).await?;
+        let listed = list_folders(&mut up, &root, &self.config.exclude, &ns.prefix).await?;
         let selectable: Vec<Vec<u8>> = listed
             .iter()
             .filter(|l| !l.attributes.iter().any(|a| a.eq_ignore_ascii_case("\\Noselect")))
@@ -147,9 +149,7 @@ impl RestoreJob<'_> {
             for chunk in msgs.chunks(APPEND_BATCH) {
                 let wanted: Vec<_> = chunk.iter().map(|m| (m.hash, m.size)).collect();
                 for (m, raw) in chunk.iter().zip(self.store.blobs(&req.user, &wanted, true)?) {
-                    let raw = raw.ok_or_else(|| {
-                        SnapshotError::Protocol(format!("message UID {} missing from the store", m.uid))
-                    })?;
+                    let raw = raw.ok_or(JobError::Missing(m.uid))?;
                     keyed.push((m.clone(), message_id(&raw)));
                 }
             }
@@ -190,8 +190,8 @@ impl RestoreJob<'_> {
                 let cmd = format!("CREATE {arg}");
                 let r = up.run(&cmd).await?;
                 // Someone may have created it meanwhile: ALREADYEXISTS is fine.
-                if r.status != Status::Ok && !String::from_utf8_lossy(&r.line).contains("ALREADYEXISTS") {
-                    return Err(command_error(&cmd, r.status_text()));
+                if !r.is_ok() && r.status.code != Some(Code::AlreadyExists) {
+                    return Err(r.refusal(&cmd).into());
                 }
                 p.created = true;
             }
@@ -200,9 +200,7 @@ impl RestoreJob<'_> {
                 let blobs = self.store.blobs(&req.user, &wanted, true)?;
                 let mut raws = Vec::with_capacity(chunk.len());
                 for (m, raw) in chunk.iter().zip(blobs) {
-                    raws.push(raw.ok_or_else(|| {
-                        SnapshotError::Protocol(format!("message UID {} missing from the store", m.uid))
-                    })?);
+                    raws.push(raw.ok_or(JobError::Missing(m.uid))?);
                 }
                 let batch: Vec<AppendMessage<'_>> = chunk
                     .iter()
@@ -214,8 +212,8 @@ impl RestoreJob<'_> {
                     })
                     .collect();
                 for t in up.append(&f.name, &batch).await? {
-                    if t.status != Status::Ok {
-                        return Err(command_error("APPEND", t.status_text()));
+                    if !t.is_ok() {
+                        return Err(t.refusal("APPEND").into());
                     }
                 }
                 p.restored += chunk.len() as u64;
@@ -246,7 +244,7 @@ impl RestoreJob<'_> {
         key: &(String, u64),
         hash: &Hash,
         unique_in_snapshot: bool,
-    ) -> Result<bool, SnapshotError> {
+    ) -> Result<bool, JobError> {
         let Some(folder) = live.get_mut(name) else {
             return Ok(false);
         };
@@ -283,10 +281,10 @@ impl RestoreJob<'_> {
 }
 
 /// EXAMINE and `UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])`.
-async fn index_folder(up: &mut Upstream, name: &[u8]) -> Result<LiveFolder, SnapshotError> {
+async fn index_folder(up: &mut Upstream, name: &[u8]) -> Result<LiveFolder, JobError> {
     let arg = mailbox_arg(name)?;
     let r = up.run(&format!("EXAMINE {arg}")).await?;
-    if r.status != Status::Ok {
+    if !r.is_ok() {
         return Ok(LiveFolder::default());
     }
     let mut folder = LiveFolder {
@@ -295,8 +293,8 @@ async fn index_folder(up: &mut Upstream, name: &[u8]) -> Result<LiveFolder, Snap
     };
     let cmd = "UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])";
     let r = up.run(cmd).await?;
-    if r.status != Status::Ok {
-        return Err(command_error(cmd, r.status_text()));
+    if !r.is_ok() {
+        return Err(r.refusal(cmd).into());
     }
     for line in &r.untagged {
         let Ok(f) = scan(line) else { continue };
@@ -318,17 +316,17 @@ async fn index_folder(up: &mut Upstream, name: &[u8]) -> Result<LiveFolder, Snap
 }
 
 /// Downloads and hashes live messages (the folder is examined again).
-async fn download_hashes(up: &mut Upstream, name: &[u8], uids: &[u32]) -> Result<Vec<(u32, Hash)>, SnapshotError> {
+async fn download_hashes(up: &mut Upstream, name: &[u8], uids: &[u32]) -> Result<Vec<(u32, Hash)>, JobError> {
     let arg = mailbox_arg(name)?;
     let r = up.run(&format!("EXAMINE {arg}")).await?;
-    if r.status != Status::Ok {
+    if !r.is_ok() {
         return Ok(Vec::new());
     }
     let set = crate::imap::sequence::compact(uids);
     let cmd = format!("UID FETCH {set} (UID BODY.PEEK[])");
     let r = up.run(&cmd).await?;
-    if r.status != Status::Ok {
-        return Err(command_error(&cmd, r.status_text()));
+    if !r.is_ok() {
+        return Err(r.refusal(&cmd).into());
     }
     let mut out = Vec::new();
     for line in &r.untagged {

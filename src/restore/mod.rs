@@ -19,10 +19,10 @@ use tokio::sync::Notify;
 use tracing::{info, warn, Instrument};
 
 use crate::config::Config;
-use crate::proxy::upstream::{AppendMessage, Connector, Status};
-use crate::snapshot::find_folder;
-use crate::snapshot::job::SnapshotError;
-use crate::store::{FolderProgress, LedgerEntry, RequestState, RestoreRequest, Store, StoreError};
+use crate::store::{find_folder, FolderProgress, LedgerEntry, RequestState, RestoreRequest, Store, StoreError};
+use crate::upstream::{AppendMessage, Connector, UpstreamError};
+
+use self::job::JobError;
 
 #[derive(Debug, Error)]
 pub enum RestoreError {
@@ -52,6 +52,8 @@ pub enum RestoreError {
     Failed { id: u64, message: String },
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Job(#[from] JobError),
 }
 
 /// Human text for a request's scope.
@@ -429,13 +431,7 @@ impl Restores {
         let id = format!("itm-{kind}-{}@{domain}", now.as_millisecond());
         let mail = mail::compose(from, to, subject, &rfc2822(now.as_second()), &id, text);
         let result = async {
-            let (mut up, login) = self.connector.connect_as(to).await?;
-            if login.status != Status::Ok {
-                return Err(SnapshotError::Login {
-                    user: to.into(),
-                    text: String::from_utf8_lossy(login.status_text()).into_owned(),
-                });
-            }
+            let mut up = self.connector.connect_as(to).await?;
             let date = internaldate(now.as_second());
             let flags: Vec<String> = Vec::new();
             let r = up
@@ -450,12 +446,9 @@ impl Restores {
                 .await?;
             let _ = up.run("LOGOUT").await;
             match r.first() {
-                Some(t) if t.status == Status::Ok => Ok(()),
-                Some(t) => Err(SnapshotError::Command {
-                    command: "APPEND INBOX".into(),
-                    text: String::from_utf8_lossy(t.status_text()).into_owned(),
-                }),
-                None => Err(SnapshotError::Protocol("no answer to APPEND".into())),
+                Some(t) if t.is_ok() => Ok(()),
+                Some(t) => Err(t.refusal("APPEND INBOX")),
+                None => Err(UpstreamError::Protocol("no answer to APPEND".into())),
             }
         }
         .await;
@@ -513,7 +506,7 @@ impl Restores {
             connector: &self.connector,
             config: &self.config.snapshots,
         };
-        let journal = |progress: &[FolderProgress]| -> Result<(), SnapshotError> {
+        let journal = |progress: &[FolderProgress]| -> Result<(), JobError> {
             let progress = progress.to_vec();
             self.store
                 .update_request(id, move |r| {
@@ -521,7 +514,7 @@ impl Restores {
                     Ok::<_, RestoreError>((false, None))
                 })?
                 .map(|_| ())
-                .map_err(|e| SnapshotError::Protocol(e.to_string()))
+                .map_err(|e| JobError::Journal(e.to_string()))
         };
         let result = job.run(&req, &journal).await;
         let at = Timestamp::now();

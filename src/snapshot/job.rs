@@ -13,19 +13,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use imap_codec::decode::Decoder;
-use imap_codec::imap_types::flag::FlagNameAttribute;
-use imap_codec::imap_types::response::{Data, Response};
-use imap_codec::ResponseCodec;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{debug, info};
 
 use crate::config::SnapshotConfig;
 use crate::imap::fetch_scan::{self, atom_list, string_value};
-use crate::imap::quoted;
-use crate::proxy::upstream::{Connector, Next, Status, Upstream, UpstreamError};
 use crate::store::{ContentRecord, FolderRecord, MessageRecord, SnapshotInfo, Store, StoreError};
+use crate::upstream::client::Next;
+use crate::upstream::folders::{examine, list_folders};
+use crate::upstream::{Connector, UpstreamError};
 
 #[derive(Debug, Error)]
 pub enum SnapshotError {
@@ -33,10 +30,6 @@ pub enum SnapshotError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("master login as {user} refused: {text}")]
-    Login { user: String, text: String },
-    #[error("upstream answered {command}: {text}")]
-    Command { command: String, text: String },
     #[error("unexpected upstream response: {0}")]
     Protocol(String),
     #[error("storage worker failed")]
@@ -61,122 +54,6 @@ pub struct JobStats {
 
 /// Progress callback: a short human-readable line.
 pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
-
-pub(crate) struct Listed {
-    pub name: Vec<u8>,
-    pub delimiter: Option<char>,
-    pub attributes: Vec<String>,
-}
-
-fn attribute_text(a: &FlagNameAttribute<'_>) -> String {
-    a.to_string()
-}
-
-/// LIST "" "*", minus the virtual tree and the excluded folders.
-pub(crate) async fn list_folders(
-    up: &mut Upstream,
-    root: &[u8],
-    cfg: &SnapshotConfig,
-    prefix: &str,
-) -> Result<Vec<Listed>, SnapshotError> {
-    let r = up.run("LIST \"\" \"*\"").await?;
-    if r.status != Status::Ok {
-        return Err(SnapshotError::Command {
-            command: "LIST".into(),
-            text: String::from_utf8_lossy(r.status_text()).into_owned(),
-        });
-    }
-    let mut out = Vec::new();
-    for line in &r.untagged {
-        let Ok((
-            _,
-            Response::Data(Data::List {
-                items,
-                delimiter,
-                mailbox,
-            }),
-        )) = ResponseCodec::default().decode(line)
-        else {
-            continue;
-        };
-        let name = crate::imap::command::mailbox_bytes(&mailbox).to_vec();
-        let delim = delimiter.as_ref().map(|d| d.inner());
-        let in_root = name == root
-            || delim.is_some_and(|d| name.len() > root.len() && name.starts_with(root) && name[root.len()] == d as u8);
-        let text = String::from_utf8_lossy(&name);
-        let excluded = cfg.exclude.iter().any(|x| *x == text || format!("{prefix}{x}") == text);
-        if in_root || excluded {
-            continue;
-        }
-        out.push(Listed {
-            name,
-            delimiter: delim,
-            attributes: items.iter().map(attribute_text).collect(),
-        });
-    }
-    Ok(out)
-}
-
-/// What EXAMINE says about a folder.
-#[derive(Default)]
-struct Examined {
-    exists: u32,
-    uidvalidity: u32,
-    uidnext: u32,
-    highestmodseq: u64,
-    flags: Vec<String>,
-}
-
-fn code_number(line: &[u8], code: &str) -> Option<u64> {
-    let pat = format!("[{code} ");
-    let text = std::str::from_utf8(line).ok()?;
-    let start = text.find(&pat)? + pat.len();
-    let end = text[start..].find(']')? + start;
-    text[start..end].trim().parse().ok()
-}
-
-pub(crate) fn mailbox_arg(name: &[u8]) -> Result<String, SnapshotError> {
-    quoted(name)
-        .ok_or_else(|| SnapshotError::Protocol(format!("folder name not quotable: {}", String::from_utf8_lossy(name))))
-}
-
-async fn examine(up: &mut Upstream, name: &[u8], condstore: bool) -> Result<Examined, SnapshotError> {
-    let arg = mailbox_arg(name)?;
-    let cmd = if condstore {
-        format!("EXAMINE {arg} (CONDSTORE)")
-    } else {
-        format!("EXAMINE {arg}")
-    };
-    let r = up.run(&cmd).await?;
-    if r.status != Status::Ok {
-        return Err(SnapshotError::Command {
-            command: cmd,
-            text: String::from_utf8_lossy(r.status_text()).into_owned(),
-        });
-    }
-    let mut e = Examined::default();
-    for line in r.untagged.iter().chain(std::iter::once(&r.line)) {
-        let text = String::from_utf8_lossy(line);
-        if let Some(n) = text
-            .strip_prefix("* ")
-            .and_then(|t| t.trim_end().strip_suffix(" EXISTS"))
-        {
-            e.exists = n.parse().unwrap_or(0);
-        } else if let Some(rest) = text.strip_prefix("* FLAGS ") {
-            e.flags = atom_list(rest.trim_end().as_bytes());
-        }
-        if let Some(n) = code_number(line, "UIDVALIDITY") {
-            e.uidvalidity = n as u32;
-        }
-        if let Some(n) = code_number(line, "UIDNEXT") {
-            e.uidnext = n as u32;
-        }
-        if let Some(n) = code_number(line, "HIGHESTMODSEQ") {
-            e.highestmodseq = n;
-        }
-    }
-    Ok(e)
-}
 
 fn without_recent(flags: Vec<String>) -> Vec<String> {
     flags
@@ -241,17 +118,11 @@ impl Job<'_> {
         progress: Progress<'_>,
     ) -> Result<JobStats, SnapshotError> {
         let started = Instant::now();
-        let (mut up, login) = self.connector.connect_as(user).await?;
-        if login.status != Status::Ok {
-            return Err(SnapshotError::Login {
-                user: user.into(),
-                text: String::from_utf8_lossy(login.status_text()).trim_end().to_string(),
-            });
-        }
+        let mut up = self.connector.connect_as(user).await?;
         let ns = up.namespace().await?;
         let mut root = ns.prefix.clone().into_bytes();
         root.extend_from_slice(self.config.folder.as_bytes());
-        let listed = list_folders(&mut up, &root, self.config, &ns.prefix).await?;
+        let listed = list_folders(&mut up, &root, &self.config.exclude, &ns.prefix).await?;
         let condstore = up.has_capability("CONDSTORE");
         // The previous snapshot to build on (the latest one, any date).
         let prev = self
@@ -284,10 +155,7 @@ impl Job<'_> {
         let mut reused: Vec<Vec<MessageRecord>> = Vec::new();
         let result = async {
             for (index, l) in listed.iter().enumerate() {
-                let selectable = !l
-                    .attributes
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent"));
+                let selectable = l.selectable();
                 let mut record = FolderRecord {
                     name: l.name.clone(),
                     delimiter: l.delimiter,
@@ -366,13 +234,8 @@ impl Job<'_> {
                                     None => missing.push(uid),
                                 }
                             }
-                            Next::Done(t) if t.status == Status::Ok => break,
-                            Next::Done(t) => {
-                                return Err(SnapshotError::Command {
-                                    command: cmd,
-                                    text: String::from_utf8_lossy(t.status_text()).into_owned(),
-                                })
-                            }
+                            Next::Done(t) if t.is_ok() => break,
+                            Next::Done(t) => return Err(t.refusal(&cmd).into()),
                         }
                     }
                 }
@@ -424,13 +287,8 @@ impl Job<'_> {
                                     return Err(SnapshotError::Worker);
                                 }
                             }
-                            Next::Done(t) if t.status == Status::Ok => break,
-                            Next::Done(t) => {
-                                return Err(SnapshotError::Command {
-                                    command: "UID FETCH (bodies)".into(),
-                                    text: String::from_utf8_lossy(t.status_text()).into_owned(),
-                                })
-                            }
+                            Next::Done(t) if t.is_ok() => break,
+                            Next::Done(t) => return Err(t.refusal("UID FETCH (bodies)").into()),
                         }
                     }
                 }
@@ -487,23 +345,5 @@ impl Job<'_> {
             "snapshot committed"
         );
         Ok(stats)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn response_codes_are_read() {
-        assert_eq!(
-            code_number(b"* OK [UIDVALIDITY 1795614762] UIDs valid\r\n", "UIDVALIDITY"),
-            Some(1795614762)
-        );
-        assert_eq!(
-            code_number(b"* OK [HIGHESTMODSEQ 12] Highest\r\n", "HIGHESTMODSEQ"),
-            Some(12)
-        );
-        assert_eq!(code_number(b"* OK [UIDNEXT 5] x\r\n", "UIDVALIDITY"), None);
     }
 }

@@ -16,9 +16,8 @@ use tokio::sync::{RwLock, Semaphore};
 use tracing::{error, info, info_span, Instrument};
 
 use crate::config::{parse_hh_mm, Config};
-use crate::imap::mutf7;
-use crate::proxy::upstream::Connector;
-use crate::store::{RequestState, SnapshotInfo, Store, StoreError, SweepStats};
+use crate::store::{find_folder, RequestState, SnapshotInfo, Store, StoreError, SweepStats};
+use crate::upstream::Connector;
 
 use self::job::{Job, JobStats};
 use self::schedule::{Clock, Schedule};
@@ -60,27 +59,10 @@ pub struct Service {
     /// bodies, including those of a job not yet committed) exclusively.
     jobs: RwLock<()>,
     schedule: Schedule,
-    /// Restore requests (shared with the proxy when `serve` runs).
-    restores: Arc<crate::restore::Restores>,
 }
 
 impl Service {
     pub fn new(config: Arc<Config>, store: Arc<Store>, connector: Arc<Connector>) -> Result<Self, ServiceError> {
-        let restores = Arc::new(crate::restore::Restores::new(
-            config.clone(),
-            store.clone(),
-            connector.clone(),
-        ));
-        Self::with_restores(config, store, connector, restores)
-    }
-
-    /// Like [`Service::new`], sharing the proxy's restore service.
-    pub fn with_restores(
-        config: Arc<Config>,
-        store: Arc<Store>,
-        connector: Arc<Connector>,
-        restores: Arc<crate::restore::Restores>,
-    ) -> Result<Self, ServiceError> {
         let (hour, minute) = parse_hh_mm(&config.snapshots.at)
             .ok_or_else(|| ServiceError::BadRequest("config key `snapshots.at` is not HH:MM".into()))?;
         let tz = jiff::tz::TimeZone::get(&config.snapshots.timezone)
@@ -95,12 +77,7 @@ impl Service {
                 minute: minute as i8,
                 tz,
             },
-            restores,
         })
-    }
-
-    pub fn restores(&self) -> &Arc<crate::restore::Restores> {
-        &self.restores
     }
 
     pub fn schedule(&self) -> &Schedule {
@@ -321,29 +298,4 @@ impl Service {
         })
         .await;
     }
-}
-
-/// A folder by the name a person typed: the upstream's exact name, its
-/// modified UTF-7 form, or either without the namespace prefix.
-pub fn find_folder<'a>(
-    folders: &'a [crate::store::FolderRecord],
-    wanted: &str,
-) -> Option<&'a crate::store::FolderRecord> {
-    let encoded = mutf7::encode(wanted);
-    let candidates = [wanted.as_bytes(), encoded.as_bytes()];
-    folders
-        .iter()
-        .find(|f| candidates.contains(&f.name.as_slice()))
-        .or_else(|| {
-            // Courier/Cyrus style: `Sent` means `INBOX.Sent`.
-            folders.iter().find(|f| {
-                let d = f.delimiter.map(|d| d as u8).unwrap_or(b'/');
-                candidates.iter().any(|c| {
-                    let mut full = b"INBOX".to_vec();
-                    full.push(d);
-                    full.extend_from_slice(c);
-                    f.name == full
-                })
-            })
-        })
 }

@@ -58,6 +58,10 @@ pub fn message(user: &str, date: &str, folder: &[u8], uid: u32) -> Vec<u8> {
 pub fn message_folder_prefix(user: &str, date: &str, folder: &[u8]) -> Vec<u8> {
     join(&[user.as_bytes(), date.as_bytes(), folder, b""])
 }
+/// [`message_folder_prefix`] of the folder whose `folders` key this is.
+pub fn message_prefix_of_folder_key(folder_key: &[u8]) -> Vec<u8> {
+    join(&[folder_key, b""])
+}
 /// The UID at the end of a message key.
 pub fn message_uid(key: &[u8]) -> Option<u32> {
     let tail: [u8; 4] = key.get(key.len().checked_sub(4)?..)?.try_into().ok()?;

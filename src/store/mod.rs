@@ -17,9 +17,14 @@
 //! visible in one atomic batch. Blobs nobody references (after pruning, or
 //! left by a crashed job) are removed by [`Store::sweep`].
 
+mod content;
 pub mod keys;
+mod meta;
+mod records;
+mod requests;
+mod snapshots;
+mod sweep;
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
@@ -27,10 +32,16 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use keys::Hash;
+pub use records::*;
 
 /// Version of the key and value formats. A store with another version is
 /// refused rather than misread.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Versions [`Store::open`] upgrades in place. Version 1 stores may lack
+/// the `lists` record of folders committed before it existed; the upgrade
+/// writes them, so reading never guesses.
+const UPGRADABLE: &[u32] = &[1];
 
 const CF_META: &str = "meta";
 const CF_SNAPSHOTS: &str = "snapshots";
@@ -74,167 +85,11 @@ pub enum StoreError {
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
-
-/// One committed snapshot of one user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotInfo {
-    pub user: String,
-    /// Local date label `YYYY-MM-DD`.
-    pub date: String,
-    /// Unix time the snapshot was taken.
-    pub taken_at: i64,
-    pub folders: u32,
-    pub messages: u64,
-    /// Sum of the messages' RFC822.SIZE.
-    pub bytes: u64,
-}
-
-/// A folder as it was when the snapshot was taken.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FolderRecord {
-    /// The upstream's name, exactly as it spells it (modified UTF-7 or UTF-8).
-    pub name: Vec<u8>,
-    pub delimiter: Option<char>,
-    /// LIST attributes, e.g. `\HasChildren`, `\Noselect`, `\Sent`.
-    pub attributes: Vec<String>,
-    /// The folder's FLAGS (from EXAMINE).
-    pub flags: Vec<String>,
-    pub selectable: bool,
-    pub uidvalidity: u32,
-    pub uidnext: u32,
-    /// 0 when the upstream has no CONDSTORE.
-    pub highestmodseq: u64,
-    pub messages: u32,
-    /// Sum of the messages' RFC822.SIZE.
-    pub bytes: u64,
-    /// When the folder had not changed since an earlier snapshot, the date
-    /// whose message records it shares (none are written again). `None`:
-    /// this snapshot's own records.
-    pub messages_at: Option<String>,
-}
-
-/// A message of a snapshot folder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageRecord {
-    pub uid: u32,
-    pub flags: Vec<String>,
-    /// INTERNALDATE exactly as the upstream wrote it (without quotes).
-    pub internaldate: String,
-    pub hash: Hash,
-    pub modseq: u64,
-    /// RFC822.SIZE (also in the content record; here so that totals need
-    /// no lookups).
-    pub size: u64,
-}
-
-/// What depends only on a message's bytes, captured from the upstream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContentRecord {
-    pub size: u64,
-    /// The upstream's ENVELOPE, BODYSTRUCTURE and BODY values, raw.
-    pub envelope: Vec<u8>,
-    pub bodystructure: Vec<u8>,
-    pub body: Vec<u8>,
-}
-
-/// Where a restore request stands (SPEC section 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RequestState {
-    Pending,
-    Confirmed,
-    Running,
-    Completed,
-    Rejected,
-    Expired,
-}
-
-impl RequestState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Confirmed => "confirmed",
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::Rejected => "rejected",
-            Self::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Confirmed,
-            Self::Running,
-            Self::Completed,
-            Self::Rejected,
-            Self::Expired,
-        ]
-        .into_iter()
-        .find(|st| st.as_str().eq_ignore_ascii_case(s))
-    }
-}
-
-/// What a restore did to one folder (journaled as it goes, so a restart
-/// resumes after the folders already done).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FolderProgress {
-    /// The upstream's name of the folder.
-    pub folder: Vec<u8>,
-    pub restored: u64,
-    pub present: u64,
-    pub moved: u64,
-    pub created: bool,
-}
-
-/// A restore request and its history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RestoreRequest {
-    pub id: u64,
-    pub user: String,
-    /// The snapshot date to restore from.
-    pub date: String,
-    /// One folder (the upstream's name), or `None` for all folders.
-    pub folder: Option<Vec<u8>>,
-    pub state: RequestState,
-    pub created_at: i64,
-    /// Admin who confirmed or rejected it, and when.
-    pub decided_by: Option<String>,
-    pub decided_at: Option<i64>,
-    pub reason: Option<String>,
-    /// Number of the current status message (its UID in the virtual
-    /// folders); a new one with every state change.
-    pub status_seq: u64,
-    /// When the state last changed.
-    pub changed_at: i64,
-    /// Folders finished so far (in scope order).
-    pub progress: Vec<FolderProgress>,
-    /// The last failure of a run (it is retried).
-    pub error: Option<String>,
-}
-
-/// One billing line: a confirmed restore.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerEntry {
-    pub request: u64,
-    pub user: String,
-    pub date: String,
-    pub price: String,
-    pub confirmed_by: String,
-    pub confirmed_at: i64,
-}
-
-/// Counts from a sweep.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SweepStats {
-    pub blobs_removed: u64,
-    pub bytes_removed: u64,
-}
-
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     postcard::to_stdvec(v).map_err(corrupt)
 }
 
-fn decode<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(b).map_err(corrupt)
 }
 
@@ -255,7 +110,7 @@ pub struct Store {
 
 /// See [`Store::messages_shared`].
 #[derive(Default)]
-struct FolderCache {
+pub(crate) struct FolderCache {
     lists: std::collections::HashMap<Vec<u8>, std::sync::Arc<Vec<MessageRecord>>>,
     records: usize,
     /// Bumped by every commit/delete: a list read before it is not cached.
@@ -264,7 +119,6 @@ struct FolderCache {
 
 /// Records kept in the folder cache at most (about 100 bytes each).
 const FOLDER_CACHE_RECORDS: usize = 500_000;
-
 impl Store {
     /// Opens or creates the store, checking its schema version.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -302,13 +156,18 @@ impl Store {
             folder_cache: std::sync::Mutex::new(FolderCache::default()),
         };
         let meta = store.cf(CF_META)?;
-        match store.db.get_cf(meta, keys::SCHEMA)? {
+        let found = store.db.get_cf(meta, keys::SCHEMA)?;
+        let version = found
+            .as_deref()
+            .map(|v| std::str::from_utf8(v).ok().and_then(|t| t.parse::<u32>().ok()));
+        match version {
             None => store.db.put_cf(meta, keys::SCHEMA, SCHEMA_VERSION.to_string())?,
-            Some(v) if v == SCHEMA_VERSION.to_string().as_bytes() => {}
-            Some(v) => {
+            Some(Some(SCHEMA_VERSION)) => {}
+            Some(Some(v)) if UPGRADABLE.contains(&v) => store.upgrade_lists()?,
+            Some(_) => {
                 return Err(StoreError::Schema {
                     path: store.path.clone(),
-                    found: String::from_utf8_lossy(&v).into_owned(),
+                    found: String::from_utf8_lossy(found.as_deref().unwrap_or_default()).into_owned(),
                     expected: SCHEMA_VERSION,
                 })
             }
@@ -316,14 +175,14 @@ impl Store {
         Ok(store)
     }
 
-    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+    pub(crate) fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
         self.db
             .cf_handle(name)
             .ok_or_else(|| corrupt(format!("column family {name} missing")))
     }
 
     /// Values of every key starting with `prefix`, in key order.
-    fn scan(&self, cf: &str, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+    pub(crate) fn scan(&self, cf: &str, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
         let cf = self.cf(cf)?;
         let mut out = Vec::new();
         for item in self
@@ -339,201 +198,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Remembers a user who logged in through the proxy (snapshotted nightly).
-    pub fn remember_user(&self, user: &str, at: i64) -> Result<(), StoreError> {
-        self.db
-            .put_cf(self.cf(CF_META)?, keys::known_user(user), at.to_be_bytes())?;
-        Ok(())
-    }
-
-    pub fn known_users(&self) -> Result<Vec<String>, StoreError> {
-        let prefix = keys::known_user_prefix();
-        Ok(self
-            .scan(CF_META, &prefix)?
-            .into_iter()
-            .filter_map(|(k, _)| std::str::from_utf8(&k[prefix.len()..]).ok().map(str::to_string))
-            .collect())
-    }
-
-    pub fn last_run(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_META)?, keys::LAST_RUN)?
-            .and_then(|v| v.as_slice().try_into().ok().map(i64::from_be_bytes)))
-    }
-
-    pub fn set_last_run(&self, at: i64) -> Result<(), StoreError> {
-        self.db.put_cf(self.cf(CF_META)?, keys::LAST_RUN, at.to_be_bytes())?;
-        Ok(())
-    }
-
-    pub fn has_content(&self, user: &str, hash: &Hash) -> Result<bool, StoreError> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(CF_CONTENT)?, keys::content(user, hash))?
-            .is_some())
-    }
-
-    /// Stores a message's bytes and metadata unless already there. Returns
-    /// true if it was new. Not synced: the snapshot commit syncs the WAL.
-    pub fn put_content(&self, user: &str, hash: &Hash, raw: &[u8], meta: &ContentRecord) -> Result<bool, StoreError> {
-        if self.has_content(user, hash)? {
-            return Ok(false);
-        }
-        let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL)?;
-        let key = keys::content(user, hash);
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_BLOBS)?, &key, compressed);
-        batch.put_cf(self.cf(CF_CONTENT)?, &key, encode(meta)?);
-        self.db.write(batch)?;
-        Ok(true)
-    }
-
-    pub fn content(&self, user: &str, hash: &Hash) -> Result<Option<ContentRecord>, StoreError> {
-        match self.db.get_pinned_cf(self.cf(CF_CONTENT)?, keys::content(user, hash))? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// The raw message bytes.
-    pub fn blob(&self, user: &str, hash: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(v) = self.db.get_pinned_cf(self.cf(CF_BLOBS)?, keys::content(user, hash))? else {
-            return Ok(None);
-        };
-        let size = self
-            .content(user, hash)?
-            .map(|c| c.size as usize)
-            .unwrap_or(v.len() * 4);
-        let raw = zstd::bulk::decompress(&v, size.max(64))?;
-        if blake3::hash(&raw).as_bytes() != hash {
-            return Err(corrupt("message bytes do not match their hash"));
-        }
-        Ok(Some(raw))
-    }
-
-    /// Content records of many messages in one batched read (FETCH of a
-    /// whole folder); `None` where one is missing.
-    pub fn contents(&self, user: &str, hashes: &[Hash]) -> Result<Vec<Option<ContentRecord>>, StoreError> {
-        let keys: Vec<Vec<u8>> = hashes.iter().map(|h| keys::content(user, h)).collect();
-        self.db
-            .batched_multi_get_cf(self.cf(CF_CONTENT)?, &keys, false)
-            .into_iter()
-            .map(|r| match r? {
-                Some(v) => Ok(Some(decode(&v)?)),
-                None => Ok(None),
-            })
-            .collect()
-    }
-
-    /// Raw bytes of many messages in one batched read. `size` (RFC822.SIZE)
-    /// sizes the decompression buffer. With `verify` each is checked against
-    /// its content hash (restores, drag-out: what goes back into a mailbox);
-    /// serving FETCH relies on RocksDB's block checksums instead, which
-    /// catch disk corruption at a fraction of the cost.
-    pub fn blobs(&self, user: &str, wanted: &[(Hash, u64)], verify: bool) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let keys: Vec<Vec<u8>> = wanted.iter().map(|(h, _)| keys::content(user, h)).collect();
-        let compressed = self.db.batched_multi_get_cf(self.cf(CF_BLOBS)?, &keys, false);
-        // One decompression context for the batch (creating one per message
-        // costs more than decompressing a small message). Single-threaded on
-        // purpose: splitting it over two threads measured slower end to end
-        // on a 2-core machine (the client and the relay need the cores).
-        let mut dctx = zstd::bulk::Decompressor::new()?;
-        compressed
-            .into_iter()
-            .zip(wanted)
-            .map(|(c, (hash, size))| match c? {
-                Some(v) => {
-                    let raw = dctx.decompress(&v, (*size as usize).max(64))?;
-                    if verify && blake3::hash(&raw).as_bytes() != hash {
-                        return Err(corrupt("message bytes do not match their hash"));
-                    }
-                    Ok(Some(raw))
-                }
-                None => Ok(None),
-            })
-            .collect()
-    }
-
-    /// Makes a snapshot visible, replacing one of the same user and date,
-    /// in one atomic, synced batch.
-    pub fn commit_snapshot(
-        &self,
-        info: &SnapshotInfo,
-        folders: &[FolderRecord],
-        messages: &[(Vec<u8>, Vec<MessageRecord>)],
-    ) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        self.rehome_into(&mut batch, &info.user, &info.date)?;
-        self.delete_snapshot_into(&mut batch, &info.user, &info.date)?;
-        let (u, d) = (info.user.as_str(), info.date.as_str());
-        let fcf = self.cf(CF_FOLDERS)?;
-        for f in folders {
-            batch.put_cf(fcf, keys::folder(u, d, &f.name), encode(f)?);
-        }
-        let mcf = self.cf(CF_MESSAGES)?;
-        let lcf = self.cf(CF_LISTS)?;
-        for (folder, msgs) in messages {
-            for m in msgs {
-                batch.put_cf(mcf, keys::message(u, d, folder, m.uid), encode(m)?);
-            }
-            batch.put_cf(lcf, keys::folder(u, d, folder), encode(msgs)?);
-        }
-        batch.put_cf(self.cf(CF_SNAPSHOTS)?, keys::snapshot(u, d), encode(info)?);
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
-        self.forget_cached_folders();
-        Ok(())
-    }
-
-    fn delete_snapshot_into(&self, batch: &mut WriteBatch, user: &str, date: &str) -> Result<(), StoreError> {
-        let prefix = keys::snapshot_prefix(user, date);
-        let end = keys::prefix_end(&prefix);
-        batch.delete_range_cf(self.cf(CF_FOLDERS)?, &prefix, &end);
-        batch.delete_range_cf(self.cf(CF_MESSAGES)?, &prefix, &end);
-        batch.delete_range_cf(self.cf(CF_LISTS)?, &prefix, &end);
-        batch.delete_cf(self.cf(CF_SNAPSHOTS)?, keys::snapshot(user, date));
-        Ok(())
-    }
-
-    /// Before the records of `date` go (prune, or a snapshot replacing it),
-    /// folders of other snapshots that share them get their own copy: the
-    /// oldest such snapshot takes the records, later ones point to it.
-    fn rehome_into(&self, batch: &mut WriteBatch, user: &str, date: &str) -> Result<(), StoreError> {
-        let mcf = self.cf(CF_MESSAGES)?;
-        let fcf = self.cf(CF_FOLDERS)?;
-        // folder name -> the snapshot now holding its records
-        let mut new_home: std::collections::HashMap<Vec<u8>, String> = std::collections::HashMap::new();
-        for s in self.snapshots(Some(user))? {
-            if s.date == date {
-                continue;
-            }
-            for mut f in self.folders(user, &s.date)? {
-                if f.messages_at.as_deref() != Some(date) {
-                    continue;
-                }
-                match new_home.get(&f.name) {
-                    Some(home) => f.messages_at = Some(home.clone()),
-                    None => {
-                        for (_, v) in self.scan(CF_MESSAGES, &keys::message_folder_prefix(user, date, &f.name))? {
-                            let m: MessageRecord = decode(&v)?;
-                            batch.put_cf(mcf, keys::message(user, &s.date, &f.name, m.uid), &v);
-                        }
-                        let lcf = self.cf(CF_LISTS)?;
-                        if let Some(list) = self.db.get_cf(lcf, keys::folder(user, date, &f.name))? {
-                            batch.put_cf(lcf, keys::folder(user, &s.date, &f.name), list);
-                        }
-                        new_home.insert(f.name.clone(), s.date.clone());
-                        f.messages_at = None;
-                    }
-                }
-                batch.put_cf(fcf, keys::folder(user, &s.date, &f.name), encode(&f)?);
-            }
-        }
-        Ok(())
-    }
-
     /// Writes the memtables to SST files, so the next open of the store has
     /// no write-ahead log to replay (a full snapshot leaves tens of MB there).
     pub fn flush(&self) -> Result<(), StoreError> {
@@ -543,299 +207,11 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a snapshot (its bodies stay until [`Store::sweep`]).
-    pub fn delete_snapshot(&self, user: &str, date: &str) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        self.rehome_into(&mut batch, user, date)?;
-        self.delete_snapshot_into(&mut batch, user, date)?;
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
-        self.forget_cached_folders();
-        Ok(())
-    }
-
-    /// Snapshots of one user (or all users), oldest first per user.
-    pub fn snapshots(&self, user: Option<&str>) -> Result<Vec<SnapshotInfo>, StoreError> {
-        let prefix = user.map(keys::snapshot_user_prefix).unwrap_or_default();
-        self.scan(CF_SNAPSHOTS, &prefix)?
-            .into_iter()
-            .map(|(_, v)| decode(&v))
-            .collect()
-    }
-
-    pub fn snapshot(&self, user: &str, date: &str) -> Result<Option<SnapshotInfo>, StoreError> {
-        match self.db.get_cf(self.cf(CF_SNAPSHOTS)?, keys::snapshot(user, date))? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
-    }
-
-    pub fn folders(&self, user: &str, date: &str) -> Result<Vec<FolderRecord>, StoreError> {
-        self.scan(CF_FOLDERS, &keys::snapshot_prefix(user, date))?
-            .into_iter()
-            .map(|(_, v)| decode(&v))
-            .collect()
-    }
-
-    pub fn folder(&self, user: &str, date: &str, name: &[u8]) -> Result<Option<FolderRecord>, StoreError> {
-        match self.db.get_cf(self.cf(CF_FOLDERS)?, keys::folder(user, date, name))? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// The date whose records hold a folder's messages.
-    fn records_date(&self, user: &str, date: &str, folder: &[u8]) -> Result<String, StoreError> {
-        Ok(self
-            .folder(user, date, folder)?
-            .and_then(|f| f.messages_at)
-            .unwrap_or_else(|| date.to_string()))
-    }
-
-    /// A folder's messages in UID order (following a shared list).
-    pub fn messages(&self, user: &str, date: &str, folder: &[u8]) -> Result<Vec<MessageRecord>, StoreError> {
-        let at = self.records_date(user, date, folder)?;
-        // Decoded straight from the iterator's slices (no copy of keys and
-        // values): this is the cost of opening a snapshot folder.
-        let prefix = keys::message_folder_prefix(user, &at, folder);
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_MESSAGES)?, opts);
-        it.seek(&prefix);
-        let mut out = Vec::new();
-        while it.valid() {
-            if let Some(v) = it.value() {
-                out.push(decode(v)?);
-            }
-            it.next();
-        }
-        it.status()?;
-        Ok(out)
-    }
-
-    /// [`Store::messages`], shared and cached (SELECT of a snapshot folder).
-    pub fn messages_shared(
-        &self,
-        user: &str,
-        date: &str,
-        folder: &[u8],
-    ) -> Result<std::sync::Arc<Vec<MessageRecord>>, StoreError> {
-        let key = keys::folder(user, date, folder);
-        let generation = {
-            let cache = self.folder_cache.lock().map_err(|_| corrupt("folder cache poisoned"))?;
-            if let Some(hit) = cache.lists.get(&key) {
-                return Ok(hit.clone());
-            }
-            cache.generation
-        };
-        let list = std::sync::Arc::new(self.load_list(user, date, folder)?);
-        if let Ok(mut cache) = self.folder_cache.lock() {
-            if cache.generation == generation {
-                if cache.records + list.len() > FOLDER_CACHE_RECORDS {
-                    cache.lists.clear();
-                    cache.records = 0;
-                }
-                cache.records += list.len();
-                cache.lists.insert(key, list.clone());
-            }
-        }
-        Ok(list)
-    }
-
-    /// A folder's messages from its list record, one read, where the
-    /// commit wrote one (stores from before it existed: the scan). The
-    /// uncached half of [`Store::messages_shared`].
-    pub fn load_list(&self, user: &str, date: &str, folder: &[u8]) -> Result<Vec<MessageRecord>, StoreError> {
-        let at = self.records_date(user, date, folder)?;
-        match self
-            .db
-            .get_pinned_cf(self.cf(CF_LISTS)?, keys::folder(user, &at, folder))?
-        {
-            Some(v) => decode(&v),
-            None => self.messages(user, date, folder),
-        }
-    }
-
-    fn forget_cached_folders(&self) {
-        if let Ok(mut cache) = self.folder_cache.lock() {
-            cache.lists.clear();
-            cache.records = 0;
-            cache.generation += 1;
-        }
-    }
-
-    pub fn message(
-        &self,
-        user: &str,
-        date: &str,
-        folder: &[u8],
-        uid: u32,
-    ) -> Result<Option<MessageRecord>, StoreError> {
-        let at = self.records_date(user, date, folder)?;
-        match self
-            .db
-            .get_cf(self.cf(CF_MESSAGES)?, keys::message(user, &at, folder, uid))?
-        {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn counter(&self, key: &[u8]) -> Result<u64, StoreError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_META)?, key)?
-            .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0))
-    }
-
-    /// Creates a request: assigns its id and first status number, stores it.
-    pub fn create_request(&self, mut req: RestoreRequest) -> Result<RestoreRequest, StoreError> {
-        let _guard = self
-            .requests_lock
-            .lock()
-            .map_err(|_| corrupt("request lock poisoned"))?;
-        req.id = self.counter(keys::LAST_REQUEST_ID)? + 1;
-        req.status_seq = self.counter(keys::LAST_STATUS_SEQ)? + 1;
-        let mut batch = WriteBatch::default();
-        let meta = self.cf(CF_META)?;
-        batch.put_cf(meta, keys::LAST_REQUEST_ID, req.id.to_be_bytes());
-        batch.put_cf(meta, keys::LAST_STATUS_SEQ, req.status_seq.to_be_bytes());
-        batch.put_cf(self.cf(CF_REQUESTS)?, keys::request(req.id), encode(&req)?);
-        self.write_synced(batch)?;
-        Ok(req)
-    }
-
-    /// Changes a request under the lock: `change` sees the stored record and
-    /// returns whether the state changed (then it gets a new status number)
-    /// and optionally a ledger entry written in the same batch. Errors of
-    /// `change` are returned as they are.
-    pub fn update_request<E>(
-        &self,
-        id: u64,
-        change: impl FnOnce(&mut RestoreRequest) -> Result<(bool, Option<LedgerEntry>), E>,
-    ) -> Result<Result<RestoreRequest, E>, StoreError> {
-        let _guard = self
-            .requests_lock
-            .lock()
-            .map_err(|_| corrupt("request lock poisoned"))?;
-        let Some(mut req) = self.request(id)? else {
-            return Err(StoreError::Corrupt(format!("no restore request {id}")));
-        };
-        let (state_changed, ledger) = match change(&mut req) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
-        let mut batch = WriteBatch::default();
-        if state_changed {
-            req.status_seq = self.counter(keys::LAST_STATUS_SEQ)? + 1;
-            batch.put_cf(self.cf(CF_META)?, keys::LAST_STATUS_SEQ, req.status_seq.to_be_bytes());
-        }
-        if let Some(entry) = ledger {
-            batch.put_cf(self.cf(CF_LEDGER)?, keys::request(entry.request), encode(&entry)?);
-        }
-        batch.put_cf(self.cf(CF_REQUESTS)?, keys::request(req.id), encode(&req)?);
-        self.write_synced(batch)?;
-        Ok(Ok(req))
-    }
-
-    fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
         Ok(())
-    }
-
-    pub fn request(&self, id: u64) -> Result<Option<RestoreRequest>, StoreError> {
-        match self.db.get_cf(self.cf(CF_REQUESTS)?, keys::request(id))? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Every request, by id.
-    pub fn requests(&self) -> Result<Vec<RestoreRequest>, StoreError> {
-        self.scan(CF_REQUESTS, b"")?
-            .into_iter()
-            .map(|(_, v)| decode(&v))
-            .collect()
-    }
-
-    /// The highest status number handed out (UIDNEXT of the request folders
-    /// is one more).
-    pub fn last_status_seq(&self) -> Result<u64, StoreError> {
-        self.counter(keys::LAST_STATUS_SEQ)
-    }
-
-    /// The billing ledger, by request id.
-    pub fn ledger(&self) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.scan(CF_LEDGER, b"")?
-            .into_iter()
-            .map(|(_, v)| decode(&v))
-            .collect()
-    }
-
-    /// Deletes every blob and content record no snapshot references
-    /// (mark and sweep), then compacts so the disk space is returned.
-    /// Callers must not run it while a snapshot job is writing.
-    pub fn sweep(&self) -> Result<SweepStats, StoreError> {
-        let mut referenced: HashSet<(String, Hash)> = HashSet::new();
-        let mcf = self.cf(CF_MESSAGES)?;
-        for item in self.db.iterator_cf(mcf, IteratorMode::Start) {
-            let (k, v) = item?;
-            let user = keys::key_user(&k).ok_or_else(|| corrupt("message key without user"))?;
-            let m: MessageRecord = decode(&v)?;
-            referenced.insert((user.to_string(), m.hash));
-        }
-        let mut stats = SweepStats::default();
-        let bcf = self.cf(CF_BLOBS)?;
-        let ccf = self.cf(CF_CONTENT)?;
-        let mut batch = WriteBatch::default();
-        for item in self.db.iterator_cf(bcf, IteratorMode::Start) {
-            let (k, v) = item?;
-            let user = keys::key_user(&k).ok_or_else(|| corrupt("blob key without user"))?;
-            let hash = keys::content_hash(&k).ok_or_else(|| corrupt("blob key without hash"))?;
-            if !referenced.contains(&(user.to_string(), hash)) {
-                batch.delete_cf(bcf, &k);
-                batch.delete_cf(ccf, &k);
-                stats.blobs_removed += 1;
-                stats.bytes_removed += v.len() as u64;
-            }
-        }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
-        for cf in [bcf, ccf, mcf, self.cf(CF_FOLDERS)?] {
-            self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
-        }
-        Ok(stats)
-    }
-
-    /// Number of stored blobs and their on-disk size (SST files of `blobs`).
-    pub fn blob_stats(&self) -> Result<(u64, u64), StoreError> {
-        let bcf = self.cf(CF_BLOBS)?;
-        let count = self.db.iterator_cf(bcf, IteratorMode::Start).count() as u64;
-        self.db.flush_cf(bcf)?;
-        let size = self
-            .db
-            .property_int_value_cf(bcf, "rocksdb.total-sst-files-size")?
-            .unwrap_or(0);
-        Ok((count, size))
-    }
-
-    /// On-disk size of all column families after a flush (SST files).
-    pub fn disk_size(&self) -> Result<u64, StoreError> {
-        let mut total = 0;
-        for name in ALL_CFS {
-            let cf = self.cf(name)?;
-            self.db.flush_cf(cf)?;
-            total += self
-                .db
-                .property_int_value_cf(cf, "rocksdb.total-sst-files-size")?
-                .unwrap_or(0);
-        }
-        Ok(total)
     }
 }
 

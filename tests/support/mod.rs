@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imap_time_machine::config::Config;
-use imap_time_machine::proxy::stream::MaybeTls;
-use imap_time_machine::proxy::Server;
+use imap_time_machine::net::stream::MaybeTls;
+use imap_time_machine::server::Server;
+use imap_time_machine::services::Services;
 use imap_time_machine::store::Store;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -246,7 +247,8 @@ impl Proxy {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let server = Server::bind(cfg, Some(proxy_store)).await.expect("bind proxy");
+                let services = Services::new(cfg, proxy_store).expect("services");
+                let server = Server::bind(&services).await.expect("bind proxy");
                 let addrs = (
                     server.tls_addr().expect("tls addr"),
                     server.plain_addr().expect("plain addr"),
@@ -277,8 +279,7 @@ impl Proxy {
 
     /// Takes a snapshot of `user` labelled `date` into the proxy's store.
     pub async fn snapshot(&self, user: &str, date: &str) {
-        let connector =
-            Arc::new(imap_time_machine::proxy::upstream::Connector::from_config(&self.config).expect("connector"));
+        let connector = Arc::new(imap_time_machine::upstream::Connector::from_config(&self.config).expect("connector"));
         let svc = Arc::new(
             imap_time_machine::snapshot::Service::new(self.config.clone(), self.store.clone(), connector)
                 .expect("service"),
@@ -334,7 +335,7 @@ pub fn config_file(upstream: SocketAddr, dir: &Path, edit: impl FnOnce(String) -
 pub fn service(d: &Dovecot, data: &Path) -> Arc<imap_time_machine::snapshot::Service> {
     let config = Arc::new(Config::from_toml(&proxy_config_text(d.addr(), data), &repo_root()).expect("config"));
     let store = Arc::new(Store::open(&config.store.path).expect("store"));
-    let connector = Arc::new(imap_time_machine::proxy::upstream::Connector::from_config(&config).expect("connector"));
+    let connector = Arc::new(imap_time_machine::upstream::Connector::from_config(&config).expect("connector"));
     Arc::new(imap_time_machine::snapshot::Service::new(config, store, connector).expect("service"))
 }
 

@@ -1,0 +1,130 @@
+//! Entry points of the fuzz targets (`fuzz/fuzz_targets/`), one per
+//! hand-written parser of network bytes. They live here, not in the fuzz
+//! crate, so that `tests/fuzz_corpus.rs` replays the committed corpus
+//! through exactly the same code on every `cargo test`. Each asserts the
+//! parser's invariants; a panic is a finding.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+
+use crate::framing::{literal_announcement, read_command, ContinuationSink, FrameReader, ReadCommand};
+use crate::response::{retag, tag_of, Status};
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("fuzz runtime: {e}"))
+    })
+}
+
+struct NoContinuation;
+
+impl ContinuationSink for NoContinuation {
+    async fn send_continuation(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `FrameReader` and `read_command` over arbitrary bytes: lines never exceed
+/// the limit, literal chunks never exceed what was announced, and whole
+/// commands are made only of the input's bytes.
+pub fn framing(data: &[u8]) {
+    runtime().block_on(async {
+        let max_line = 64;
+        let mut r = FrameReader::new(data, max_line);
+        let mut consumed = 0usize;
+        for _ in 0..1000 {
+            let Ok(Some(line)) = r.read_line().await else { return };
+            assert!(line.len() <= max_line && line.ends_with(b"\n"));
+            consumed += line.len();
+            if let Some(lit) = literal_announcement(&line) {
+                let chunk = match r.read_literal_chunk(lit.len.min(100)).await {
+                    Ok(c) => c,
+                    Err(_) => return,
+                };
+                assert!(chunk.len() as u64 <= lit.len.min(100));
+                consumed += chunk.len();
+            }
+            let line = Bytes::from(line.to_vec());
+            match read_command(&mut r, line.clone(), 256, &mut NoContinuation).await {
+                Ok(ReadCommand::Complete(cmd)) => {
+                    assert!(cmd.bytes.starts_with(&line));
+                    assert!(cmd.sync_splits.iter().all(|&s| s <= cmd.bytes.len()));
+                    consumed += cmd.bytes.len() - line.len();
+                }
+                Ok(ReadCommand::TooBig { .. }) | Err(_) => return,
+            }
+            assert!(consumed <= data.len());
+        }
+    });
+}
+
+/// `CommandHead` (tag, name, first argument) and imap-codec's decoding of
+/// what it framed.
+pub fn command_head(data: &[u8]) {
+    if let Some(head) = crate::command::CommandHead::parse(data) {
+        assert!(!head.tag.is_empty());
+        assert!(!head.name.is_empty());
+        let _ = head.first_astring();
+        let _ = head.tag_str();
+    }
+    let _ = crate::command::decode(data);
+}
+
+/// FETCH response scanning and the value helpers the snapshot job uses.
+pub fn fetch_scan(data: &[u8]) {
+    if let Ok(f) = crate::fetch_scan::scan(data) {
+        for (name, value) in &f.items {
+            assert!(!name.is_empty());
+            let _ = crate::fetch_scan::string_value(value);
+            let _ = crate::fetch_scan::atom_list(value);
+        }
+        for item in ["UID", "RFC822.SIZE", "MODSEQ", "BODY[]", "FLAGS"] {
+            let _ = f.number(item);
+            let _ = f.get(item);
+        }
+    }
+}
+
+/// LIST/LSUB arguments (LIST-EXTENDED included) and wildcard matching of
+/// what they ask for.
+pub fn list_command(data: &[u8]) {
+    for lsub in [false, true] {
+        if let Some(cmd) = crate::list_command::parse(data, lsub) {
+            for p in &cmd.patterns {
+                let _ = crate::list_command::matches(p, b"Time Machine/2026-11-24/INBOX", Some(b'/'));
+                let _ = crate::list_command::matches(p, p, Some(b'.'));
+            }
+        }
+    }
+}
+
+/// Status lines from the upstream: parsed, written again, re-tagged; the
+/// codes' sets expanded; capability lists filtered.
+pub fn status_line(data: &[u8]) {
+    let _ = tag_of(data);
+    let _ = retag(data, "a1");
+    let _ = crate::capability::filter_line(data);
+    if let Some(s) = Status::parse(data) {
+        let again = Status::parse(&s.encode()).unwrap_or_else(|| panic!("own encoding does not parse: {s:?}"));
+        assert_eq!((again.tag, again.kind), (s.tag.clone(), s.kind));
+        if let Some(crate::response::Code::AppendUid { uids, .. }) = &s.code {
+            let _ = crate::sequence::expand(uids);
+        }
+    }
+}
+
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
+/// Every target by the name of its folder under `fuzz/corpus/`.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("framing", framing),
+    ("command_head", command_head),
+    ("fetch_scan", fetch_scan),
+    ("list_command", list_command),
+    ("status_line", status_line),
+];

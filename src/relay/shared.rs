@@ -1,0 +1,139 @@
+//! State both pumps look at: the expectation of a `+` for a literal, the
+//! diversion of responses to the proxy's own commands, lines to inject
+//! before a tagged OK, and the count of commands in flight.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// The upstream's answer to a command line announcing a sync literal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Continuation {
+    Continue,
+    Rejected,
+}
+
+pub(super) struct Expectation {
+    pub tag: Bytes,
+    /// Relay the upstream's `+` to the client (streamed APPEND) or swallow it.
+    pub forward_plus: bool,
+    pub reply: oneshot::Sender<Continuation>,
+}
+
+/// Where the responses to the proxy's own upstream command go.
+pub(super) struct Diversion {
+    pub tag: Bytes,
+    pub tx: mpsc::UnboundedSender<Bytes>,
+}
+
+#[derive(Default)]
+pub(super) struct Shared {
+    pub expect: Mutex<Option<Expectation>>,
+    /// The upstream sent a `+` the client must answer (IDLE, extensions):
+    /// the client's next line is continuation data, not a command.
+    pub client_continuation: AtomicBool,
+    /// Forwarded commands whose tagged response has not come back.
+    inflight: AtomicUsize,
+    quiet: Notify,
+    /// An IDLE is in flight: upstream silence is expected.
+    idling: AtomicBool,
+    /// Last sign of life of the exchange (an upstream byte, or client data
+    /// forwarded while a command is in flight).
+    progress: Mutex<Option<Instant>>,
+    /// Wakes the response pump to arm its upstream timeout.
+    pub armed: Notify,
+    /// A command of the proxy's own runs upstream: its responses go to the
+    /// client side, not the client.
+    pub divert: Mutex<Option<Diversion>>,
+    /// Lines to write just before the tagged OK of a forwarded command.
+    inject: Mutex<Vec<(Bytes, Bytes)>>,
+}
+
+impl Shared {
+    pub fn expect(&self, e: Expectation) {
+        if let Ok(mut slot) = self.expect.lock() {
+            *slot = Some(e);
+        }
+    }
+
+    pub fn take_expectation(&self) -> Option<Expectation> {
+        self.expect.lock().ok().and_then(|mut e| e.take())
+    }
+
+    pub fn take_expectation_for(&self, tag: &[u8]) -> Option<Expectation> {
+        let mut guard = self.expect.lock().ok()?;
+        if guard.as_ref().is_some_and(|e| e.tag == tag) {
+            guard.take()
+        } else {
+            None
+        }
+    }
+
+    pub fn inject(&self, tag: Bytes, lines: Bytes) {
+        if let Ok(mut inject) = self.inject.lock() {
+            inject.push((tag, lines));
+        }
+    }
+
+    pub fn take_injection(&self, tag: &[u8]) -> Option<Bytes> {
+        let mut guard = self.inject.lock().ok()?;
+        let i = guard.iter().position(|(t, _)| t == tag)?;
+        Some(guard.swap_remove(i).1)
+    }
+
+    pub fn diverting(&self) -> bool {
+        self.divert.lock().is_ok_and(|d| d.is_some())
+    }
+
+    pub fn progress(&self) {
+        if let Ok(mut p) = self.progress.lock() {
+            *p = Some(Instant::now());
+        }
+    }
+
+    /// A command goes upstream.
+    pub fn started(&self, idle: bool) {
+        if self.inflight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.progress();
+            self.armed.notify_one();
+        }
+        if idle {
+            self.idling.store(true, Ordering::Release);
+        }
+    }
+
+    /// When the upstream has been silent too long while a command waits.
+    pub fn deadline(&self, limit: Duration) -> Option<Instant> {
+        if self.inflight.load(Ordering::Acquire) == 0 || self.idling.load(Ordering::Acquire) {
+            return None;
+        }
+        let since = self.progress.lock().ok().and_then(|p| *p)?;
+        Some(since + limit)
+    }
+
+    pub fn tagged_done(&self) {
+        self.idling.store(false, Ordering::Release);
+        let prev = self
+            .inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)))
+            .unwrap_or(0);
+        if prev <= 1 {
+            self.quiet.notify_waiters();
+        }
+    }
+
+    /// Waits until every forwarded command is answered, so the proxy's own
+    /// answers never interleave with the upstream's.
+    pub async fn quiesce(&self) {
+        loop {
+            let notified = self.quiet.notified();
+            if self.inflight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The small I/O surface a command handler sees. Handlers take plain
+//! session state and `&mut dyn Io`, so a test drives them with a fake
+//! (`session::testing`) and the real session with the relay.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::imap::framing::{BufferedCommand, LiteralAnnouncement, ReadCommand};
+use crate::imap::response::Status;
+use crate::relay::Relay;
+use crate::upstream::AppendMessage;
+
+pub use crate::relay::SessionEnd;
+
+/// What a handler returns: `Err` ends the session.
+pub type Outcome = Result<(), SessionEnd>;
+
+/// Streams bytes to the client from a blocking thread (FETCH).
+pub type Chunks = Box<dyn FnMut(Bytes) -> Result<(), SessionEnd> + Send>;
+
+/// The client side, available in every state.
+#[async_trait]
+pub trait ClientIo: Send {
+    /// Queues bytes for the client, in order with everything else.
+    async fn send(&mut self, bytes: Bytes) -> Outcome;
+    /// The next line from the client; the idle limit applies.
+    async fn read_line(&mut self) -> Result<Bytes, SessionEnd>;
+    /// The next line within `wait`, `None` if nothing came (cancel-safe).
+    async fn read_line_within(&mut self, wait: Duration) -> Result<Option<Bytes>, SessionEnd>;
+    /// The rest of a command after its first line, literals buffered up to
+    /// `limit` (the `+` for each is sent).
+    async fn read_rest(&mut self, first: Bytes, limit: u64) -> Result<ReadCommand, SessionEnd>;
+
+    /// Sends a status line.
+    async fn status(&mut self, status: Status) -> Outcome {
+        self.send(Bytes::from(status.encode())).await
+    }
+}
+
+/// The authenticated session: the client side plus the upstream.
+#[async_trait]
+pub trait Io: ClientIo {
+    /// A handle a blocking thread streams client bytes through.
+    fn chunks(&self) -> Chunks;
+    /// Whether the upstream asked the client for data (IDLE, SASL): the
+    /// client's next line is that data.
+    fn take_client_continuation(&mut self) -> bool;
+    /// Forwards a line as it is.
+    async fn forward_line(&mut self, line: &[u8]) -> Outcome;
+    /// Forwards a buffered command as its original bytes.
+    async fn forward(&mut self, tag: &Bytes, cmd: &BufferedCommand, idle: bool) -> Outcome;
+    /// Streams an APPEND to a real folder, literal by literal.
+    async fn stream_append(&mut self, tag: Bytes, first: Bytes, lit: LiteralAnnouncement) -> Outcome;
+    /// Lines to write right before the upstream's tagged OK of `tag`.
+    fn inject_before_ok(&mut self, tag: Bytes, lines: Bytes);
+    /// Waits until the upstream has answered every forwarded command.
+    async fn quiet(&mut self) -> Outcome;
+    /// Runs a command of the proxy's own upstream; its responses, the
+    /// tagged one last.
+    async fn upstream(&mut self, command: &str) -> Result<Vec<Bytes>, SessionEnd>;
+    /// APPENDs messages upstream; each APPEND's tagged line.
+    async fn upstream_append(
+        &mut self,
+        mailbox: &[u8],
+        messages: &[AppendMessage<'_>],
+    ) -> Result<Vec<Bytes>, SessionEnd>;
+    /// How long the upstream has not seen a command.
+    fn upstream_idle_for(&self) -> Duration;
+}
+
+#[async_trait]
+impl ClientIo for Relay {
+    async fn send(&mut self, bytes: Bytes) -> Outcome {
+        Relay::send(self, bytes).await
+    }
+
+    async fn read_line(&mut self) -> Result<Bytes, SessionEnd> {
+        Relay::read_line(self).await
+    }
+
+    async fn read_line_within(&mut self, wait: Duration) -> Result<Option<Bytes>, SessionEnd> {
+        Relay::read_line_within(self, wait).await
+    }
+
+    async fn read_rest(&mut self, first: Bytes, limit: u64) -> Result<ReadCommand, SessionEnd> {
+        Relay::read_rest(self, first, limit).await
+    }
+}
+
+#[async_trait]
+impl Io for Relay {
+    fn chunks(&self) -> Chunks {
+        let chunks = Relay::chunks(self);
+        Box::new(move |b| chunks.send_blocking(b))
+    }
+
+    fn take_client_continuation(&mut self) -> bool {
+        Relay::take_client_continuation(self)
+    }
+
+    async fn forward_line(&mut self, line: &[u8]) -> Outcome {
+        Relay::forward_line(self, line).await
+    }
+
+    async fn forward(&mut self, tag: &Bytes, cmd: &BufferedCommand, idle: bool) -> Outcome {
+        Relay::forward(self, tag, cmd, idle).await
+    }
+
+    async fn stream_append(&mut self, tag: Bytes, first: Bytes, lit: LiteralAnnouncement) -> Outcome {
+        Relay::stream_append(self, tag, first, lit).await
+    }
+
+    fn inject_before_ok(&mut self, tag: Bytes, lines: Bytes) {
+        Relay::inject_before_ok(self, tag, lines)
+    }
+
+    async fn quiet(&mut self) -> Outcome {
+        Relay::quiet(self).await
+    }
+
+    async fn upstream(&mut self, command: &str) -> Result<Vec<Bytes>, SessionEnd> {
+        Relay::own_command(self, command).await
+    }
+
+    async fn upstream_append(
+        &mut self,
+        mailbox: &[u8],
+        messages: &[AppendMessage<'_>],
+    ) -> Result<Vec<Bytes>, SessionEnd> {
+        Relay::own_append(self, mailbox, messages).await
+    }
+
+    fn upstream_idle_for(&self) -> Duration {
+        Relay::upstream_idle_for(self)
+    }
+}
+
+/// One command as a handler gets it: the original bytes, and imap-codec's
+/// reading of them when it has one (extensions it does not know come as
+/// bytes only).
+pub struct Request<'a> {
+    pub tag: &'a str,
+    /// Upper-cased name; `UID FETCH` and friends include the `UID `.
+    pub name: &'a str,
+    pub bytes: &'a [u8],
+    pub command: Option<imap_codec::imap_types::command::Command<'a>>,
+}
+
+impl Request<'_> {
+    /// The decoded body, if imap-codec read the command.
+    pub fn body(&self) -> Option<&imap_codec::imap_types::command::CommandBody<'_>> {
+        self.command.as_ref().map(|c| &c.body)
+    }
+}
+
+/// What APPEND decides from its first line, before the message comes.
+pub enum Plan {
+    /// Stream it to the upstream, literal by literal.
+    Stream(crate::imap::framing::LiteralAnnouncement),
+    /// Buffer it, literals up to this many bytes, then route it.
+    Buffer(u64),
+    /// Refuse it before the client sends the message.
+    Refuse(crate::imap::response::Status),
+}

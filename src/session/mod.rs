@@ -1,0 +1,166 @@
+//! One client connection: greeting, the not-authenticated state
+//! ([`preauth`]), then the authenticated state ([`dispatch`]) over the
+//! relay. Every command's handling is found from the command table
+//! ([`commands`]) and lives in a file of [`op`] named after it; handlers
+//! take the plain session state ([`state`]) and a small I/O trait
+//! ([`io`]), so they are tested without a server ([`testing`]).
+
+pub mod commands;
+pub mod dispatch;
+pub mod io;
+pub mod op;
+pub mod preauth;
+pub mod reply;
+pub mod requests;
+pub mod source;
+pub mod state;
+pub mod tree;
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod transcripts;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, warn};
+
+use crate::imap::capability;
+use crate::imap::framing::FrameReader;
+use crate::imap::response::{Code, Status};
+use crate::net::stream::{ClientStream, MaybeTls};
+use crate::relay::Relay;
+
+use self::io::ClientIo;
+use self::preauth::PreAuthIo;
+use self::state::{Ctx, Leave, LoggedIn, PreAuth, State};
+use self::tree::Tree;
+
+/// Runs a session to its end. Errors are logged, never propagated: one
+/// connection's trouble must not touch another.
+pub async fn run(ctx: Arc<Ctx>, stream: ClientStream, peer: SocketAddr) {
+    let max_line = ctx.config.limits.max_line_length;
+    let login_limit = Duration::from_secs(ctx.config.limits.login_timeout_secs);
+    let tls_active = stream.is_tls();
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut reader = FrameReader::new(rd, max_line);
+    let caps = capability::pre_auth(tls_active, ctx.config.listen.allow_plaintext_login);
+    let greeting = Status::untagged_ok("imap-time-machine ready.").with_code(Code::Capability(caps));
+    if wr.write_all(&greeting.encode()).await.is_err() {
+        return;
+    }
+    let mut st = PreAuth {
+        ctx: ctx.clone(),
+        peer,
+        tls_active,
+        failed_logins: 0,
+        bad_commands: 0,
+        next: None,
+    };
+    loop {
+        let mut io = PreAuthIo {
+            reader: &mut reader,
+            writer: &mut wr,
+        };
+        let leave = match tokio::time::timeout(login_limit, preauth::run(&mut st, &mut io)).await {
+            Ok(Ok(leave)) => leave,
+            Ok(Err(end)) => {
+                if let Some(bye) = end.bye() {
+                    let _ = io.status(bye).await;
+                }
+                Leave::Close
+            }
+            Err(_) => {
+                let _ = io
+                    .status(Status::bye("Autologout: no login within the time limit"))
+                    .await;
+                Leave::Close
+            }
+        };
+        match leave {
+            Leave::Close => {
+                let _ = wr.shutdown().await;
+                return;
+            }
+            Leave::StartTls => {
+                // Anything the client pipelined after STARTTLS was sent in
+                // clear text and must not be executed (RFC 3501 11.1).
+                let (rd, _discarded) = reader.into_parts();
+                let MaybeTls::Plain(tcp) = rd.unsplit(wr) else {
+                    return;
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(ctx.server_tls.clone());
+                let tls = match tokio::time::timeout(login_limit, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "STARTTLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                st.tls_active = true;
+                let (r, w) = tokio::io::split(MaybeTls::Tls(Box::new(tls)));
+                reader = FrameReader::new(r, max_line);
+                wr = w;
+            }
+            Leave::LoggedIn(logged_in) => {
+                authenticated(&ctx, reader, wr, *logged_in).await;
+                return;
+            }
+        }
+    }
+}
+
+/// The authenticated state: the relay, and the command loop over it.
+async fn authenticated(
+    ctx: &Ctx,
+    reader: relay_reader::Reader,
+    writer: tokio::io::WriteHalf<ClientStream>,
+    login: LoggedIn,
+) {
+    let LoggedIn {
+        user,
+        upstream,
+        namespace,
+    } = login;
+    if let Some(store) = &ctx.store {
+        if let Err(e) = store.remember_user(&user, jiff::Timestamp::now().as_second()) {
+            warn!(error = %e, "cannot remember the user for snapshots");
+        }
+    }
+    let tree = Tree::new(
+        ctx.store.clone(),
+        ctx.restores.clone(),
+        &user,
+        &ctx.config.snapshots.folder,
+        &namespace,
+    );
+    let unselect = upstream.has_capability("UNSELECT");
+    let hide = op::list::hide(tree.virtual_root().clone());
+    let mut relay = Relay::start(
+        reader,
+        writer,
+        upstream,
+        &ctx.config.limits,
+        ctx.connector.max_line(),
+        hide,
+    );
+    let mut st = State::new(tree, ctx.config.limits.clone(), unselect);
+    let end = dispatch::run(&mut st, &mut relay).await;
+    debug!(reason = %end, "session ended");
+    relay.finish(end).await;
+}
+
+/// The client reader type handed from the not-authenticated state to the relay.
+mod relay_reader {
+    pub type Reader = crate::relay::ClientReader;
+}
+
+/// Bytes of a status line (for callers that queue raw bytes).
+pub fn status_bytes(status: &Status) -> Bytes {
+    Bytes::from(status.encode())
+}

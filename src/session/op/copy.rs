@@ -1,0 +1,210 @@
+//! COPY / UID COPY / MOVE / UID MOVE while a tree folder is selected, or
+//! into the tree (SPEC sections 3 and 5):
+//!
+//! * out of a snapshot folder into a real folder (the drag-out): each
+//!   message is APPENDed upstream with its snapshot flags and INTERNALDATE
+//!   (MULTIAPPEND with LITERAL+ where the upstream has them), and the
+//!   client gets `[COPYUID ...]` built from the upstream's APPENDUID. MOVE
+//!   answers OK as well and the snapshot keeps the message: snapshots are
+//!   immutable, and a refused drag would make recovery look broken;
+//! * from a snapshot folder into `Restore Requests`: files a request for
+//!   that day and folder; from `Admin/Pending` into `Admin/Confirm` or
+//!   `Admin/Reject`: decides requests ([`super::super::requests`]);
+//! * anything else into the tree is refused.
+
+use bytes::Bytes;
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::sequence::SequenceSet;
+
+use crate::imap::command::mailbox_bytes;
+use crate::imap::response::{Code, Status};
+use crate::imap::sequence::{compact, expand, resolve};
+use crate::store::MessageRecord;
+use crate::upstream::AppendMessage;
+
+use super::super::io::{Io, Outcome, Request};
+use super::super::reply::{invalid_set, not_understood, store_failure};
+use super::super::requests;
+use super::super::state::State;
+use super::super::tree::RequestFolder;
+
+/// Messages per APPEND, at most.
+const BATCH: usize = 64;
+/// Message bytes per APPEND, at most (a batch is held in memory).
+const BATCH_BYTES: u64 = 16 << 20;
+
+pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outcome {
+    let (set, target, uid, is_move) = match req.body() {
+        Some(CommandBody::Copy {
+            sequence_set,
+            mailbox,
+            uid,
+        }) => (sequence_set, mailbox_bytes(mailbox), *uid, false),
+        Some(CommandBody::Move {
+            sequence_set,
+            mailbox,
+            uid,
+        }) => (sequence_set, mailbox_bytes(mailbox), *uid, true),
+        _ => return io.status(not_understood(req)).await,
+    };
+    let tag = req.tag;
+    let what = if is_move { "MOVE" } else { "COPY" };
+    if let Some(kind) = st.tree.request_folder(target) {
+        return into_request_folder(st, io, tag, set, kind, uid, is_move).await;
+    }
+    let Some(sel) = st.selected() else {
+        let text = "Messages cannot be copied into Time Machine folders: they are read-only snapshots";
+        return io.status(Status::no(tag, Code::Cannot, text)).await;
+    };
+    if st.tree.is_virtual(target) {
+        let text = format!("Time Machine folders are read-only; {what} into a real folder to restore messages");
+        return io.status(Status::no(tag, Code::Cannot, text)).await;
+    }
+    let Ok(indices) = resolve(set, &sel.uids, uid) else {
+        return io.status(invalid_set(tag, what)).await;
+    };
+    if indices.is_empty() {
+        return io.status(Status::ok(tag, "No messages found.")).await;
+    }
+    let records: Vec<MessageRecord> = indices.iter().map(|&i| sel.messages[i].clone()).collect();
+    let Some(store) = st.tree.store().cloned() else {
+        return io.status(Status::no(tag, Code::NonExistent, "No snapshot store")).await;
+    };
+    let user = st.tree.user().to_string();
+
+    let mut appended: Vec<Status> = Vec::new();
+    for batch in batches(&records) {
+        let wanted: Vec<_> = batch.iter().map(|m| (m.hash, m.size)).collect();
+        let (s, u) = (store.clone(), user.clone());
+        let blobs = match tokio::task::spawn_blocking(move || s.blobs(&u, &wanted, true)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return io.status(store_failure(tag, &e)).await,
+            Err(e) => return io.status(store_failure(tag, &e)).await,
+        };
+        let mut raws = Vec::with_capacity(batch.len());
+        for (m, blob) in batch.iter().zip(blobs) {
+            match blob {
+                Some(raw) => raws.push(raw),
+                None => {
+                    let e = format!("message UID {} missing from the store", m.uid);
+                    return io.status(store_failure(tag, &e)).await;
+                }
+            }
+        }
+        let messages: Vec<AppendMessage<'_>> = batch
+            .iter()
+            .zip(&raws)
+            .map(|(m, raw)| AppendMessage {
+                flags: &m.flags,
+                internaldate: &m.internaldate,
+                raw,
+            })
+            .collect();
+        let lines = io.upstream_append(target, &messages).await?;
+        for line in &lines {
+            match Status::parse(line) {
+                Some(s) if s.is_ok() => appended.push(s),
+                // The upstream's own words (e.g. `NO [TRYCREATE] Mailbox
+                // doesn't exist`), under the client's tag.
+                Some(_) => return io.send(Bytes::from(crate::imap::response::retag(line, tag))).await,
+                None => {
+                    let text = format!("The mail server did not answer the {what}");
+                    return io.status(Status::no(tag, Code::Unavailable, text)).await;
+                }
+            }
+        }
+    }
+    if appended.is_empty() {
+        let text = format!("The mail server did not answer the {what}");
+        return io.status(Status::no(tag, Code::Unavailable, text)).await;
+    }
+    let src: Vec<u32> = records.iter().map(|m| m.uid).collect();
+    let mut uidvalidity = None;
+    let mut dest = Vec::new();
+    for s in &appended {
+        if let Some(Code::AppendUid { uidvalidity: v, uids }) = &s.code {
+            uidvalidity = Some(*v);
+            dest.extend(expand(uids).unwrap_or_default());
+        }
+    }
+    let code = match uidvalidity {
+        Some(v) if dest.len() == src.len() => Some(Code::CopyUid {
+            uidvalidity: v,
+            source: compact(&src),
+            destination: compact(&dest),
+        }),
+        _ => None,
+    };
+    tracing::info!(
+        messages = src.len(),
+        moved = is_move,
+        "messages copied out of a snapshot"
+    );
+    if is_move {
+        let mut moved = Status::untagged_ok("Moved UIDs.");
+        moved.code = code;
+        io.status(moved).await?;
+        io.status(Status::ok(tag, "Move completed; the snapshot keeps its copy."))
+            .await
+    } else {
+        let mut copied = Status::ok(tag, "Copy completed.");
+        copied.code = code;
+        io.status(copied).await
+    }
+}
+
+/// The records in APPEND batches, bounded by count and bytes.
+fn batches(records: &[MessageRecord]) -> Vec<&[MessageRecord]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, m) in records.iter().enumerate() {
+        if i > start && (i - start >= BATCH || bytes + m.size > BATCH_BYTES) {
+            out.push(&records[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += m.size;
+    }
+    if start < records.len() {
+        out.push(&records[start..]);
+    }
+    out
+}
+
+/// COPY/MOVE into a request folder: from a snapshot folder into `Restore
+/// Requests` files a request for that folder and date; from
+/// `Admin/Pending` into `Admin/Confirm`/`Reject` decides requests.
+async fn into_request_folder(
+    st: &mut State,
+    io: &mut dyn Io,
+    tag: &str,
+    set: &SequenceSet,
+    kind: RequestFolder,
+    uid: bool,
+    is_move: bool,
+) -> Outcome {
+    let Some(sel) = st.selected() else {
+        let text = "Copy a message from a Time Machine snapshot folder to ask for its day and folder";
+        return io.status(Status::no(tag, Code::Cannot, text)).await;
+    };
+    let Ok(indices) = resolve(set, &sel.uids, uid) else {
+        return io.status(invalid_set(tag, if is_move { "MOVE" } else { "COPY" })).await;
+    };
+    match kind {
+        RequestFolder::Confirm | RequestFolder::Reject => requests::decide(st, io, tag, &indices, kind, is_move).await,
+        RequestFolder::Mine if sel.synthetic.is_none() => {
+            let Some(&first) = indices.first() else {
+                return io.status(Status::ok(tag, "No messages found.")).await;
+            };
+            let date = sel.date.clone();
+            let folder = String::from_utf8_lossy(&sel.folder.name).into_owned();
+            let src = sel.uids[first];
+            requests::file(st, io, tag, &date, Some(&folder), Some((src, is_move))).await
+        }
+        _ => {
+            let text = "Requests are filed by APPEND or by copying a message from a snapshot folder";
+            io.status(Status::no(tag, Code::Cannot, text)).await
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! IDLE on a tree folder: a snapshot never changes, so the proxy waits for
+//! DONE, keeping the upstream connection alive meanwhile; request folders
+//! change and are looked at every two seconds. The session's idle limit
+//! applies.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::imap::framing::strip_eol;
+use crate::imap::response::Status;
+
+use super::super::io::{Io, Outcome, Request, SessionEnd};
+use super::super::requests;
+use super::super::state::State;
+use super::noop::keepalive;
+
+pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outcome {
+    requests::refresh(st, io).await?;
+    io.send(Bytes::from_static(b"+ idling\r\n")).await?;
+    let started = Instant::now();
+    let limit = Duration::from_secs(st.limits.idle_timeout_secs);
+    let mut tick = Duration::from_secs(st.limits.upstream_keepalive_secs);
+    let dynamic = st.selected().is_some_and(|s| s.synthetic.is_some());
+    if dynamic {
+        tick = tick.min(Duration::from_secs(2));
+    }
+    let line = loop {
+        let left = limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(SessionEnd::ClientIdle);
+        }
+        match io.read_line_within(tick.min(left)).await? {
+            Some(line) => break line,
+            None => {
+                keepalive(st, io).await?;
+                if dynamic {
+                    requests::refresh(st, io).await?;
+                }
+            }
+        }
+    };
+    let reply = if strip_eol(&line).eq_ignore_ascii_case(b"DONE") {
+        Status::ok(req.tag, "Idle completed.")
+    } else {
+        Status::bad(req.tag, "Expected DONE.")
+    };
+    io.status(reply).await
+}

@@ -1,0 +1,307 @@
+//! SEARCH / UID SEARCH on a tree folder, evaluated from the store on a
+//! blocking thread ([`crate::imap::search`]); ESEARCH's `SEARCH RETURN
+//! (...)`, which imap-codec does not parse, is read here. SORT and THREAD
+//! share the preparation and evaluation.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::core::Charset;
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::ToStatic;
+
+use crate::imap::response::{Code, Status};
+use crate::imap::search::{charset_supported, matches, needs_raw, Bounds, SearchMessage};
+use crate::store::{MessageRecord, StoreError};
+
+use super::super::io::{Io, Outcome, Request};
+use super::super::reply::{no_mailbox, not_understood, store_failure};
+use super::super::source::Source;
+use super::super::state::State;
+
+const BATCH: usize = 128;
+
+/// Matching indices, and the raw bytes of every message when kept.
+pub type Evaluated = (Vec<usize>, Vec<Option<Vec<u8>>>);
+
+fn charset_name(c: &Charset<'_>) -> String {
+    match c {
+        Charset::Atom(a) => a.inner().to_string(),
+        Charset::Quoted(q) => q.inner().to_string(),
+    }
+}
+
+/// The criteria as one key (several keys are ANDed).
+fn all_of(criteria: &[SearchKey<'_>]) -> SearchKey<'static> {
+    if criteria.len() == 1 {
+        return criteria[0].to_static();
+    }
+    let keys: Vec<SearchKey<'static>> = criteria.iter().map(|k| k.to_static()).collect();
+    match keys.try_into() {
+        Ok(v) => SearchKey::And(v),
+        Err(_) => SearchKey::All,
+    }
+}
+
+/// Evaluates `key` over the folder; the indices of matching messages, and
+/// the raw bytes of all messages when `keep_raw` (SORT needs headers).
+pub fn evaluate(
+    source: &Source,
+    messages: &[MessageRecord],
+    key: &SearchKey<'_>,
+    keep_raw: bool,
+) -> Result<Evaluated, StoreError> {
+    let raw_needed = needs_raw(key) || keep_raw;
+    let bounds = Bounds {
+        last_seq: messages.len() as u32,
+        last_uid: messages.last().map(|m| m.uid).unwrap_or(0),
+    };
+    let mut hits = Vec::new();
+    let mut kept = Vec::new();
+    for (b, batch) in messages.chunks(BATCH).enumerate() {
+        let blobs = if raw_needed {
+            let indices: Vec<usize> = (b * BATCH..b * BATCH + batch.len()).collect();
+            let records: Vec<&MessageRecord> = batch.iter().collect();
+            source.blobs(&indices, &records)?
+        } else {
+            Vec::new()
+        };
+        for (k, m) in batch.iter().enumerate() {
+            let i = b * BATCH + k;
+            let raw = blobs.get(k).and_then(|r| r.as_deref());
+            let view = SearchMessage {
+                seq: (i + 1) as u32,
+                uid: m.uid,
+                flags: &m.flags,
+                internaldate: &m.internaldate,
+                size: m.size,
+                raw,
+            };
+            if matches(key, &view, bounds) {
+                hits.push(i);
+            }
+        }
+        if keep_raw {
+            kept.extend(blobs);
+        }
+    }
+    Ok((hits, kept))
+}
+
+/// Runs a search over the selected folder: the matching indices, or the
+/// status to answer instead.
+async fn run_search(
+    st: &State,
+    tag: &str,
+    charset: Option<&Charset<'_>>,
+    criteria: &[SearchKey<'_>],
+) -> Result<(Vec<usize>, Arc<Vec<MessageRecord>>), Answer> {
+    let (key, messages, source) = prepare(st, tag, charset, criteria, "* SEARCH\r\n", "Search")?;
+    let m2 = messages.clone();
+    match tokio::task::spawn_blocking(move || evaluate(&source, &m2, &key, false)).await {
+        Ok(Ok((hits, _))) => Ok((hits, messages)),
+        Ok(Err(e)) => Err(Answer::status(store_failure(tag, &e))),
+        Err(e) => Err(Answer::status(store_failure(tag, &e))),
+    }
+}
+
+fn numbers(hits: &[usize], messages: &[MessageRecord], uid: bool) -> Vec<u32> {
+    hits.iter()
+        .map(|&i| if uid { messages[i].uid } else { (i + 1) as u32 })
+        .collect()
+}
+
+pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outcome {
+    let uid = req.name == "UID SEARCH";
+    let Some(CommandBody::Search { charset, criteria, .. }) = req.body() else {
+        return esearch(st, io, req, uid).await;
+    };
+    let answer = match run_search(st, req.tag, charset.as_ref(), criteria.as_ref()).await {
+        Ok((hits, messages)) => {
+            let mut out = String::from("* SEARCH");
+            for n in numbers(&hits, &messages, uid) {
+                out.push(' ');
+                out.push_str(&n.to_string());
+            }
+            out.push_str("\r\n");
+            Answer::new(out, Status::ok(req.tag, "Search completed."))
+        }
+        Err(answer) => answer,
+    };
+    answer.send(io).await
+}
+
+/// `SEARCH RETURN (...) criteria` (RFC 4731 ESEARCH), which imap-codec
+/// does not parse: the criteria are decoded as a plain SEARCH and the
+/// result written as `* ESEARCH` the way Dovecot writes it. Anything else
+/// imap-codec could not read is not understood.
+async fn esearch(st: &State, io: &mut dyn Io, req: &Request<'_>, uid: bool) -> Outcome {
+    let Some(options) = esearch_options(req.bytes) else {
+        return io.status(not_understood(req)).await;
+    };
+    let (options, criteria_bytes) = options;
+    let mut plain = format!("{} SEARCH", req.tag).into_bytes();
+    plain.extend_from_slice(criteria_bytes);
+    plain.extend_from_slice(b"\r\n");
+    let Some(cmd) = crate::imap::command::decode(&plain) else {
+        return io.status(not_understood(req)).await;
+    };
+    let CommandBody::Search { charset, criteria, .. } = &cmd.body else {
+        return io.status(not_understood(req)).await;
+    };
+    let tag = req.tag;
+    let answer = match run_search(st, tag, charset.as_ref(), criteria.as_ref()).await {
+        Ok((hits, messages)) => {
+            let n = numbers(&hits, &messages, uid);
+            let has = |o: &str| options.iter().any(|x| x == o);
+            let all = options.is_empty() || has("ALL");
+            let mut out = format!("* ESEARCH (TAG \"{tag}\")");
+            if uid {
+                out.push_str(" UID");
+            }
+            if has("MIN") {
+                if let Some(m) = n.iter().min() {
+                    out.push_str(&format!(" MIN {m}"));
+                }
+            }
+            if has("MAX") {
+                if let Some(m) = n.iter().max() {
+                    out.push_str(&format!(" MAX {m}"));
+                }
+            }
+            if has("COUNT") {
+                out.push_str(&format!(" COUNT {}", n.len()));
+            }
+            if all && !n.is_empty() {
+                out.push_str(&format!(" ALL {}", crate::imap::sequence::compact(&n)));
+            }
+            out.push_str("\r\n");
+            // SAVE alone (SEARCHRES) returns nothing; `$` is not kept.
+            let only_save = !options.is_empty() && options.iter().all(|o| o == "SAVE");
+            if only_save {
+                out.clear();
+            }
+            Answer::new(out, Status::ok(tag, "Search completed."))
+        }
+        Err(answer) => answer,
+    };
+    answer.send(io).await
+}
+
+/// The RETURN options (upper-cased) and the criteria after them, if the
+/// command is `SEARCH RETURN (...) criteria` with options the proxy knows.
+fn esearch_options(bytes: &[u8]) -> Option<(Vec<String>, &[u8])> {
+    let head = crate::imap::command::CommandHead::parse(bytes)?;
+    let rest = head.rest;
+    if !rest.get(..8)?.eq_ignore_ascii_case(b"RETURN (") {
+        return None;
+    }
+    let close = rest.iter().position(|&c| c == b')')?;
+    let options: Vec<String> = String::from_utf8_lossy(rest.get(8..close)?)
+        .split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .collect();
+    if options
+        .iter()
+        .any(|o| !["MIN", "MAX", "COUNT", "ALL", "SAVE"].contains(&o.as_str()))
+    {
+        return None;
+    }
+    Some((options, rest.get(close + 1..)?))
+}
+
+/// What a search-like command answers: untagged data, then its status.
+pub struct Answer {
+    data: String,
+    status: Status,
+}
+
+impl Answer {
+    pub fn new(data: String, status: Status) -> Self {
+        Self { data, status }
+    }
+
+    pub fn status(status: Status) -> Self {
+        Self::new(String::new(), status)
+    }
+
+    pub async fn send(self, io: &mut dyn Io) -> Outcome {
+        let mut out = self.data.into_bytes();
+        out.extend_from_slice(&self.status.encode());
+        io.send(Bytes::from(out)).await
+    }
+}
+
+/// What SEARCH, SORT and THREAD evaluate: the search criteria as one key, the
+/// selected folder's records and where their bytes are. `Err` is the
+/// answer instead (no folder, unknown charset, or nothing to search:
+/// `empty` then the completion of `command`).
+pub fn prepare(
+    st: &State,
+    tag: &str,
+    charset: Option<&Charset<'_>>,
+    search: &[SearchKey<'_>],
+    empty: &str,
+    command: &str,
+) -> Result<(SearchKey<'static>, Arc<Vec<MessageRecord>>, Source), Answer> {
+    let Some(sel) = st.selected() else {
+        return Err(Answer::status(no_mailbox(tag)));
+    };
+    if charset.is_some_and(|c| !charset_supported(&charset_name(c))) {
+        let code = Code::BadCharset(vec!["UTF-8".into(), "US-ASCII".into()]);
+        return Err(Answer::status(Status::no(tag, code, "Unsupported charset")));
+    }
+    let Some(source) = Source::of(st) else {
+        let done = Status::ok(tag, format!("{command} completed."));
+        return Err(Answer::new(empty.to_string(), done));
+    };
+    Ok((all_of(search), sel.messages.clone(), source))
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Seconds since the epoch of an INTERNALDATE.
+pub fn internal_time(s: &str) -> i64 {
+    let mut parts = s.split_whitespace();
+    let (Some(date), Some(time), Some(zone)) = (parts.next(), parts.next(), parts.next()) else {
+        return 0;
+    };
+    let d: Vec<&str> = date.split('-').collect();
+    let t: Vec<i64> = time.split(':').filter_map(|x| x.parse().ok()).collect();
+    if d.len() != 3 || t.len() != 3 {
+        return 0;
+    }
+    let (Ok(day), Some(month), Ok(year)) = (
+        d[0].parse::<u32>(),
+        MONTHS.iter().position(|m| m.eq_ignore_ascii_case(d[1])),
+        d[2].parse::<i32>(),
+    ) else {
+        return 0;
+    };
+    let Some(date) = chrono::NaiveDate::from_ymd_opt(year, month as u32 + 1, day) else {
+        return 0;
+    };
+    let offset = zone
+        .parse::<i64>()
+        .map(|z| (z / 100) * 3600 + (z % 100) * 60)
+        .unwrap_or(0);
+    let midnight = date
+        .and_hms_opt(0, 0, 0)
+        .map(|dt| dt.and_utc().timestamp())
+        .unwrap_or(0);
+    midnight + t[0] * 3600 + t[1] * 60 + t[2] - offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_times() {
+        assert_eq!(internal_time("01-Jan-1970 01:00:00 +0100"), 0);
+        assert_eq!(internal_time(" 2-Jan-1970 00:00:00 +0000"), 86400);
+    }
+}

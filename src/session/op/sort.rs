@@ -1,0 +1,136 @@
+//! SORT / UID SORT on a tree folder (RFC 5256), over the messages a search
+//! selects ([`super::search`]).
+
+use std::cmp::Ordering;
+
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
+use mail_parser::{Address, MessageParser};
+
+use crate::imap::response::Status;
+use crate::imap::thread::base_subject;
+use crate::store::{MessageRecord, StoreError};
+
+use super::super::io::{Io, Outcome, Request};
+use super::super::reply::{not_understood, store_failure};
+use super::super::state::State;
+use super::search::{evaluate, internal_time, prepare, Answer};
+
+/// What SORT compares for one message.
+#[derive(Default)]
+struct SortValues {
+    arrival: i64,
+    date: i64,
+    size: u64,
+    from: String,
+    to: String,
+    cc: String,
+    display_from: String,
+    display_to: String,
+    subject: String,
+}
+
+fn first_mailbox(a: Option<&Address<'_>>) -> (String, String) {
+    let Some(addr) = a.and_then(|a| a.first()) else {
+        return (String::new(), String::new());
+    };
+    let email = addr.address.as_deref().unwrap_or("");
+    let mailbox = email.split('@').next().unwrap_or("").to_string();
+    let display = addr
+        .name
+        .as_deref()
+        .map(str::to_string)
+        .unwrap_or_else(|| email.to_string());
+    (mailbox, display)
+}
+
+fn sort_values(m: &MessageRecord, raw: Option<&[u8]>) -> SortValues {
+    let mut v = SortValues {
+        arrival: internal_time(&m.internaldate),
+        size: m.size,
+        ..Default::default()
+    };
+    v.date = v.arrival;
+    let Some(msg) = raw.and_then(|r| MessageParser::default().parse(r)) else {
+        return v;
+    };
+    if let Some(d) = msg.date() {
+        v.date = d.to_timestamp();
+    }
+    let (from, dfrom) = first_mailbox(msg.from());
+    let (to, dto) = first_mailbox(msg.to());
+    v.from = from.to_ascii_uppercase();
+    v.display_from = dfrom.to_ascii_uppercase();
+    v.to = to.to_ascii_uppercase();
+    v.display_to = dto.to_ascii_uppercase();
+    v.cc = first_mailbox(msg.cc()).0.to_ascii_uppercase();
+    v.subject = base_subject(msg.subject().unwrap_or("")).0;
+    v
+}
+
+fn compare(a: &SortValues, b: &SortValues, key: &SortKey) -> Ordering {
+    match key {
+        SortKey::Arrival => a.arrival.cmp(&b.arrival),
+        SortKey::Date => a.date.cmp(&b.date),
+        SortKey::Size => a.size.cmp(&b.size),
+        SortKey::From => a.from.cmp(&b.from),
+        SortKey::To => a.to.cmp(&b.to),
+        SortKey::Cc => a.cc.cmp(&b.cc),
+        SortKey::DisplayFrom => a.display_from.cmp(&b.display_from),
+        SortKey::DisplayTo => a.display_to.cmp(&b.display_to),
+        SortKey::Subject => a.subject.cmp(&b.subject),
+    }
+}
+
+pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outcome {
+    let Some(CommandBody::Sort {
+        sort_criteria,
+        charset,
+        search_criteria,
+        uid,
+    }) = req.body()
+    else {
+        return io.status(not_understood(req)).await;
+    };
+    let (tag, uid) = (req.tag, *uid);
+    let (key, messages, source) = match prepare(st, tag, Some(charset), search_criteria.as_ref(), "* SORT\r\n", "Sort")
+    {
+        Ok(prepared) => prepared,
+        Err(answer) => return answer.send(io).await,
+    };
+    let criteria: Vec<SortCriterion> = sort_criteria.as_ref().to_vec();
+    let job = tokio::task::spawn_blocking(move || -> Result<String, StoreError> {
+        let keep_raw = criteria
+            .iter()
+            .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
+        let (hits, raws) = evaluate(&source, &messages, &key, keep_raw)?;
+        let mut rows: Vec<(usize, SortValues)> = hits
+            .into_iter()
+            .map(|i| (i, sort_values(&messages[i], raws.get(i).and_then(|r| r.as_deref()))))
+            .collect();
+        rows.sort_by(|(ia, a), (ib, b)| {
+            for c in &criteria {
+                let o = compare(a, b, &c.key);
+                let o = if c.reverse { o.reverse() } else { o };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            ia.cmp(ib)
+        });
+        let mut out = String::from("* SORT");
+        for (i, _) in rows {
+            let n = if uid { messages[i].uid } else { (i + 1) as u32 };
+            out.push(' ');
+            out.push_str(&n.to_string());
+        }
+        out.push_str("\r\n");
+        Ok(out)
+    });
+    let answer = match job.await {
+        Ok(Ok(data)) => Answer::new(data, Status::ok(tag, "Sort completed.")),
+        Ok(Err(e)) => Answer::status(store_failure(tag, &e)),
+        Err(e) => Answer::status(store_failure(tag, &e)),
+    };
+    answer.send(io).await
+}

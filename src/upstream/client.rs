@@ -1,0 +1,275 @@
+//! An open connection to the upstream: greeting read, commands of the
+//! proxy's own run one at a time (login, NAMESPACE, CAPABILITY, the jobs'
+//! EXAMINE/FETCH/APPEND). After a client's login it is handed to the relay.
+
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::response::{Data, Response};
+use imap_codec::ResponseCodec;
+use tokio::io::AsyncWriteExt;
+
+use crate::imap::capability;
+use crate::imap::framing::{literal_announcement, FrameError, FrameReader};
+use crate::imap::quoted;
+use crate::imap::response::{Code, Kind, Status};
+use crate::net::stream::UpstreamStream;
+
+use super::append::{self, AppendMessage};
+use super::{Namespace, Tagged, UpstreamError};
+
+/// One response read with [`Upstream::next`].
+#[derive(Debug)]
+pub enum Next {
+    Untagged(Bytes),
+    /// The tagged completion (its `untagged` is empty).
+    Done(Tagged),
+}
+
+/// Capability list in a greeting or tagged OK (`[CAPABILITY ...]`).
+pub(super) fn capabilities_in(line: &[u8]) -> Option<Vec<String>> {
+    let (start, end) = capability::find_in_line(line)?;
+    Some(capability::parse_list(std::str::from_utf8(&line[start..end]).ok()?))
+}
+
+/// An open upstream connection that is not yet relaying.
+pub struct Upstream {
+    pub reader: FrameReader<UpstreamStream>,
+    /// Capabilities as last announced (compare case-insensitively).
+    pub capabilities: Vec<String>,
+    next_tag: u32,
+}
+
+impl Upstream {
+    pub(super) fn new(reader: FrameReader<UpstreamStream>) -> Self {
+        Self {
+            reader,
+            capabilities: Vec::new(),
+            next_tag: 0,
+        }
+    }
+
+    pub fn has_capability(&self, cap: &str) -> bool {
+        self.capabilities.iter().any(|c| c.eq_ignore_ascii_case(cap))
+    }
+
+    fn tag(&mut self) -> String {
+        self.next_tag += 1;
+        format!("itm{}", self.next_tag)
+    }
+
+    /// Runs one command (text without tag and CRLF) and collects its responses.
+    pub async fn run(&mut self, command: &str) -> Result<Tagged, UpstreamError> {
+        let tag = self.start(command).await?;
+        let mut untagged = Vec::new();
+        loop {
+            match self.next(&tag).await? {
+                Next::Untagged(r) => untagged.push(r),
+                Next::Done(mut t) => {
+                    t.untagged = untagged;
+                    return Ok(t);
+                }
+            }
+        }
+    }
+
+    /// Sends a command and returns its tag; read its responses with
+    /// [`Upstream::next`] (for responses too big to collect, like FETCH).
+    pub async fn start(&mut self, command: &str) -> Result<String, UpstreamError> {
+        let tag = self.tag();
+        let w = self.reader.get_mut();
+        w.write_all(format!("{tag} {command}\r\n").as_bytes()).await?;
+        w.flush().await?;
+        Ok(tag)
+    }
+
+    /// The next response to the command tagged `tag`.
+    pub async fn next(&mut self, tag: &str) -> Result<Next, UpstreamError> {
+        let response = read_response(&mut self.reader).await?;
+        if crate::imap::response::tag_of(&response) == tag.as_bytes() {
+            let status = Status::parse(&response).ok_or_else(|| {
+                UpstreamError::Protocol(format!(
+                    "malformed completion: {}",
+                    String::from_utf8_lossy(crate::imap::framing::strip_eol(&response))
+                ))
+            })?;
+            return Ok(Next::Done(Tagged {
+                untagged: Vec::new(),
+                status,
+                line: response,
+            }));
+        }
+        if response.starts_with(b"+") {
+            return Err(UpstreamError::Protocol("unexpected continuation request".into()));
+        }
+        if let Some(s) = Status::parse(&response).filter(|s| s.tag.is_none() && s.kind == Kind::Bye) {
+            return Err(UpstreamError::Refused(s.text));
+        }
+        Ok(Next::Untagged(response))
+    }
+
+    /// APPENDs messages (flags, INTERNALDATE, bytes) to `mailbox` for the
+    /// proxy's own jobs: one MULTIAPPEND with LITERAL+ where the server has
+    /// them, else one APPEND per message with synchronising literals.
+    /// Returns the tagged answer of each APPEND command sent (one for
+    /// MULTIAPPEND); it stops at the first refusal.
+    pub async fn append(
+        &mut self,
+        mailbox: &[u8],
+        messages: &[AppendMessage<'_>],
+    ) -> Result<Vec<Tagged>, UpstreamError> {
+        let plus = self.has_capability("LITERAL+");
+        let groups: Vec<&[AppendMessage<'_>]> = if self.has_capability("MULTIAPPEND") {
+            vec![messages]
+        } else {
+            messages.chunks(1).collect()
+        };
+        let mut out = Vec::new();
+        for group in groups.into_iter().filter(|g| !g.is_empty()) {
+            let tag = self.tag();
+            let parts = append::command(&tag, mailbox, group, plus);
+            let last = parts.len().saturating_sub(1);
+            let mut refused = None;
+            for (i, part) in parts.iter().enumerate() {
+                let w = self.reader.get_mut();
+                w.write_all(part).await?;
+                w.flush().await?;
+                if i == last {
+                    break;
+                }
+                // A synchronising literal: wait for `+` (or a refusal).
+                loop {
+                    let r = read_response(&mut self.reader).await?;
+                    if r.starts_with(b"+") {
+                        break;
+                    }
+                    if crate::imap::response::tag_of(&r) == tag.as_bytes() {
+                        refused = Some(r);
+                        break;
+                    }
+                }
+                if refused.is_some() {
+                    break;
+                }
+            }
+            let tagged = match refused {
+                Some(line) => Tagged {
+                    untagged: Vec::new(),
+                    status: Status::parse(&line)
+                        .ok_or_else(|| UpstreamError::Protocol("malformed APPEND refusal".into()))?,
+                    line,
+                },
+                None => loop {
+                    match self.next(&tag).await? {
+                        Next::Untagged(_) => continue,
+                        Next::Done(t) => break t,
+                    }
+                },
+            };
+            let ok = tagged.is_ok();
+            out.push(tagged);
+            if !ok {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Asks for CAPABILITY again (after STARTTLS or login).
+    pub async fn refresh_capabilities(&mut self) -> Result<(), UpstreamError> {
+        let r = self.run("CAPABILITY").await?;
+        for line in &r.untagged {
+            if let Some(caps) = capabilities_in(line) {
+                self.capabilities = caps;
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs in. `authz` is a SASL authorization identity (master logins).
+    /// Uses AUTHENTICATE PLAIN when offered (no quoting problems), else LOGIN.
+    /// The returned status is the upstream's verdict; an `Err` means the
+    /// upstream could not be asked.
+    pub async fn login(&mut self, authz: Option<&[u8]>, user: &[u8], password: &[u8]) -> Result<Tagged, UpstreamError> {
+        let r = if self.has_capability("AUTH=PLAIN") && self.has_capability("SASL-IR") {
+            let mut plain = Vec::with_capacity(user.len() * 2 + password.len() + 2);
+            plain.extend_from_slice(authz.unwrap_or(b""));
+            plain.push(0);
+            plain.extend_from_slice(user);
+            plain.push(0);
+            plain.extend_from_slice(password);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(plain);
+            self.run(&format!("AUTHENTICATE PLAIN {b64}")).await?
+        } else if authz.is_some() {
+            return Err(UpstreamError::Protocol(
+                "upstream does not offer SASL PLAIN with initial response, needed for login_style = \"sasl-plain\""
+                    .into(),
+            ));
+        } else {
+            match (quoted(user), quoted(password)) {
+                (Some(u), Some(p)) => self.run(&format!("LOGIN {u} {p}")).await?,
+                _ => {
+                    let status = Status::no(
+                        "itm",
+                        Code::AuthenticationFailed,
+                        "Credentials with 8-bit or control characters need AUTHENTICATE PLAIN",
+                    );
+                    return Ok(Tagged {
+                        untagged: Vec::new(),
+                        line: Bytes::from(status.encode()),
+                        status,
+                    });
+                }
+            }
+        };
+        if r.is_ok() {
+            match capabilities_in(&r.line) {
+                Some(caps) => self.capabilities = caps,
+                None => self.refresh_capabilities().await?,
+            }
+        }
+        Ok(r)
+    }
+
+    /// Learns the personal namespace (prefix and delimiter).
+    pub async fn namespace(&mut self) -> Result<Namespace, UpstreamError> {
+        if self.has_capability("NAMESPACE") {
+            let r = self.run("NAMESPACE").await?;
+            for line in &r.untagged {
+                if let Ok((_, Response::Data(Data::Namespace { personal, .. }))) = ResponseCodec::default().decode(line)
+                {
+                    if let Some(ns) = personal.first() {
+                        return Ok(Namespace {
+                            prefix: String::from_utf8_lossy(ns.prefix.as_ref()).into_owned(),
+                            delimiter: ns.delimiter.as_ref().map(|d| d.inner()),
+                        });
+                    }
+                }
+            }
+        }
+        let r = self.run("LIST \"\" \"\"").await?;
+        for line in &r.untagged {
+            if let Ok((_, Response::Data(Data::List { delimiter, .. }))) = ResponseCodec::default().decode(line) {
+                return Ok(Namespace {
+                    prefix: String::new(),
+                    delimiter: delimiter.map(|d| d.inner()),
+                });
+            }
+        }
+        Ok(Namespace::default())
+    }
+}
+
+/// Reads one whole response (line plus literals) into memory. Only for the
+/// proxy's own small commands; relayed responses are streamed instead.
+pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Result<Bytes, FrameError> {
+    let mut out = BytesMut::new();
+    loop {
+        let line = reader.read_line().await?.ok_or(FrameError::UnexpectedEof)?;
+        out.extend_from_slice(&line);
+        match literal_announcement(&line) {
+            Some(lit) => reader.read_literal_into(lit.len, &mut out).await?,
+            None => return Ok(out.freeze()),
+        }
+    }
+}

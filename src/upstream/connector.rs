@@ -1,0 +1,153 @@
+//! Opening upstream connections: plain, STARTTLS or implicit TLS, with
+//! timeouts; and the master login the jobs use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio::net::TcpStream;
+
+use crate::config::{Config, MasterLoginStyle, UpstreamTls};
+use crate::imap::framing::{strip_eol, FrameError, FrameReader};
+use crate::imap::response::{Kind, Status};
+use crate::net::stream::{MaybeTls, UpstreamStream};
+use crate::net::tls::{upstream_config, TlsSetupError};
+
+use super::client::capabilities_in;
+use super::{Upstream, UpstreamError};
+
+/// Everything needed to open upstream connections, built once from config.
+pub struct Connector {
+    address: String,
+    mode: UpstreamTls,
+    tls: Option<Arc<ClientConfig>>,
+    server_name: ServerName<'static>,
+    timeout: Duration,
+    max_line: usize,
+    master_user: String,
+    master_password: String,
+    login_style: MasterLoginStyle,
+    master_separator: String,
+}
+
+impl Connector {
+    pub fn from_config(config: &Config) -> Result<Self, TlsSetupError> {
+        let name = config
+            .upstream
+            .server_name
+            .clone()
+            .unwrap_or_else(|| config.upstream_host().to_string());
+        let server_name = ServerName::try_from(name.clone()).map_err(|e| TlsSetupError::Rustls {
+            key: "upstream.server_name",
+            message: format!("`{name}`: {e}"),
+        })?;
+        Ok(Self {
+            address: config.upstream.address.clone(),
+            mode: config.upstream.tls,
+            tls: upstream_config(config)?,
+            server_name,
+            timeout: Duration::from_secs(config.limits.upstream_timeout_secs),
+            // Responses (long SEARCH results, big ENVELOPEs) come from a
+            // trusted server: allow long lines there.
+            max_line: (config.limits.max_message_size as usize).max(16 << 20),
+            master_user: config.upstream.master_user.clone(),
+            master_password: config.upstream.master_password.clone(),
+            login_style: config.upstream.login_style,
+            master_separator: config.upstream.master_separator.clone(),
+        })
+    }
+
+    /// Longest response line accepted from the upstream.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// Connects, reads the greeting, and secures the connection as configured.
+    pub async fn connect(&self) -> Result<Upstream, UpstreamError> {
+        tokio::time::timeout(self.timeout, self.connect_inner())
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.timeout))?
+    }
+
+    async fn tls_handshake(&self, tcp: TcpStream) -> Result<UpstreamStream, UpstreamError> {
+        let Some(cc) = &self.tls else {
+            return Err(UpstreamError::Protocol("TLS requested but not configured".into()));
+        };
+        let tls = tokio_rustls::TlsConnector::from(cc.clone())
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(UpstreamError::Tls)?;
+        Ok(MaybeTls::Tls(Box::new(tls)))
+    }
+
+    async fn connect_inner(&self) -> Result<Upstream, UpstreamError> {
+        let tcp = TcpStream::connect(&self.address)
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                address: self.address.clone(),
+                source,
+            })?;
+        tcp.set_nodelay(true)?;
+        let stream = match self.mode {
+            UpstreamTls::Implicit => self.tls_handshake(tcp).await?,
+            _ => MaybeTls::Plain(tcp),
+        };
+        let mut up = Upstream::new(FrameReader::new(stream, self.max_line));
+        let greeting = up.reader.read_line().await?.ok_or(FrameError::UnexpectedEof)?;
+        let greeted = Status::parse(&greeting).is_some_and(|s| s.tag.is_none() && s.kind == Kind::Ok);
+        if !greeted {
+            return Err(UpstreamError::Refused(
+                String::from_utf8_lossy(strip_eol(&greeting)).into_owned(),
+            ));
+        }
+        up.capabilities = capabilities_in(&greeting).unwrap_or_default();
+        if self.mode == UpstreamTls::Starttls {
+            let r = up.run("STARTTLS").await?;
+            if !r.is_ok() {
+                return Err(UpstreamError::Refused(String::from_utf8_lossy(&r.line).into_owned()));
+            }
+            if up.reader.buffered() != 0 {
+                return Err(UpstreamError::Protocol("data after STARTTLS response".into()));
+            }
+            let (stream, _) = up.reader.into_parts();
+            let MaybeTls::Plain(tcp) = stream else {
+                return Err(UpstreamError::Protocol("STARTTLS on a TLS connection".into()));
+            };
+            up.reader = FrameReader::new(self.tls_handshake(tcp).await?, self.max_line);
+            up.capabilities.clear();
+        }
+        if up.capabilities.is_empty() {
+            up.refresh_capabilities().await?;
+        }
+        Ok(up)
+    }
+
+    /// Logs in as `user` with the master credentials (for snapshots,
+    /// restores and notifications); a refused login is an error.
+    pub async fn connect_as(&self, user: &str) -> Result<Upstream, UpstreamError> {
+        let mut up = self.connect().await?;
+        let r = match self.login_style {
+            MasterLoginStyle::Separator => {
+                let authc = format!("{user}{}{}", self.master_separator, self.master_user);
+                up.login(None, authc.as_bytes(), self.master_password.as_bytes())
+                    .await?
+            }
+            MasterLoginStyle::SaslPlain => {
+                up.login(
+                    Some(user.as_bytes()),
+                    self.master_user.as_bytes(),
+                    self.master_password.as_bytes(),
+                )
+                .await?
+            }
+        };
+        if !r.is_ok() {
+            return Err(UpstreamError::Login {
+                user: user.into(),
+                text: r.status.text,
+            });
+        }
+        Ok(up)
+    }
+}
