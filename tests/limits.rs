@@ -258,3 +258,36 @@ async fn a_hanging_upstream_ends_the_session_but_idle_does_not() {
     assert_eq!(r, "* BYE [UNAVAILABLE] The mail server is not responding\r\n");
     still_works(&p).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_idling_between_the_literals_of_an_append_is_logged_out() {
+    let d = Dovecot::start_seeded('/');
+    let p = Proxy::start_with(d.addr(), |c| c.limits.idle_timeout_secs = 1);
+    // A MULTIAPPEND streamed to a real folder: the first message arrives,
+    // then the client goes quiet before announcing the second.
+    let mut c = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    c.send(b"a APPEND INBOX {5+}\r\nhello").await;
+    let r = show(&c.read_to_close().await);
+    assert_eq!(
+        r, "* BYE Autologout; idle for too long\r\n",
+        "said why, not that the server failed"
+    );
+    // The upstream connection was dropped mid-command: nothing landed.
+    d.wait_for_log(|l| {
+        l.lines()
+            .any(|line| line.contains("imap(alice)") && line.contains("Connection closed ("))
+    })
+    .await;
+    let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    let r = show(&direct.cmd("s", "STATUS INBOX (MESSAGES)").await);
+    assert!(r.contains("(MESSAGES 4)"), "{r}");
+    // Buffered commands too: idling inside the literals of a command the
+    // proxy reads whole (here a SEARCH) is an idle client as well.
+    let mut c = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    c.cmd("s", "SELECT INBOX").await;
+    c.send(b"b SEARCH SUBJECT {3}\r\n").await;
+    assert!(c.read_line().await.starts_with(b"+"));
+    let r = show(&c.read_to_close().await);
+    assert_eq!(r, "* BYE Autologout; idle for too long\r\n");
+    still_works(&p).await;
+}

@@ -31,8 +31,6 @@ pub enum JobError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("message UID {0} is missing from the store")]
-    Missing(u32),
     #[error("cannot journal the progress: {0}")]
     Journal(String),
 }
@@ -147,9 +145,7 @@ impl RestoreJob<'_> {
             // Snapshot messages' Message-IDs (from their stored bytes).
             let mut keyed: Vec<(MessageRecord, String)> = Vec::with_capacity(msgs.len());
             for chunk in msgs.chunks(APPEND_BATCH) {
-                let wanted: Vec<_> = chunk.iter().map(|m| (m.hash, m.size)).collect();
-                for (m, raw) in chunk.iter().zip(self.store.blobs(&req.user, &wanted, true)?) {
-                    let raw = raw.ok_or(JobError::Missing(m.uid))?;
+                for (m, raw) in chunk.iter().zip(self.store.bodies(&req.user, chunk)?) {
                     keyed.push((m.clone(), message_id(&raw)));
                 }
             }
@@ -196,22 +192,8 @@ impl RestoreJob<'_> {
                 p.created = true;
             }
             for chunk in missing.chunks(APPEND_BATCH) {
-                let wanted: Vec<_> = chunk.iter().map(|m| (m.hash, m.size)).collect();
-                let blobs = self.store.blobs(&req.user, &wanted, true)?;
-                let mut raws = Vec::with_capacity(chunk.len());
-                for (m, raw) in chunk.iter().zip(blobs) {
-                    raws.push(raw.ok_or(JobError::Missing(m.uid))?);
-                }
-                let batch: Vec<AppendMessage<'_>> = chunk
-                    .iter()
-                    .zip(&raws)
-                    .map(|(m, raw)| AppendMessage {
-                        flags: &m.flags,
-                        internaldate: &m.internaldate,
-                        raw,
-                    })
-                    .collect();
-                for t in up.append(&f.name, &batch).await? {
+                let raws = self.store.bodies(&req.user, chunk)?;
+                for t in up.append(&f.name, &AppendMessage::of(chunk, &raws)).await? {
                     if !t.is_ok() {
                         return Err(t.refusal("APPEND").into());
                     }

@@ -2,6 +2,7 @@
 //! of the store, each with its RFC 5530 code.
 
 use crate::imap::response::{Code, Status};
+use crate::store::StoreError;
 
 use super::io::Request;
 use super::tree::OpenError;
@@ -49,4 +50,17 @@ pub fn read_only_folder(tag: &str) -> Status {
         Code::Cannot,
         "Time Machine folders are read-only snapshots and cannot be changed",
     )
+}
+
+/// Runs store work on a blocking thread; its failure is the status to
+/// answer instead.
+pub async fn blocking<T: Send + 'static>(
+    tag: &str,
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(store_failure(tag, &e)),
+        Err(e) => Err(store_failure(tag, &e)),
+    }
 }

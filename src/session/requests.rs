@@ -167,7 +167,7 @@ pub async fn refresh(st: &mut State, io: &mut dyn Io) -> Outcome {
     if fresh.uids.len() != remaining.len() {
         out.push_str(&format!("* {} EXISTS\r\n", fresh.uids.len()));
     }
-    st.select(Selection::Tree(fresh));
+    st.select(Selection::Tree(Box::new(fresh)));
     if out.is_empty() {
         return Ok(());
     }

@@ -60,7 +60,7 @@ pub enum Selection {
     /// A real folder may be selected on the upstream connection.
     Upstream,
     /// A folder of the tree, answered by the proxy.
-    Tree(Selected),
+    Tree(Box<Selected>),
 }
 
 /// The authenticated state.

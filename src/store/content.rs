@@ -3,7 +3,10 @@
 
 use rocksdb::WriteBatch;
 
-use super::{corrupt, decode, encode, keys, ContentRecord, Hash, Store, StoreError, CF_BLOBS, CF_CONTENT, ZSTD_LEVEL};
+use super::{
+    corrupt, decode, encode, keys, ContentRecord, Hash, MessageRecord, Store, StoreError, CF_BLOBS, CF_CONTENT,
+    ZSTD_LEVEL,
+};
 
 impl Store {
     pub fn has_content(&self, user: &str, hash: &Hash) -> Result<bool, StoreError> {
@@ -91,6 +94,18 @@ impl Store {
                 }
                 None => Ok(None),
             })
+            .collect()
+    }
+
+    /// The verified bytes of every message of `records`, in order (what
+    /// goes back into a mailbox: drag-out, restore); a missing one is an
+    /// error naming its UID.
+    pub fn bodies(&self, user: &str, records: &[MessageRecord]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let wanted: Vec<_> = records.iter().map(|m| (m.hash, m.size)).collect();
+        records
+            .iter()
+            .zip(self.blobs(user, &wanted, true)?)
+            .map(|(m, raw)| raw.ok_or_else(|| corrupt(format!("message UID {} is missing from the store", m.uid))))
             .collect()
     }
 }

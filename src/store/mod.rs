@@ -401,6 +401,33 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_1_store_gets_its_folder_lists_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = [4u8; 32];
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.commit_snapshot(
+                &info("2026-11-20"),
+                &[folder("A")],
+                &[(b"A".to_vec(), vec![msg(1, h), msg(2, h)])],
+            )
+            .unwrap();
+            // As a version-1 store left it: no list record, version 1.
+            let key = keys::folder("alice", "2026-11-20", b"A");
+            s.db.delete_cf(s.cf(CF_LISTS).unwrap(), &key).unwrap();
+            s.db.put_cf(s.cf(CF_META).unwrap(), keys::SCHEMA, "1").unwrap();
+            assert!(s.load_list("alice", "2026-11-20", b"A").is_err(), "no silent fallback");
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.load_list("alice", "2026-11-20", b"A").unwrap(),
+            vec![msg(1, h), msg(2, h)]
+        );
+        let version = s.db.get_cf(s.cf(CF_META).unwrap(), keys::SCHEMA).unwrap().unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_string().as_bytes());
+    }
+
+    #[test]
     fn users_are_remembered() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();

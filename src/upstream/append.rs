@@ -2,6 +2,7 @@
 //! notifications all append through it, so the command is written one way.
 
 use crate::imap::quoted;
+use crate::store::MessageRecord;
 
 /// One message to append.
 #[derive(Debug, Clone, Copy)]
@@ -11,6 +12,22 @@ pub struct AppendMessage<'a> {
     /// a leading space is RFC 3501's `date-day-fixed` (` 2-Dec-2026`).
     pub internaldate: &'a str,
     pub raw: &'a [u8],
+}
+
+impl<'a> AppendMessage<'a> {
+    /// Snapshot messages with their bytes: each keeps its snapshot flags
+    /// and INTERNALDATE.
+    pub fn of(records: &'a [MessageRecord], raws: &'a [Vec<u8>]) -> Vec<Self> {
+        records
+            .iter()
+            .zip(raws)
+            .map(|(m, raw)| Self {
+                flags: &m.flags,
+                internaldate: &m.internaldate,
+                raw,
+            })
+            .collect()
+    }
 }
 
 /// An APPEND of `messages` (MULTIAPPEND when there are several) as byte

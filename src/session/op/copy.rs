@@ -23,7 +23,7 @@ use crate::store::MessageRecord;
 use crate::upstream::AppendMessage;
 
 use super::super::io::{Io, Outcome, Request};
-use super::super::reply::{invalid_set, not_understood, store_failure};
+use super::super::reply::{blocking, invalid_set, not_understood};
 use super::super::requests;
 use super::super::state::State;
 use super::super::tree::RequestFolder;
@@ -74,32 +74,12 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
 
     let mut appended: Vec<Status> = Vec::new();
     for batch in batches(&records) {
-        let wanted: Vec<_> = batch.iter().map(|m| (m.hash, m.size)).collect();
-        let (s, u) = (store.clone(), user.clone());
-        let blobs = match tokio::task::spawn_blocking(move || s.blobs(&u, &wanted, true)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return io.status(store_failure(tag, &e)).await,
-            Err(e) => return io.status(store_failure(tag, &e)).await,
+        let (s, u, records) = (store.clone(), user.clone(), batch.to_vec());
+        let raws = match blocking(tag, move || s.bodies(&u, &records)).await {
+            Ok(raws) => raws,
+            Err(failure) => return io.status(failure).await,
         };
-        let mut raws = Vec::with_capacity(batch.len());
-        for (m, blob) in batch.iter().zip(blobs) {
-            match blob {
-                Some(raw) => raws.push(raw),
-                None => {
-                    let e = format!("message UID {} missing from the store", m.uid);
-                    return io.status(store_failure(tag, &e)).await;
-                }
-            }
-        }
-        let messages: Vec<AppendMessage<'_>> = batch
-            .iter()
-            .zip(&raws)
-            .map(|(m, raw)| AppendMessage {
-                flags: &m.flags,
-                internaldate: &m.internaldate,
-                raw,
-            })
-            .collect();
+        let messages = AppendMessage::of(batch, &raws);
         let lines = io.upstream_append(target, &messages).await?;
         for line in &lines {
             match Status::parse(line) {

@@ -16,7 +16,7 @@ use crate::imap::search::{charset_supported, matches, needs_raw, Bounds, SearchM
 use crate::store::{MessageRecord, StoreError};
 
 use super::super::io::{Io, Outcome, Request};
-use super::super::reply::{no_mailbox, not_understood, store_failure};
+use super::super::reply::{blocking, no_mailbox, not_understood};
 use super::super::source::Source;
 use super::super::state::State;
 
@@ -96,13 +96,12 @@ async fn run_search(
     tag: &str,
     charset: Option<&Charset<'_>>,
     criteria: &[SearchKey<'_>],
-) -> Result<(Vec<usize>, Arc<Vec<MessageRecord>>), Answer> {
+) -> Result<(Vec<usize>, Arc<Vec<MessageRecord>>), Box<Answer>> {
     let (key, messages, source) = prepare(st, tag, charset, criteria, "* SEARCH\r\n", "Search")?;
     let m2 = messages.clone();
-    match tokio::task::spawn_blocking(move || evaluate(&source, &m2, &key, false)).await {
-        Ok(Ok((hits, _))) => Ok((hits, messages)),
-        Ok(Err(e)) => Err(Answer::status(store_failure(tag, &e))),
-        Err(e) => Err(Answer::status(store_failure(tag, &e))),
+    match blocking(tag, move || evaluate(&source, &m2, &key, false)).await {
+        Ok((hits, _)) => Ok((hits, messages)),
+        Err(failure) => Err(Box::new(Answer::status(failure))),
     }
 }
 
@@ -127,7 +126,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             out.push_str("\r\n");
             Answer::new(out, Status::ok(req.tag, "Search completed."))
         }
-        Err(answer) => answer,
+        Err(answer) => *answer,
     };
     answer.send(io).await
 }
@@ -184,7 +183,7 @@ async fn esearch(st: &State, io: &mut dyn Io, req: &Request<'_>, uid: bool) -> O
             }
             Answer::new(out, Status::ok(tag, "Search completed."))
         }
-        Err(answer) => answer,
+        Err(answer) => *answer,
     };
     answer.send(io).await
 }
@@ -233,6 +232,9 @@ impl Answer {
     }
 }
 
+/// The search criteria as one key, the folder's records, their source.
+pub type Prepared = (SearchKey<'static>, Arc<Vec<MessageRecord>>, Source);
+
 /// What SEARCH, SORT and THREAD evaluate: the search criteria as one key, the
 /// selected folder's records and where their bytes are. `Err` is the
 /// answer instead (no folder, unknown charset, or nothing to search:
@@ -244,17 +246,17 @@ pub fn prepare(
     search: &[SearchKey<'_>],
     empty: &str,
     command: &str,
-) -> Result<(SearchKey<'static>, Arc<Vec<MessageRecord>>, Source), Answer> {
+) -> Result<Prepared, Box<Answer>> {
     let Some(sel) = st.selected() else {
-        return Err(Answer::status(no_mailbox(tag)));
+        return Err(Box::new(Answer::status(no_mailbox(tag))));
     };
     if charset.is_some_and(|c| !charset_supported(&charset_name(c))) {
         let code = Code::BadCharset(vec!["UTF-8".into(), "US-ASCII".into()]);
-        return Err(Answer::status(Status::no(tag, code, "Unsupported charset")));
+        return Err(Box::new(Answer::status(Status::no(tag, code, "Unsupported charset"))));
     }
     let Some(source) = Source::of(st) else {
         let done = Status::ok(tag, format!("{command} completed."));
-        return Err(Answer::new(empty.to_string(), done));
+        return Err(Box::new(Answer::new(empty.to_string(), done)));
     };
     Ok((all_of(search), sel.messages.clone(), source))
 }

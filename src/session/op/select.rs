@@ -49,7 +49,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
                 },
             );
             tracing::debug!(date = %sel.date, messages = sel.messages.len(), "snapshot folder selected");
-            st.select(Selection::Tree(sel));
+            st.select(Selection::Tree(Box::new(sel)));
         }
         Err(e) => {
             if had_selection {

@@ -12,7 +12,7 @@ use crate::imap::thread::base_subject;
 use crate::store::{MessageRecord, StoreError};
 
 use super::super::io::{Io, Outcome, Request};
-use super::super::reply::{not_understood, store_failure};
+use super::super::reply::{blocking, not_understood};
 use super::super::state::State;
 use super::search::{evaluate, internal_time, prepare, Answer};
 
@@ -99,7 +99,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         Err(answer) => return answer.send(io).await,
     };
     let criteria: Vec<SortCriterion> = sort_criteria.as_ref().to_vec();
-    let job = tokio::task::spawn_blocking(move || -> Result<String, StoreError> {
+    let job = blocking(tag, move || -> Result<String, StoreError> {
         let keep_raw = criteria
             .iter()
             .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
@@ -128,9 +128,8 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         Ok(out)
     });
     let answer = match job.await {
-        Ok(Ok(data)) => Answer::new(data, Status::ok(tag, "Sort completed.")),
-        Ok(Err(e)) => Answer::status(store_failure(tag, &e)),
-        Err(e) => Answer::status(store_failure(tag, &e)),
+        Ok(data) => Answer::new(data, Status::ok(tag, "Sort completed.")),
+        Err(failure) => Answer::status(failure),
     };
     answer.send(io).await
 }

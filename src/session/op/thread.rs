@@ -9,7 +9,7 @@ use crate::imap::thread::{thread, Algorithm, ThreadMessage};
 use crate::store::{MessageRecord, StoreError};
 
 use super::super::io::{Io, Outcome, Request};
-use super::super::reply::{not_understood, store_failure};
+use super::super::reply::{blocking, not_understood};
 use super::super::state::State;
 use super::search::{evaluate, internal_time, prepare, Answer};
 
@@ -72,7 +72,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         Ok(prepared) => prepared,
         Err(answer) => return answer.send(io).await,
     };
-    let job = tokio::task::spawn_blocking(move || -> Result<String, StoreError> {
+    let job = blocking(tag, move || -> Result<String, StoreError> {
         let (hits, raws) = evaluate(&source, &messages, &key, true)?;
         let msgs: Vec<ThreadMessage> = hits
             .into_iter()
@@ -84,9 +84,8 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         Ok(thread(&msgs, algorithm))
     });
     let answer = match job.await {
-        Ok(Ok(threads)) => Answer::new(format!("* THREAD {threads}\r\n"), Status::ok(tag, "Thread completed.")),
-        Ok(Err(e)) => Answer::status(store_failure(tag, &e)),
-        Err(e) => Answer::status(store_failure(tag, &e)),
+        Ok(threads) => Answer::new(format!("* THREAD {threads}\r\n"), Status::ok(tag, "Thread completed.")),
+        Err(failure) => Answer::status(failure),
     };
     answer.send(io).await
 }
