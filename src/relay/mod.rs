@@ -178,11 +178,6 @@ impl Relay {
         }
     }
 
-    /// Resolves when the response pump has ended (upstream or client gone).
-    pub fn pump_ended(&self) -> bool {
-        self.pump.is_finished()
-    }
-
     /// The next line from the client; the idle limit applies.
     pub async fn read_line(&mut self) -> Result<Bytes, SessionEnd> {
         let idle = Duration::from_secs(self.limits.idle_timeout_secs);

@@ -25,7 +25,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
@@ -118,7 +117,7 @@ pub async fn run(ctx: Arc<Ctx>, stream: ClientStream, peer: SocketAddr) {
 /// The authenticated state: the relay, and the command loop over it.
 async fn authenticated(
     ctx: &Ctx,
-    reader: relay_reader::Reader,
+    reader: crate::relay::ClientReader,
     writer: tokio::io::WriteHalf<ClientStream>,
     login: LoggedIn,
 ) {
@@ -153,14 +152,4 @@ async fn authenticated(
     let end = dispatch::run(&mut st, &mut relay).await;
     debug!(reason = %end, "session ended");
     relay.finish(end).await;
-}
-
-/// The client reader type handed from the not-authenticated state to the relay.
-mod relay_reader {
-    pub type Reader = crate::relay::ClientReader;
-}
-
-/// Bytes of a status line (for callers that queue raw bytes).
-pub fn status_bytes(status: &Status) -> Bytes {
-    Bytes::from(status.encode())
 }

@@ -180,3 +180,8 @@ async fn preauth() {
     assert_eq!(st.bad_commands, 4);
     assert_eq!(st.failed_logins, 1);
 }
+
+#[tokio::test]
+async fn families() {
+    replay("families").await;
+}

@@ -210,6 +210,36 @@ fn esearch_options(bytes: &[u8]) -> Option<(Vec<String>, &[u8])> {
     Some((options, rest.get(close + 1..)?))
 }
 
+/// What SORT and THREAD share: the messages the search selects (with their
+/// bytes when `keep_raw`) are turned by `order`, on a blocking thread, into
+/// the untagged answer (`empty` when there is nothing to search), then the
+/// completion of `command`.
+#[allow(clippy::too_many_arguments)]
+pub async fn answer_ordered(
+    st: &State,
+    io: &mut dyn Io,
+    tag: &str,
+    charset: &Charset<'_>,
+    criteria: &[SearchKey<'_>],
+    (command, empty): (&str, &str),
+    keep_raw: bool,
+    order: impl FnOnce(Vec<usize>, Vec<Option<Vec<u8>>>, &[MessageRecord]) -> String + Send + 'static,
+) -> Outcome {
+    let (key, messages, source) = match prepare(st, tag, Some(charset), criteria, empty, command) {
+        Ok(prepared) => prepared,
+        Err(answer) => return answer.send(io).await,
+    };
+    let job = blocking(tag, move || {
+        let (hits, raws) = evaluate(&source, &messages, &key, keep_raw)?;
+        Ok(order(hits, raws, &messages))
+    });
+    let answer = match job.await {
+        Ok(data) => Answer::new(data, Status::ok(tag, format!("{command} completed."))),
+        Err(failure) => Answer::status(failure),
+    };
+    answer.send(io).await
+}
+
 /// What a search-like command answers: untagged data, then its status.
 pub struct Answer {
     data: String,

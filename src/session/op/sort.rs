@@ -7,14 +7,13 @@ use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
 use mail_parser::{Address, MessageParser};
 
-use crate::imap::response::Status;
 use crate::imap::thread::base_subject;
-use crate::store::{MessageRecord, StoreError};
+use crate::store::MessageRecord;
 
 use super::super::io::{Io, Outcome, Request};
-use super::super::reply::{blocking, not_understood};
+use super::super::reply::not_understood;
 use super::super::state::State;
-use super::search::{evaluate, internal_time, prepare, Answer};
+use super::search::{answer_ordered, internal_time};
 
 /// What SORT compares for one message.
 #[derive(Default)]
@@ -93,17 +92,11 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         return io.status(not_understood(req)).await;
     };
     let (tag, uid) = (req.tag, *uid);
-    let (key, messages, source) = match prepare(st, tag, Some(charset), search_criteria.as_ref(), "* SORT\r\n", "Sort")
-    {
-        Ok(prepared) => prepared,
-        Err(answer) => return answer.send(io).await,
-    };
     let criteria: Vec<SortCriterion> = sort_criteria.as_ref().to_vec();
-    let job = blocking(tag, move || -> Result<String, StoreError> {
-        let keep_raw = criteria
-            .iter()
-            .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
-        let (hits, raws) = evaluate(&source, &messages, &key, keep_raw)?;
+    let keep_raw = criteria
+        .iter()
+        .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
+    let order = move |hits: Vec<usize>, raws: Vec<Option<Vec<u8>>>, messages: &[MessageRecord]| {
         let mut rows: Vec<(usize, SortValues)> = hits
             .into_iter()
             .map(|i| (i, sort_values(&messages[i], raws.get(i).and_then(|r| r.as_deref()))))
@@ -125,11 +118,8 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             out.push_str(&n.to_string());
         }
         out.push_str("\r\n");
-        Ok(out)
-    });
-    let answer = match job.await {
-        Ok(data) => Answer::new(data, Status::ok(tag, "Sort completed.")),
-        Err(failure) => Answer::status(failure),
+        out
     };
-    answer.send(io).await
+    let search = search_criteria.as_ref();
+    answer_ordered(st, io, tag, charset, search, ("Sort", "* SORT\r\n"), keep_raw, order).await
 }

@@ -6,12 +6,12 @@ use mail_parser::{HeaderValue, MessageParser};
 
 use crate::imap::response::Status;
 use crate::imap::thread::{thread, Algorithm, ThreadMessage};
-use crate::store::{MessageRecord, StoreError};
+use crate::store::MessageRecord;
 
 use super::super::io::{Io, Outcome, Request};
-use super::super::reply::{blocking, not_understood};
+use super::super::reply::not_understood;
 use super::super::state::State;
-use super::search::{evaluate, internal_time, prepare, Answer};
+use super::search::{answer_ordered, internal_time};
 
 /// Message-ids of a References / In-Reply-To header, without brackets.
 fn ids(v: &HeaderValue<'_>) -> Vec<String> {
@@ -60,20 +60,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             .status(Status::bad(tag, format!("Unknown thread algorithm {name}")))
             .await;
     };
-    // Dovecot writes `* THREAD ` (with the space) when nothing matched.
-    let (key, messages, source) = match prepare(
-        st,
-        tag,
-        Some(charset),
-        search_criteria.as_ref(),
-        "* THREAD \r\n",
-        "Thread",
-    ) {
-        Ok(prepared) => prepared,
-        Err(answer) => return answer.send(io).await,
-    };
-    let job = blocking(tag, move || -> Result<String, StoreError> {
-        let (hits, raws) = evaluate(&source, &messages, &key, true)?;
+    let order = move |hits: Vec<usize>, raws: Vec<Option<Vec<u8>>>, messages: &[MessageRecord]| {
         let msgs: Vec<ThreadMessage> = hits
             .into_iter()
             .map(|i| {
@@ -81,11 +68,9 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
                 thread_message(n, &messages[i], raws.get(i).and_then(|r| r.as_deref()))
             })
             .collect();
-        Ok(thread(&msgs, algorithm))
-    });
-    let answer = match job.await {
-        Ok(threads) => Answer::new(format!("* THREAD {threads}\r\n"), Status::ok(tag, "Thread completed.")),
-        Err(failure) => Answer::status(failure),
+        format!("* THREAD {}\r\n", thread(&msgs, algorithm))
     };
-    answer.send(io).await
+    // Dovecot writes `* THREAD ` (with the space) when nothing matched.
+    let search = search_criteria.as_ref();
+    answer_ordered(st, io, tag, charset, search, ("Thread", "* THREAD \r\n"), true, order).await
 }
