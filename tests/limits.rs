@@ -291,3 +291,27 @@ async fn a_client_idling_between_the_literals_of_an_append_is_logged_out() {
     assert_eq!(r, "* BYE Autologout; idle for too long\r\n");
     still_works(&p).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_upstream_frees_the_connection_slot_at_once() {
+    let d = Dovecot::start_seeded('/');
+    let p = Proxy::start_with(d.addr(), |c| c.limits.max_connections = 1);
+    let mut a = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    d.kill_sessions();
+    let r = show(&a.read_to_close().await);
+    assert_eq!(r, "* BYE [UNAVAILABLE] Connection to the mail server was lost\r\n");
+    // `a` keeps its socket open: the session must still be over and its
+    // slot free. The slot is released when the task ends; retry until then.
+    let mut admitted = false;
+    for _ in 0..100 {
+        let mut b = Client::tls(p.tls_addr).await;
+        if b.greeting.starts_with(b"* OK") {
+            admitted = true;
+            break;
+        }
+        b.read_to_close().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "the dead session kept the only slot");
+    drop(a);
+}

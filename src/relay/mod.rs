@@ -95,6 +95,15 @@ impl ClientChunks {
     }
 }
 
+/// See [`Relay::ended`].
+pub struct PumpEnded(Arc<Shared>);
+
+impl PumpEnded {
+    pub async fn wait(&self) {
+        self.0.wait_ended().await
+    }
+}
+
 /// The client side of a relayed session.
 pub struct Relay {
     reader: ClientReader,
@@ -176,6 +185,13 @@ impl Relay {
         if tokio::time::timeout(Duration::from_secs(5), &mut pump).await.is_err() {
             pump.abort();
         }
+    }
+
+    /// A handle that resolves once the response pump has ended (the
+    /// upstream or the client went away): the session then has nothing
+    /// left to do, whatever it is waiting for.
+    pub fn ended(&self) -> PumpEnded {
+        PumpEnded(self.shared.clone())
     }
 
     /// The next line from the client; the idle limit applies.

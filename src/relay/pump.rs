@@ -98,6 +98,7 @@ pub(super) async fn run(
     }
     let _ = out.flush().await;
     let _ = out.shutdown().await;
+    shared.mark_ended();
     // Wake a client side waiting for a continuation or a response that
     // will never come.
     drop(shared.take_expectation());

@@ -50,6 +50,9 @@ pub(super) struct Shared {
     pub divert: Mutex<Option<Diversion>>,
     /// Lines to write just before the tagged OK of a forwarded command.
     inject: Mutex<Vec<(Bytes, Bytes)>>,
+    /// The response pump has ended (upstream or client gone).
+    ended: AtomicBool,
+    ended_notify: Notify,
 }
 
 impl Shared {
@@ -122,6 +125,23 @@ impl Shared {
             .unwrap_or(0);
         if prev <= 1 {
             self.quiet.notify_waiters();
+        }
+    }
+
+    /// The response pump ends: nothing more reaches the client.
+    pub fn mark_ended(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.ended_notify.notify_waiters();
+    }
+
+    /// Resolves once the response pump has ended.
+    pub async fn wait_ended(&self) {
+        loop {
+            let notified = self.ended_notify.notified();
+            if self.ended.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
         }
     }
 

@@ -32,7 +32,7 @@ use crate::imap::capability;
 use crate::imap::framing::FrameReader;
 use crate::imap::response::{Code, Status};
 use crate::net::stream::{ClientStream, MaybeTls};
-use crate::relay::Relay;
+use crate::relay::{self, Relay};
 
 use self::io::ClientIo;
 use self::preauth::PreAuthIo;
@@ -149,7 +149,13 @@ async fn authenticated(
         hide,
     );
     let mut st = State::new(tree, ctx.config.limits.clone(), unselect);
-    let end = dispatch::run(&mut st, &mut relay).await;
+    let pump = relay.ended();
+    let end = tokio::select! {
+        end = dispatch::run(&mut st, &mut relay) => end,
+        // The pump has said what there was to say (e.g. the upstream's
+        // loss): the session ends at once, not when the client next speaks.
+        _ = pump.wait() => relay::SessionEnd::ClientGone,
+    };
     debug!(reason = %end, "session ended");
     relay.finish(end).await;
 }
