@@ -435,13 +435,8 @@ impl Relay {
         messages: &[AppendMessage<'_>],
     ) -> Result<Vec<Bytes>, SessionEnd> {
         self.quiet().await?;
-        let groups: Vec<&[AppendMessage<'_>]> = if self.caps.multiappend {
-            vec![messages]
-        } else {
-            messages.chunks(1).collect()
-        };
         let mut tagged = Vec::new();
-        for group in groups.into_iter().filter(|g| !g.is_empty()) {
+        for group in append::groups(messages, self.caps.multiappend) {
             let tag = self.proxy_tag();
             let rx = self.begin_own(&tag);
             let parts = append::command(&tag, mailbox, group, self.caps.literal_plus);

@@ -30,6 +30,16 @@ impl<'a> AppendMessage<'a> {
     }
 }
 
+/// The APPEND commands to send: one MULTIAPPEND of everything where the
+/// upstream has MULTIAPPEND, else one APPEND per message.
+pub fn groups<'m, 'a>(messages: &'m [AppendMessage<'a>], multiappend: bool) -> Vec<&'m [AppendMessage<'a>]> {
+    match (multiappend, messages.is_empty()) {
+        (_, true) => Vec::new(),
+        (true, false) => vec![messages],
+        (false, false) => messages.chunks(1).collect(),
+    }
+}
+
 /// An APPEND of `messages` (MULTIAPPEND when there are several) as byte
 /// parts. With `literal_plus` it is one part; otherwise the sender sends a
 /// part, waits for the server's `+` (or its refusal), and sends the next.

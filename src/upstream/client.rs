@@ -119,13 +119,8 @@ impl Upstream {
         messages: &[AppendMessage<'_>],
     ) -> Result<Vec<Tagged>, UpstreamError> {
         let plus = self.has_capability("LITERAL+");
-        let groups: Vec<&[AppendMessage<'_>]> = if self.has_capability("MULTIAPPEND") {
-            vec![messages]
-        } else {
-            messages.chunks(1).collect()
-        };
         let mut out = Vec::new();
-        for group in groups.into_iter().filter(|g| !g.is_empty()) {
+        for group in append::groups(messages, self.has_capability("MULTIAPPEND")) {
             let tag = self.tag();
             let parts = append::command(&tag, mailbox, group, plus);
             let last = parts.len().saturating_sub(1);
