@@ -91,22 +91,36 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips one value: atom/number/NIL, quoted string, literal, or list.
+    /// Nested lists are counted, not recursed into: an upstream line (16 MiB
+    /// or more) can nest deeper than any stack.
     fn value(&mut self) -> Result<(), ScanError> {
-        match self.peek() {
-            Some(b'(') => {
-                self.i += 1;
-                loop {
-                    match self.peek() {
-                        Some(b')') => {
-                            self.i += 1;
-                            return Ok(());
-                        }
-                        Some(b' ') => self.i += 1,
-                        Some(_) => self.value()?,
-                        None => return self.err(),
-                    }
+        let mut depth = 0usize;
+        loop {
+            match self.peek() {
+                Some(b'(') => {
+                    self.i += 1;
+                    depth += 1;
+                    continue;
                 }
+                Some(b')') if depth > 0 => {
+                    self.i += 1;
+                    depth -= 1;
+                }
+                Some(b' ') if depth > 0 => {
+                    self.i += 1;
+                    continue;
+                }
+                _ => self.scalar()?,
             }
+            if depth == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Skips one value that is not a list.
+    fn scalar(&mut self) -> Result<(), ScanError> {
+        match self.peek() {
             Some(b'"') => {
                 self.i += 1;
                 loop {
@@ -244,5 +258,23 @@ mod tests {
         assert!(scan(b"* 1 FETCH (BODY[] {99}\r\nshort)\r\n").is_err());
         assert!(scan(b"* OK hi\r\n").is_err());
         assert_eq!(string_value(b"\"a\\\"b\"").unwrap(), b"a\"b");
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow_the_stack() {
+        // The upstream's line limit is 16 MiB or more: a FETCH response can
+        // nest lists far deeper than any stack holds frames.
+        let depth = 1_000_000;
+        let mut r = b"* 1 FETCH (BODYSTRUCTURE ".to_vec();
+        r.extend(std::iter::repeat_n(b'(', depth));
+        r.extend(std::iter::repeat_n(b')', depth));
+        r.extend_from_slice(b" UID 5)\r\n");
+        let scanned = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || scan(&r).map(|f| (f.items.len(), f.number("UID"))))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(scanned, Ok((2, Some(5))));
     }
 }
