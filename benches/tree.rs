@@ -55,6 +55,7 @@ fn benches(c: &mut Criterion) {
     let structure = b"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 120 4 NIL NIL NIL NIL)";
     let view = |i: usize, raw: &[u8]| -> MessageView<'_> {
         MessageView {
+            recorded: None,
             seq: i as u32 + 1,
             uid: i as u32 + 1,
             flags: &flags,
@@ -74,7 +75,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let mut out = Vec::with_capacity(64 * 1024);
             for (i, raw) in msgs.iter().enumerate() {
-                write(&mut out, &view(i, raw), &meta, true);
+                let _ = write(&mut out, &view(i, raw), &meta, true);
             }
             black_box(out.len())
         })
@@ -93,7 +94,7 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 let mut out = Vec::with_capacity(total + 4096);
                 for (i, raw) in msgs.iter().enumerate() {
-                    write(
+                    let _ = write(
                         &mut out,
                         &MessageView {
                             raw: Some(raw),

@@ -96,6 +96,7 @@ async fn fetch_responses_from_a_snapshot_equal_dovecots() {
                         None
                     };
                     let view = MessageView {
+                        recorded: None,
                         seq: i as u32 + 1,
                         uid: m.uid,
                         flags: &m.flags,
@@ -107,7 +108,7 @@ async fn fetch_responses_from_a_snapshot_equal_dovecots() {
                         body: &content.body,
                         raw: raw.as_deref(),
                     };
-                    write(&mut ours, &view, &names, uid_command);
+                    write(&mut ours, &view, &names, uid_command).expect("fixture parts decode");
                 }
                 assert!(
                     ours == live,

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::imap::section::Recorded;
 use crate::store::{ContentRecord, MessageRecord, Store, StoreError};
 
 use super::state::State;
@@ -63,6 +64,19 @@ impl Source {
                 .iter()
                 .map(|&i| msgs.get(i).map(|s| s.mail.raw.clone()))
                 .collect()),
+        }
+    }
+
+    /// The upstream's recorded section answers of the messages at
+    /// `indices`, where a snapshot recorded them (composed messages have
+    /// none: the proxy wrote them and reads them right).
+    pub fn views(&self, indices: &[usize], records: &[&MessageRecord]) -> Result<Vec<Option<Recorded>>, StoreError> {
+        match self {
+            Self::Store { store, user } => {
+                let hashes: Vec<_> = records.iter().map(|m| m.hash).collect();
+                store.views(user, &hashes)
+            }
+            Self::Synthetic(_) => Ok(vec![None; indices.len()]),
         }
     }
 }

@@ -22,6 +22,8 @@ use crate::imap::fetch_scan::{self, atom_list, string_value};
 use crate::store::{ContentRecord, FolderRecord, MessageRecord, SnapshotInfo, Store, StoreError};
 use crate::upstream::client::Next;
 use crate::upstream::folders::{examine, list_folders};
+
+use super::views;
 use crate::upstream::{Connector, UpstreamError};
 
 #[derive(Debug, Error)]
@@ -49,6 +51,10 @@ pub struct JobStats {
     pub bytes_fetched: u64,
     /// Bodies that were new to the store.
     pub new_bodies: u64,
+    /// New messages the proxy does not read as the upstream does, whose
+    /// sections were recorded from the upstream (see `views`).
+    #[serde(default)]
+    pub views_recorded: u64,
     pub millis: u64,
 }
 
@@ -73,20 +79,44 @@ struct Downloaded {
     content: ContentRecord,
 }
 
-/// The storage worker: hashes, compresses and stores, returns records.
+/// A new message whose sections must be recorded from the upstream.
+struct NeedsView {
+    folder: usize,
+    uid: u32,
+    hash: crate::store::Hash,
+    bodystructure: Vec<u8>,
+}
+
+/// What the storage worker hands back.
+#[derive(Default)]
+struct Stored {
+    records: Vec<(usize, MessageRecord)>,
+    new_bodies: u64,
+    needs_view: Vec<NeedsView>,
+}
+
+/// The storage worker: hashes, compresses and stores, checks the proxy's
+/// reading of each new message against the upstream's, returns records.
 fn storage_worker(
     store: Arc<Store>,
     user: String,
     mut rx: tokio::sync::mpsc::Receiver<Downloaded>,
-) -> Result<(Vec<(usize, MessageRecord)>, u64), StoreError> {
-    let mut out = Vec::new();
-    let mut new = 0;
+) -> Result<Stored, StoreError> {
+    let mut done = Stored::default();
     while let Some(d) = rx.blocking_recv() {
         let hash = *blake3::hash(&d.raw).as_bytes();
         if store.put_content(&user, &hash, &d.raw, &d.content)? {
-            new += 1;
+            done.new_bodies += 1;
+            if views::needed(&d.raw, &d.content.bodystructure) {
+                done.needs_view.push(NeedsView {
+                    folder: d.folder,
+                    uid: d.uid,
+                    hash,
+                    bodystructure: d.content.bodystructure.clone(),
+                });
+            }
         }
-        out.push((
+        done.records.push((
             d.folder,
             MessageRecord {
                 uid: d.uid,
@@ -98,7 +128,7 @@ fn storage_worker(
             },
         ));
     }
-    Ok((out, new))
+    Ok(done)
 }
 
 /// Everything one snapshot run needs.
@@ -300,9 +330,11 @@ impl Job<'_> {
         drop(tx);
         let worked = worker.await.map_err(|_| SnapshotError::Worker)?;
         result?;
-        let (downloaded, new_bodies) = worked?;
-        stats.new_bodies = new_bodies;
+        let stored = worked?;
+        stats.new_bodies = stored.new_bodies;
+        stats.views_recorded = self.record_views(&mut up, user, &listed, &stored.needs_view).await?;
         let _ = up.start("LOGOUT").await;
+        let downloaded = stored.records;
 
         // Assemble per-folder records in UID order.
         let mut per_folder = reused;
@@ -341,9 +373,46 @@ impl Job<'_> {
             messages = stats.messages,
             bodies_fetched = stats.bodies_fetched,
             new_bodies = stats.new_bodies,
+            views_recorded = stats.views_recorded,
             millis = stats.millis,
             "snapshot committed"
         );
         Ok(stats)
+    }
+}
+
+impl Job<'_> {
+    /// Records the upstream's sections of the new messages the proxy does
+    /// not read as it does, folder by folder. Part of the snapshot: a
+    /// failure fails it (nothing is committed).
+    async fn record_views(
+        &self,
+        up: &mut crate::upstream::Upstream,
+        user: &str,
+        listed: &[crate::upstream::folders::Listed],
+        needs: &[NeedsView],
+    ) -> Result<u64, SnapshotError> {
+        let mut by_folder: Vec<&NeedsView> = needs.iter().collect();
+        by_folder.sort_by_key(|n| (n.folder, n.uid));
+        let mut open: Option<usize> = None;
+        let mut recorded = 0;
+        for n in by_folder {
+            let Some(folder) = listed.get(n.folder) else { continue };
+            if open != Some(n.folder) {
+                examine(up, &folder.name, false).await?;
+                open = Some(n.folder);
+            }
+            let view = views::record(up, n.uid, &views::items(&n.bodystructure)).await?;
+            self.store.put_view(user, &n.hash, &view)?;
+            recorded += 1;
+        }
+        if recorded > 0 {
+            info!(
+                user,
+                messages = recorded,
+                "recorded the upstream's sections of messages whose MIME the proxy reads differently"
+            );
+        }
+        Ok(recorded)
     }
 }

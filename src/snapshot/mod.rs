@@ -3,6 +3,7 @@
 
 pub mod job;
 pub mod schedule;
+pub mod views;
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;

@@ -5,8 +5,9 @@ use rocksdb::WriteBatch;
 
 use super::{
     corrupt, decode, encode, keys, ContentRecord, Hash, MessageRecord, Store, StoreError, CF_BLOBS, CF_CONTENT,
-    ZSTD_LEVEL,
+    CF_VIEWS, ZSTD_LEVEL,
 };
+use crate::imap::section::Recorded;
 
 impl Store {
     pub fn has_content(&self, user: &str, hash: &Hash) -> Result<bool, StoreError> {
@@ -106,6 +107,38 @@ impl Store {
             .iter()
             .zip(self.blobs(user, &wanted, true)?)
             .map(|(m, raw)| raw.ok_or_else(|| corrupt(format!("message UID {} is missing from the store", m.uid))))
+            .collect()
+    }
+
+    /// Records the upstream's own section answers for a message (see
+    /// [`Recorded`]). Not synced: the snapshot commit syncs the WAL.
+    pub fn put_view(&self, user: &str, hash: &Hash, view: &Recorded) -> Result<(), StoreError> {
+        let encoded = zstd::bulk::compress(&encode(view)?, ZSTD_LEVEL)?;
+        self.db.put_cf(self.cf(CF_VIEWS)?, keys::content(user, hash), encoded)?;
+        Ok(())
+    }
+
+    pub fn has_view(&self, user: &str, hash: &Hash) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_VIEWS)?, keys::content(user, hash))?
+            .is_some())
+    }
+
+    /// Recorded views of many messages in one batched read; `None` for the
+    /// (usual) messages that have none.
+    pub fn views(&self, user: &str, hashes: &[Hash]) -> Result<Vec<Option<Recorded>>, StoreError> {
+        let keys: Vec<Vec<u8>> = hashes.iter().map(|h| keys::content(user, h)).collect();
+        self.db
+            .batched_multi_get_cf(self.cf(CF_VIEWS)?, &keys, false)
+            .into_iter()
+            .map(|r| match r? {
+                Some(v) => {
+                    let plain = zstd::stream::decode_all(&v[..])?;
+                    Ok(Some(decode(&plain)?))
+                }
+                None => Ok(None),
+            })
             .collect()
     }
 }

@@ -52,7 +52,12 @@ const CF_BLOBS: &str = "blobs";
 const CF_REQUESTS: &str = "requests";
 const CF_LEDGER: &str = "ledger";
 const CF_LISTS: &str = "lists";
-const ALL_CFS: [&str; 9] = [
+/// The upstream's recorded section answers of messages the proxy does not
+/// read as it does (`imap::section::Recorded`), keyed like `content`. A
+/// store without the family (made before it existed) opens with it empty:
+/// no recorded answers, as before.
+const CF_VIEWS: &str = "views";
+const ALL_CFS: [&str; 10] = [
     CF_META,
     CF_SNAPSHOTS,
     CF_FOLDERS,
@@ -62,6 +67,7 @@ const ALL_CFS: [&str; 9] = [
     CF_REQUESTS,
     CF_LEDGER,
     CF_LISTS,
+    CF_VIEWS,
 ];
 
 /// RocksDB block cache shared by the column families.

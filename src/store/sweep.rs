@@ -7,7 +7,7 @@ use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 
 use super::{
     corrupt, decode, keys, Hash, MessageRecord, Store, StoreError, SweepStats, ALL_CFS, CF_BLOBS, CF_CONTENT,
-    CF_FOLDERS, CF_MESSAGES,
+    CF_FOLDERS, CF_MESSAGES, CF_VIEWS,
 };
 
 impl Store {
@@ -26,6 +26,7 @@ impl Store {
         let mut stats = SweepStats::default();
         let bcf = self.cf(CF_BLOBS)?;
         let ccf = self.cf(CF_CONTENT)?;
+        let vcf = self.cf(CF_VIEWS)?;
         let mut batch = WriteBatch::default();
         for item in self.db.iterator_cf(bcf, IteratorMode::Start) {
             let (k, v) = item?;
@@ -34,6 +35,7 @@ impl Store {
             if !referenced.contains(&(user.to_string(), hash)) {
                 batch.delete_cf(bcf, &k);
                 batch.delete_cf(ccf, &k);
+                batch.delete_cf(vcf, &k);
                 stats.blobs_removed += 1;
                 stats.bytes_removed += v.len() as u64;
             }
@@ -41,7 +43,7 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
-        for cf in [bcf, ccf, mcf, self.cf(CF_FOLDERS)?] {
+        for cf in [bcf, ccf, vcf, mcf, self.cf(CF_FOLDERS)?] {
             self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(stats)

@@ -4,6 +4,8 @@
 //! Used by the integration tests and by `benches/e2e.rs`.
 #![allow(dead_code)]
 
+pub mod mime_gen;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -279,6 +281,11 @@ impl Proxy {
 
     /// Takes a snapshot of `user` labelled `date` into the proxy's store.
     pub async fn snapshot(&self, user: &str, date: &str) {
+        self.snapshot_stats(user, date).await;
+    }
+
+    /// [`Proxy::snapshot`], returning what the job reports.
+    pub async fn snapshot_stats(&self, user: &str, date: &str) -> imap_time_machine::snapshot::job::JobStats {
         let connector = Arc::new(imap_time_machine::upstream::Connector::from_config(&self.config).expect("connector"));
         let svc = Arc::new(
             imap_time_machine::snapshot::Service::new(self.config.clone(), self.store.clone(), connector)
@@ -293,7 +300,7 @@ impl Proxy {
             )
             .await
             .expect("snapshot");
-        r[0].result.as_ref().expect("snapshot ok");
+        r[0].result.as_ref().expect("snapshot ok").clone()
     }
 }
 
@@ -642,6 +649,26 @@ impl Client {
         self.send(message).await;
         self.send(b"\r\n").await;
         show(&self.until_tagged(tag).await)
+    }
+
+    /// Sends `tag text` and returns every response up to the tagged one, or
+    /// `None` when the server closes the connection first (a `BYE`).
+    pub async fn cmd_or_closed(&mut self, tag: &str, text: &str) -> Option<Vec<u8>> {
+        self.send(format!("{tag} {text}\r\n").as_bytes()).await;
+        let prefix = format!("{tag} ");
+        let mut out = Vec::new();
+        loop {
+            while !self.buf.windows(2).any(|w| w == b"\r\n") {
+                if !self.fill().await {
+                    return None;
+                }
+            }
+            let r = self.read_response().await;
+            out.extend_from_slice(&r);
+            if r.starts_with(prefix.as_bytes()) {
+                return Some(out);
+            }
+        }
     }
 
     /// True when the server has closed the connection (after draining what

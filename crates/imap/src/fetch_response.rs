@@ -10,7 +10,7 @@
 
 use imap_codec::imap_types::fetch::{MessageDataItemName, Part, Section};
 
-use super::section::{partial, SectionText, Structure};
+use super::section::{partial, BinaryError, Recorded, SectionText, Structure};
 
 /// Everything about one message a FETCH can ask for.
 pub struct MessageView<'a> {
@@ -28,6 +28,9 @@ pub struct MessageView<'a> {
     pub body: &'a [u8],
     /// The message bytes; needed only when [`needs_raw`] says so.
     pub raw: Option<&'a [u8]>,
+    /// The upstream's own section answers, where recorded: then they, not
+    /// the proxy's reading of `raw`, answer every section below the root.
+    pub recorded: Option<&'a Recorded>,
 }
 
 /// True for the items written from the message bytes.
@@ -114,8 +117,16 @@ fn literal(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// Appends the whole untagged FETCH response for `items`.
-pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemName<'_>], uid_command: bool) {
+/// Appends the whole untagged FETCH response for `items`. A BINARY that
+/// cannot be decoded fails the message as Dovecot fails it: what was
+/// written so far is closed (or `(UID n)` when nothing was), and the error
+/// says which tagged `NO` ends the command.
+pub fn write(
+    out: &mut Vec<u8>,
+    m: &MessageView<'_>,
+    items: &[MessageDataItemName<'_>],
+    uid_command: bool,
+) -> Result<(), BinaryError> {
     use MessageDataItemName::*;
     out.extend_from_slice(format!("* {} FETCH (", m.seq).as_bytes());
     let mut first = true;
@@ -127,14 +138,33 @@ pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemNam
     // section below the whole message is asked for.
     let parsed: std::cell::OnceCell<Option<Structure>> = std::cell::OnceCell::new();
     let structure = || -> Option<&Structure> { parsed.get_or_init(|| m.raw.and_then(Structure::parse)).as_ref() };
+    let raw = m.raw.unwrap_or_default();
+    let section_bytes = |sec: &super::section::Section| match m.recorded {
+        Some(r) => r.section(raw, sec),
+        None => structure().and_then(|s| s.section(raw, sec)),
+    };
+    let binary = |path: &[u32]| match m.recorded {
+        Some(r) => r.binary(path),
+        None => structure().map_or(Ok(None), |s| s.binary(raw, path)),
+    };
     for early in [true, false] {
         for item in items.iter().filter(|i| is_early_item(i) == early) {
             if matches!(item, Uid) {
                 continue;
             }
+            let mark = out.len();
             if !first {
                 out.push(b' ');
             }
+            let failed = |out: &mut Vec<u8>, first: bool, e: BinaryError| {
+                out.truncate(mark);
+                if first {
+                    out.extend_from_slice(format!("UID {}", m.uid).as_bytes());
+                }
+                out.extend_from_slice(b")\r\n");
+                Err(e)
+            };
+            let was_first = first;
             first = false;
             // Written straight into `out`: a whole-message literal is
             // copied once.
@@ -163,12 +193,11 @@ pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemNam
                     ..
                 } => {
                     let (sec, name) = section_of(section);
-                    let raw = m.raw.unwrap_or_default();
                     // BODY[] and BODY[]<partial> are the bytes as stored.
                     let bytes = if sec.part.is_empty() && sec.text.is_none() {
                         std::borrow::Cow::Borrowed(raw)
                     } else {
-                        structure().and_then(|s| s.section(raw, &sec)).unwrap_or_default()
+                        section_bytes(&sec).unwrap_or_default()
                     };
                     match range {
                         Some((origin, count)) => {
@@ -182,7 +211,6 @@ pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemNam
                     }
                 }
                 Rfc822 | Rfc822Header | Rfc822Text => {
-                    let raw = m.raw.unwrap_or_default();
                     let (label, text) = match item {
                         Rfc822 => ("RFC822", None),
                         Rfc822Header => ("RFC822.HEADER", Some(SectionText::Header)),
@@ -191,7 +219,7 @@ pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemNam
                     let sec = super::section::Section { part: Vec::new(), text };
                     let bytes = match sec.text {
                         None => std::borrow::Cow::Borrowed(raw),
-                        Some(_) => structure().and_then(|s| s.section(raw, &sec)).unwrap_or_default(),
+                        Some(_) => section_bytes(&sec).unwrap_or_default(),
                     };
                     p.extend_from_slice(format!("{label} ").as_bytes());
                     literal(p, &bytes);
@@ -202,8 +230,10 @@ pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemNam
                     ..
                 } => {
                     let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
-                    let raw = m.raw.unwrap_or_default();
-                    let (bytes, decoded) = structure().and_then(|s| s.binary(raw, &path)).unwrap_or_default();
+                    let (bytes, decoded) = match binary(&path) {
+                        Ok(b) => b.unwrap_or_default(),
+                        Err(e) => return failed(out, was_first, e),
+                    };
                     let name = path_text(&path);
                     let (label, slice) = match range {
                         Some((origin, count)) => (
@@ -212,25 +242,39 @@ pub fn write(out: &mut Vec<u8>, m: &MessageView<'_>, items: &[MessageDataItemNam
                         ),
                         None => (format!("BINARY[{name}] "), &bytes[..]),
                     };
-                    p.extend_from_slice(label.as_bytes());
+                    out.extend_from_slice(label.as_bytes());
                     // literal8 (RFC 3516) as Dovecot decides it: whenever a
                     // transfer encoding was removed, or a NUL is present.
                     if decoded || bytes.contains(&0) {
-                        p.push(b'~');
+                        out.push(b'~');
                     }
-                    literal(p, slice);
+                    literal(out, slice);
                 }
                 BinarySize { section } => {
                     let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
-                    let raw = m.raw.unwrap_or_default();
-                    let n = structure()
-                        .and_then(|s| s.binary(raw, &path))
-                        .map(|(b, _)| b.len())
-                        .unwrap_or(0);
-                    p.extend_from_slice(format!("BINARY.SIZE[{}] {n}", path_text(&path)).as_bytes());
+                    if matches!(binary(&path), Ok(None)) {
+                        out.extend_from_slice(format!("BINARY.SIZE[{}] 0", path_text(&path)).as_bytes());
+                        continue;
+                    }
+                    // Dovecot sizes BINARY from the whole message's
+                    // decoding: any part that does not decode fails every
+                    // size, an unknown encoding before invalid data.
+                    let whole = match m.recorded {
+                        Some(r) => r.decodes(),
+                        None => structure().map_or(Ok(()), |s| s.decodes(raw)),
+                    };
+                    if let Err(e) = whole {
+                        return failed(out, was_first, e);
+                    }
+                    let n = match binary(&path) {
+                        Ok(b) => b.map(|(b, _)| b.len()).unwrap_or(0),
+                        Err(e) => return failed(out, was_first, e),
+                    };
+                    out.extend_from_slice(format!("BINARY.SIZE[{}] {n}", path_text(&path)).as_bytes());
                 }
             }
         }
     }
     out.extend_from_slice(b")\r\n");
+    Ok(())
 }

@@ -117,6 +117,48 @@ pub fn status_line(data: &[u8]) {
     }
 }
 
+/// The upstream's BODYSTRUCTURE (read by the snapshot job's MIME check):
+/// never a panic; numbered paths are unique and sorted.
+pub fn bodystructure(data: &[u8]) {
+    if let Ok(b) = crate::bodystructure::parse(data) {
+        let paths: Vec<Vec<u32>> = b.numbered(1000).into_iter().map(|n| n.path).collect();
+        assert!(paths.windows(2).all(|w| w[0] < w[1]), "{paths:?}");
+    }
+}
+
+/// A message as the proxy reads it: the MIME tree and its check against
+/// the BODYSTRUCTURE of the same input's tail, every section and BINARY,
+/// and the sent date.
+pub fn message(data: &[u8]) {
+    let _ = crate::sent_date::of_header(crate::sent_date::header_block(data));
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::sent_date::parse(text);
+    }
+    if let Some(s) = crate::section::Structure::parse(data) {
+        let _ = s.has_unterminated_header(data);
+        let _ = s.decodes(data);
+        for path in s.part_paths().into_iter().take(100) {
+            let _ = s.binary(data, &path);
+            for text in [
+                None,
+                Some(crate::section::SectionText::Mime),
+                Some(crate::section::SectionText::Text),
+            ] {
+                let _ = s.section(
+                    data,
+                    &crate::section::Section {
+                        part: path.clone(),
+                        text,
+                    },
+                );
+            }
+        }
+        if let Ok(b) = crate::bodystructure::parse(data) {
+            let _ = s.agrees_with(data, &b);
+        }
+    }
+}
+
 /// A fuzz target's entry point.
 pub type Target = fn(&[u8]);
 
@@ -127,4 +169,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fetch_scan", fetch_scan),
     ("list_command", list_command),
     ("status_line", status_line),
+    ("bodystructure", bodystructure),
+    ("message", message),
 ];

@@ -5,6 +5,7 @@
 //! Pure protocol code (no store, no sockets): the proxy re-exports it as
 //! `imap_time_machine::imap`, and the fuzz targets in `fuzz/` build it alone.
 
+pub mod bodystructure;
 pub mod capability;
 pub mod command;
 pub mod fetch_response;
@@ -12,10 +13,12 @@ pub mod fetch_scan;
 pub mod framing;
 pub mod fuzz_targets;
 pub mod list_command;
+pub mod mail;
 pub mod mutf7;
 pub mod response;
 pub mod search;
 pub mod section;
+pub mod sent_date;
 pub mod sequence;
 pub mod thread;
 

@@ -69,6 +69,8 @@ pub enum Code {
     Closed,
     // RFC 4469 / RFC 7889
     TooBig,
+    // RFC 3516 BINARY
+    UnknownCte,
     // RFC 5530
     Unavailable,
     AuthenticationFailed,
@@ -100,6 +102,7 @@ const SIMPLE: &[(&str, Code)] = &[
     ("TRYCREATE", Code::TryCreate),
     ("CLOSED", Code::Closed),
     ("TOOBIG", Code::TooBig),
+    ("UNKNOWN-CTE", Code::UnknownCte),
     ("UNAVAILABLE", Code::Unavailable),
     ("AUTHENTICATIONFAILED", Code::AuthenticationFailed),
     ("AUTHORIZATIONFAILED", Code::AuthorizationFailed),

@@ -14,6 +14,7 @@ use chrono::Datelike;
 use imap_codec::imap_types::search::SearchKey;
 use mail_parser::{Address, HeaderValue, Message, MessageParser, PartType};
 
+use super::sent_date;
 use super::sequence::contains;
 
 /// A message as SEARCH sees it.
@@ -66,13 +67,13 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// `(year, month, day)` of an INTERNALDATE `dd-Mon-yyyy hh:mm:ss +zzzz`.
-fn internal_day(s: &str) -> Option<(i32, u32, u32)> {
+fn internal_day(s: &str) -> Option<(i64, u32, u32)> {
     let date = s.trim().split(' ').next()?;
     let mut it = date.split('-');
     let day: u32 = it.next()?.trim().parse().ok()?;
     let mon = it.next()?;
     let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(mon))? as u32 + 1;
-    let year: i32 = it.next()?.parse().ok()?;
+    let year: i64 = it.next()?.parse().ok()?;
     Some((year, month, day))
 }
 
@@ -90,7 +91,7 @@ impl<'a> Parsed<'a> {
                 .with_date_headers()
                 .with_address_headers()
                 .default_header_text();
-            self.message = Some(parser.parse(self.raw));
+            self.message = Some(crate::mail::parse(&parser, self.raw));
         }
         self.message.as_ref().and_then(|m| m.as_ref())
     }
@@ -199,14 +200,14 @@ fn header_block_has(p: &mut Parsed<'_>, needle: &[u8]) -> bool {
     })
 }
 
-fn sent_day(p: &mut Parsed<'_>) -> Option<(i32, u32, u32)> {
-    let d = p.get()?.date()?;
-    Some((i32::from(d.year), u32::from(d.month), u32::from(d.day)))
+/// The day SENT* keys compare, as Dovecot derives it ([`sent_date`]).
+fn sent_day(p: &Parsed<'_>) -> Option<(i64, u32, u32)> {
+    Some(sent_date::of_header(sent_date::header_block(p.raw)).day())
 }
 
-fn day_of(d: &imap_codec::imap_types::datetime::NaiveDate) -> (i32, u32, u32) {
+fn day_of(d: &imap_codec::imap_types::datetime::NaiveDate) -> (i64, u32, u32) {
     let d = d.as_ref();
-    (d.year(), d.month(), d.day())
+    (i64::from(d.year()), d.month(), d.day())
 }
 
 fn eval(key: &SearchKey<'_>, m: &SearchMessage<'_>, p: &mut Parsed<'_>, b: Bounds) -> bool {

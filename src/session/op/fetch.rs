@@ -15,7 +15,8 @@ use imap_codec::imap_types::ToStatic;
 use imap_codec::imap_types::command::CommandBody;
 
 use crate::imap::fetch_response::{needs_raw, write, MessageView};
-use crate::imap::response::Status;
+use crate::imap::response::{Code, Status};
+use crate::imap::section::BinaryError;
 use crate::imap::sequence::resolve;
 use crate::store::{ContentRecord, MessageRecord, StoreError};
 
@@ -84,6 +85,11 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         Ok(Ok(())) => done,
         Ok(Err(FetchError::ClientGone)) => return Err(SessionEnd::ClientGone),
         Ok(Err(FetchError::Store(e))) => store_failure(tag, &e),
+        // Dovecot's words for the same failure of the live message.
+        Ok(Err(FetchError::Binary(BinaryError::Invalid))) => Status::no(tag, Code::Parse, "Invalid data in MIME part."),
+        Ok(Err(FetchError::Binary(BinaryError::UnknownEncoding))) => {
+            Status::no(tag, Code::UnknownCte, "Unknown Content-Transfer-Encoding.")
+        }
         Err(e) => store_failure(tag, &e),
     };
     io.status(reply).await
@@ -92,6 +98,9 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
 enum FetchError {
     Store(StoreError),
     ClientGone,
+    /// A BINARY item of this message cannot be decoded: the command ends
+    /// here, after the message's closed response.
+    Binary(BinaryError),
 }
 
 impl From<StoreError> for FetchError {
@@ -127,10 +136,10 @@ impl FetchJob {
             } else {
                 Vec::new()
             };
-            let blobs: Vec<Option<Vec<u8>>> = if raw {
-                self.source.blobs(batch, &records)?
+            let (blobs, views) = if raw {
+                (self.source.blobs(batch, &records)?, self.source.views(batch, &records)?)
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
             for (k, (&i, m)) in batch.iter().zip(&records).enumerate() {
                 let c = contents.get(k).and_then(|c| c.as_ref());
@@ -151,8 +160,12 @@ impl FetchJob {
                     bodystructure: c.map(|c| &c.bodystructure[..]).unwrap_or_default(),
                     body: c.map(|c| &c.body[..]).unwrap_or_default(),
                     raw: blobs.get(k).and_then(|b| b.as_deref()),
+                    recorded: views.get(k).and_then(|v| v.as_ref()),
                 };
-                write(&mut out, &view, &self.items, self.uid);
+                if let Err(e) = write(&mut out, &view, &self.items, self.uid) {
+                    send(&mut sink, &mut out)?;
+                    return Err(FetchError::Binary(e));
+                }
                 if out.len() >= CHUNK {
                     send(&mut sink, &mut out)?;
                 }

@@ -5,7 +5,9 @@ use std::cmp::Ordering;
 
 use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
-use mail_parser::{Address, MessageParser};
+use mail_parser::Address;
+
+use crate::imap::sent_date::{self, SentDate};
 
 use crate::imap::thread::base_subject;
 use crate::store::MessageRecord;
@@ -49,13 +51,13 @@ fn sort_values(m: &MessageRecord, raw: Option<&[u8]>) -> SortValues {
         size: m.size,
         ..Default::default()
     };
-    v.date = v.arrival;
-    let Some(msg) = raw.and_then(|r| MessageParser::default().parse(r)) else {
+    // As Dovecot: the Date header's instant, or the arrival time where it
+    // is missing or invalid (crate::imap::sent_date).
+    let sent = raw.map_or(SentDate::EPOCH, |r| sent_date::of_header(sent_date::header_block(r)));
+    v.date = if sent.utc != 0 { sent.utc } else { v.arrival };
+    let Some(msg) = raw.and_then(crate::imap::mail::parse_default) else {
         return v;
     };
-    if let Some(d) = msg.date() {
-        v.date = d.to_timestamp();
-    }
     let (from, dfrom) = first_mailbox(msg.from());
     let (to, dto) = first_mailbox(msg.to());
     v.from = from.to_ascii_uppercase();

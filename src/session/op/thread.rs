@@ -2,7 +2,7 @@
 //! REFS ([`crate::imap::thread`]), over the messages a search selects.
 
 use imap_codec::imap_types::command::CommandBody;
-use mail_parser::{HeaderValue, MessageParser};
+use mail_parser::HeaderValue;
 
 use crate::imap::response::Status;
 use crate::imap::thread::{thread, Algorithm, ThreadMessage};
@@ -28,7 +28,7 @@ fn thread_message(n: u32, m: &MessageRecord, raw: Option<&[u8]>) -> ThreadMessag
         date: internal_time(&m.internaldate),
         ..Default::default()
     };
-    let Some(msg) = raw.and_then(|r| MessageParser::default().parse(r)) else {
+    let Some(msg) = raw.and_then(crate::imap::mail::parse_default) else {
         return t;
     };
     if let Some(d) = msg.date() {
