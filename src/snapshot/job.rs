@@ -403,6 +403,11 @@ impl Job<'_> {
                 open = Some(n.folder);
             }
             let view = views::record(up, n.uid, &views::items(&n.bodystructure)).await?;
+            // Expunged since it was fetched: nothing was answered, and an
+            // empty view would serve empty sections. Its own reading stays.
+            if view.sections.is_empty() {
+                continue;
+            }
             self.store.put_view(user, &n.hash, &view)?;
             recorded += 1;
         }
