@@ -124,11 +124,13 @@ fn benches(c: &mut Criterion) {
                             flags: &flags,
                             internaldate: "02-Nov-2026 09:15:03 +0100",
                             size: raw.len() as u64,
+                            modseq: 0,
                             raw: Some(raw),
                         },
                         Bounds {
                             last_seq: 13,
                             last_uid: 13,
+                            now: 0,
                         },
                     )
                 })

@@ -3,6 +3,8 @@
 
 mod support;
 
+use imap_time_machine::imap::capability::{self, Carried};
+
 use support::{show, without_timing, Client, Dovecot, Proxy};
 
 use support::FIXTURE_FOLDERS as FOLDERS;
@@ -117,12 +119,17 @@ async fn capabilities_after_login_are_the_upstreams() {
         a.contains(&"COMPRESS=DEFLATE".to_string()),
         "the test upstream offers COMPRESS: {a:?}"
     );
+    // The upstream's, filtered by the capability table (docs/CAPABILITIES.md).
     let expected: Vec<String> = a
         .iter()
-        .filter(|c| !c.starts_with("COMPRESS=") && !c.starts_with("AUTH=") && *c != "STARTTLS")
+        .filter(|c| capability::carried(c) == Carried::Yes)
         .cloned()
         .collect();
     assert_eq!(b, expected);
+    assert!(
+        b.contains(&"MOVE".to_string()) && !b.contains(&"PREVIEW".to_string()),
+        "{b:?}"
+    );
     // The login response code carries the same filtered list.
     let mut c = Client::tls(p.tls_addr).await;
     let r = show(&c.cmd("l", "LOGIN alice alice-pw").await);

@@ -216,6 +216,26 @@ pub static COMMANDS: &[Spec] = &[
         ..row("GETMETADATA", S::LOGGED_IN, Mailbox)
     },
     Spec {
+        local: handler!(op::acl::handle),
+        ..row("MYRIGHTS", S::LOGGED_IN, Mailbox)
+    },
+    Spec {
+        local: handler!(op::acl::handle),
+        ..row("GETACL", S::LOGGED_IN, Mailbox)
+    },
+    Spec {
+        local: handler!(op::acl::handle),
+        ..row("LISTRIGHTS", S::LOGGED_IN, Mailbox)
+    },
+    Spec {
+        local: handler!(op::acl::handle),
+        ..row("SETACL", S::LOGGED_IN, Mailbox)
+    },
+    Spec {
+        local: handler!(op::acl::handle),
+        ..row("DELETEACL", S::LOGGED_IN, Mailbox)
+    },
+    Spec {
         local: handler!(op::create::handle),
         ..row("SETMETADATA", S::LOGGED_IN, Mailbox)
     },

@@ -63,7 +63,29 @@ impl Dovecot {
         Self::start_inner(sep, true)
     }
 
+    /// Starts the production-like Dovecot (`UPSTREAM_FLAVOR=prod`: acl with
+    /// the master user granted rights, quota, imap_zlib, special-use
+    /// folders, a shared namespace). `global_acl` lines are appended to its
+    /// global ACL file, e.g. `Restricted user=alice lrs`.
+    pub fn start_prod(sep: char, global_acl: &[&str]) -> Self {
+        let d = Self::start_flavored(sep, false, "prod").0;
+        if !global_acl.is_empty() {
+            let path = d.dir.path().join("global-acl");
+            let mut text = std::fs::read_to_string(&path).expect("global-acl of the prod flavour");
+            for line in global_acl {
+                text.push_str(line);
+                text.push('\n');
+            }
+            std::fs::write(&path, text).expect("write global-acl");
+        }
+        d
+    }
+
     fn start_inner(sep: char, tls: bool) -> (Self, u16) {
+        Self::start_flavored(sep, tls, "default")
+    }
+
+    fn start_flavored(sep: char, tls: bool, flavor: &str) -> (Self, u16) {
         let dir = tempfile::Builder::new()
             .prefix("itm-dovecot")
             .tempdir()
@@ -74,7 +96,8 @@ impl Dovecot {
             cmd.arg("start")
                 .arg(dir.path())
                 .arg(port.to_string())
-                .arg(sep.to_string());
+                .arg(sep.to_string())
+                .env("UPSTREAM_FLAVOR", flavor);
             if tls {
                 cmd.env("UPSTREAM_CERT", repo_root().join("certs/localhost.pem"))
                     .env("UPSTREAM_KEY", repo_root().join("certs/localhost-key.pem"))

@@ -78,7 +78,19 @@ impl<'a> CommandHead<'a> {
                 }
                 None
             }
-            b'{' | b'~' => None,
+            // A literal, its data inline (whole commands hold them).
+            b'{' => {
+                let close = memchr::memchr(b'}', rest)?;
+                let digits = std::str::from_utf8(rest.get(1..close)?).ok()?;
+                let n: usize = digits.strip_suffix('+').unwrap_or(digits).parse().ok()?;
+                let after = rest.get(close + 1..)?;
+                let start = close + 1 + if after.starts_with(b"\r\n") { 2 } else { 1 };
+                if !after.starts_with(b"\n") && !after.starts_with(b"\r\n") {
+                    return None;
+                }
+                rest.get(start..start.checked_add(n)?).map(<[u8]>::to_vec)
+            }
+            b'~' => None,
             _ => {
                 let end = rest.iter().position(|&c| c == b' ').unwrap_or(rest.len());
                 let atom = &rest[..end];
@@ -139,6 +151,11 @@ mod tests {
         let h = CommandHead::parse(b"t APPEND INBOX {3}\r\n").unwrap();
         assert_eq!(h.first_astring().unwrap(), b"INBOX");
         let h = CommandHead::parse(b"t APPEND {5}\r\n").unwrap();
+        assert_eq!(h.first_astring(), None);
+        // A literal whose data the whole command holds.
+        let h = CommandHead::parse(b"t MYRIGHTS {14+}\r\nTime Machine/x\r\n").unwrap();
+        assert_eq!(h.first_astring().unwrap(), b"Time Machine/x");
+        let h = CommandHead::parse(b"t MYRIGHTS {99}\r\nshort\r\n").unwrap();
         assert_eq!(h.first_astring(), None);
         let h = CommandHead::parse(b"t APPEND \"a\\\"b\" {5}\r\n").unwrap();
         assert_eq!(h.first_astring().unwrap(), b"a\"b");

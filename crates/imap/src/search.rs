@@ -25,6 +25,8 @@ pub struct SearchMessage<'a> {
     /// INTERNALDATE as the upstream wrote it.
     pub internaldate: &'a str,
     pub size: u64,
+    /// CONDSTORE's modseq (0 without).
+    pub modseq: u64,
     /// The bytes, present when [`needs_raw`] says so.
     pub raw: Option<&'a [u8]>,
 }
@@ -34,6 +36,21 @@ pub struct SearchMessage<'a> {
 pub struct Bounds {
     pub last_seq: u32,
     pub last_uid: u32,
+    /// The time of the search (Unix seconds), for WITHIN.
+    pub now: i64,
+}
+
+/// Whether `key` names MODSEQ (the answer then reports the highest modseq
+/// found, RFC 7162 3.1.5).
+pub fn uses_modseq(key: &SearchKey<'_>) -> bool {
+    use SearchKey::*;
+    match key {
+        And(keys) => keys.as_ref().iter().any(uses_modseq),
+        Not(k) => uses_modseq(k),
+        Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        ModSequence { .. } => true,
+        _ => false,
+    }
 }
 
 /// Whether evaluating `key` needs the message bytes.
@@ -75,6 +92,38 @@ fn internal_day(s: &str) -> Option<(i64, u32, u32)> {
     let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(mon))? as u32 + 1;
     let year: i64 = it.next()?.parse().ok()?;
     Some((year, month, day))
+}
+
+/// Seconds since the epoch of an INTERNALDATE.
+pub fn internal_time(s: &str) -> i64 {
+    let mut parts = s.split_whitespace();
+    let (Some(date), Some(time), Some(zone)) = (parts.next(), parts.next(), parts.next()) else {
+        return 0;
+    };
+    let d: Vec<&str> = date.split('-').collect();
+    let t: Vec<i64> = time.split(':').filter_map(|x| x.parse().ok()).collect();
+    if d.len() != 3 || t.len() != 3 {
+        return 0;
+    }
+    let (Ok(day), Some(month), Ok(year)) = (
+        d[0].parse::<u32>(),
+        MONTHS.iter().position(|m| m.eq_ignore_ascii_case(d[1])),
+        d[2].parse::<i32>(),
+    ) else {
+        return 0;
+    };
+    let Some(date) = chrono::NaiveDate::from_ymd_opt(year, month as u32 + 1, day) else {
+        return 0;
+    };
+    let offset = zone
+        .parse::<i64>()
+        .map(|z| (z / 100) * 3600 + (z % 100) * 60)
+        .unwrap_or(0);
+    let midnight = date
+        .and_hms_opt(0, 0, 0)
+        .map(|dt| dt.and_utc().timestamp())
+        .unwrap_or(0);
+    midnight + t[0] * 3600 + t[1] * 60 + t[2] - offset
 }
 
 /// Lazily parsed message, shared by the keys of one evaluation.
@@ -249,11 +298,12 @@ fn eval(key: &SearchKey<'_>, m: &SearchMessage<'_>, p: &mut Parsed<'_>, b: Bound
         Header(name, value) => header_has(p, &String::from_utf8_lossy(name.as_ref()), value.as_ref()),
         Body(s) => body_has(p, s.as_ref()),
         Text(s) => header_block_has(p, s.as_ref()) || body_has(p, s.as_ref()),
-        // WITHIN and MODSEQ need the time of the search and per-message
-        // modseqs: answered conservatively.
-        Older(_) => true,
-        Younger(_) => false,
-        ModSequence { modseq, .. } => *modseq == 0,
+        // WITHIN (RFC 5032) as Dovecot: against INTERNALDATE, both ends
+        // inclusive (docs/research/dovecot-search-semantics.md section 3).
+        Older(n) => internal_time(m.internaldate) <= b.now - i64::from(n.get()),
+        Younger(n) => internal_time(m.internaldate) >= b.now - i64::from(n.get()),
+        // The recorded modseqs; an entry name is ignored, as Dovecot does.
+        ModSequence { modseq, .. } => m.modseq >= *modseq,
     }
 }
 
@@ -298,6 +348,7 @@ mod tests {
             flags: &flags,
             internaldate: "24-Nov-2026 09:30:00 +0100",
             size: RAW.len() as u64,
+            modseq: 5,
             raw: Some(RAW),
         };
         let k = key(criteria);
@@ -310,8 +361,22 @@ mod tests {
             Bounds {
                 last_seq: 3,
                 last_uid: 9,
+                // 100 seconds after the message arrived.
+                now: internal_time("24-Nov-2026 09:30:00 +0100") + 100,
             },
         )
+    }
+
+    /// WITHIN and MODSEQ as Dovecot answers them: both WITHIN ends
+    /// inclusive, MODSEQ at or above.
+    #[test]
+    fn within_and_modseq() {
+        assert!(run("YOUNGER 100") && run("OLDER 100"));
+        assert!(!run("YOUNGER 99") && run("OLDER 99"));
+        assert!(run("YOUNGER 101") && !run("OLDER 101"));
+        assert!(run("MODSEQ 5") && run("MODSEQ 1") && !run("MODSEQ 6"));
+        assert!(run("MODSEQ \"/flags/\\\\Seen\" all 5"));
+        assert!(uses_modseq(&key("OR MODSEQ 3 SEEN")) && !uses_modseq(&key("SEEN")));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! every store lookup is keyed by the session's own user
 //! ([`super::tree`]).
 
+pub mod acl;
 pub mod append;
 pub mod capability;
 pub mod close;

@@ -12,7 +12,8 @@ use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::ToStatic;
 
 use crate::imap::response::{Code, Status};
-use crate::imap::search::{charset_supported, matches, needs_raw, Bounds, SearchMessage};
+pub use crate::imap::search::internal_time;
+use crate::imap::search::{charset_supported, matches, needs_raw, uses_modseq, Bounds, SearchMessage};
 use crate::store::{MessageRecord, StoreError};
 
 use super::super::io::{Io, Outcome, Request};
@@ -56,6 +57,7 @@ pub fn evaluate(
     let bounds = Bounds {
         last_seq: messages.len() as u32,
         last_uid: messages.last().map(|m| m.uid).unwrap_or(0),
+        now: jiff::Timestamp::now().as_second(),
     };
     let mut hits = Vec::new();
     let mut kept = Vec::new();
@@ -76,6 +78,7 @@ pub fn evaluate(
                 flags: &m.flags,
                 internaldate: &m.internaldate,
                 size: m.size,
+                modseq: m.modseq,
                 raw,
             };
             if matches(key, &view, bounds) {
@@ -111,17 +114,40 @@ fn numbers(hits: &[usize], messages: &[MessageRecord], uid: bool) -> Vec<u32> {
         .collect()
 }
 
+/// A search with MODSEQ enables CONDSTORE for the session when it was not
+/// (RFC 7162 3.1), announced first with the folder's HIGHESTMODSEQ, as
+/// Dovecot does.
+fn implicit_condstore(st: &mut State, criteria: &[SearchKey<'_>]) -> (bool, String) {
+    let modseq = criteria.iter().any(uses_modseq);
+    if !modseq || st.condstore() {
+        return (modseq, String::new());
+    }
+    let highest = st.selected().map(|s| s.folder.highestmodseq).unwrap_or(0);
+    st.enable_condstore();
+    let line = Status::untagged_ok("Highest").with_code(Code::HighestModSeq(highest));
+    (true, String::from_utf8_lossy(&line.encode()).into_owned())
+}
+
+/// The highest modseq of the messages at `hits`.
+fn highest_modseq(hits: &[usize], messages: &[MessageRecord]) -> Option<u64> {
+    hits.iter().filter_map(|&i| messages.get(i)).map(|m| m.modseq).max()
+}
+
 pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outcome {
     let uid = req.name == "UID SEARCH";
     let Some(CommandBody::Search { charset, criteria, .. }) = req.body() else {
         return esearch(st, io, req, uid).await;
     };
+    let (modseq, mut out) = implicit_condstore(st, criteria.as_ref());
     let answer = match run_search(st, req.tag, charset.as_ref(), criteria.as_ref()).await {
         Ok((hits, messages)) => {
-            let mut out = String::from("* SEARCH");
+            out.push_str("* SEARCH");
             for n in numbers(&hits, &messages, uid) {
                 out.push(' ');
                 out.push_str(&n.to_string());
+            }
+            if let (true, Some(max)) = (modseq, highest_modseq(&hits, &messages)) {
+                out.push_str(&format!(" (MODSEQ {max})"));
             }
             out.push_str("\r\n");
             Answer::new(out, Status::ok(req.tag, "Search completed."))
@@ -135,7 +161,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
 /// does not parse: the criteria are decoded as a plain SEARCH and the
 /// result written as `* ESEARCH` the way Dovecot writes it. Anything else
 /// imap-codec could not read is not understood.
-async fn esearch(st: &State, io: &mut dyn Io, req: &Request<'_>, uid: bool) -> Outcome {
+async fn esearch(st: &mut State, io: &mut dyn Io, req: &Request<'_>, uid: bool) -> Outcome {
     let Some(options) = esearch_options(req.bytes) else {
         return io.status(not_understood(req)).await;
     };
@@ -150,12 +176,14 @@ async fn esearch(st: &State, io: &mut dyn Io, req: &Request<'_>, uid: bool) -> O
         return io.status(not_understood(req)).await;
     };
     let tag = req.tag;
+    let (modseq, announce) = implicit_condstore(st, criteria.as_ref());
     let answer = match run_search(st, tag, charset.as_ref(), criteria.as_ref()).await {
         Ok((hits, messages)) => {
             let n = numbers(&hits, &messages, uid);
             let has = |o: &str| options.iter().any(|x| x == o);
             let all = options.is_empty() || has("ALL");
-            let mut out = format!("* ESEARCH (TAG \"{tag}\")");
+            let mut out = announce;
+            out.push_str(&format!("* ESEARCH (TAG \"{tag}\")"));
             if uid {
                 out.push_str(" UID");
             }
@@ -174,6 +202,19 @@ async fn esearch(st: &State, io: &mut dyn Io, req: &Request<'_>, uid: bool) -> O
             }
             if all && !n.is_empty() {
                 out.push_str(&format!(" ALL {}", crate::imap::sequence::compact(&n)));
+            }
+            if modseq {
+                // Only MIN or only MAX: that message's modseq; else the
+                // highest of all matches (as Dovecot writes it).
+                let alone = |o: &str| has(o) && options.len() == 1;
+                let m = match (alone("MIN"), alone("MAX")) {
+                    (true, _) => hits.first().and_then(|&i| messages.get(i)).map(|m| m.modseq),
+                    (_, true) => hits.last().and_then(|&i| messages.get(i)).map(|m| m.modseq),
+                    _ => highest_modseq(&hits, &messages),
+                };
+                if let Some(m) = m {
+                    out.push_str(&format!(" MODSEQ {m}"));
+                }
             }
             out.push_str("\r\n");
             // SAVE alone (SEARCHRES) returns nothing; `$` is not kept.
@@ -289,51 +330,4 @@ pub fn prepare(
         return Err(Box::new(Answer::new(empty.to_string(), done)));
     };
     Ok((all_of(search), sel.messages.clone(), source))
-}
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// Seconds since the epoch of an INTERNALDATE.
-pub fn internal_time(s: &str) -> i64 {
-    let mut parts = s.split_whitespace();
-    let (Some(date), Some(time), Some(zone)) = (parts.next(), parts.next(), parts.next()) else {
-        return 0;
-    };
-    let d: Vec<&str> = date.split('-').collect();
-    let t: Vec<i64> = time.split(':').filter_map(|x| x.parse().ok()).collect();
-    if d.len() != 3 || t.len() != 3 {
-        return 0;
-    }
-    let (Ok(day), Some(month), Ok(year)) = (
-        d[0].parse::<u32>(),
-        MONTHS.iter().position(|m| m.eq_ignore_ascii_case(d[1])),
-        d[2].parse::<i32>(),
-    ) else {
-        return 0;
-    };
-    let Some(date) = chrono::NaiveDate::from_ymd_opt(year, month as u32 + 1, day) else {
-        return 0;
-    };
-    let offset = zone
-        .parse::<i64>()
-        .map(|z| (z / 100) * 3600 + (z % 100) * 60)
-        .unwrap_or(0);
-    let midnight = date
-        .and_hms_opt(0, 0, 0)
-        .map(|dt| dt.and_utc().timestamp())
-        .unwrap_or(0);
-    midnight + t[0] * 3600 + t[1] * 60 + t[2] - offset
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn internal_times() {
-        assert_eq!(internal_time("01-Jan-1970 01:00:00 +0100"), 0);
-        assert_eq!(internal_time(" 2-Jan-1970 00:00:00 +0000"), 86400);
-    }
 }

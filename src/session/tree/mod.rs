@@ -161,6 +161,20 @@ impl Tree {
         }
     }
 
+    /// Whether a tree name exists: `Ok(true)` for a folder that can be
+    /// opened, `Ok(false)` for one that only groups others (the root, a
+    /// day), `Err` when there is no such name.
+    pub fn exists(&self, name: &[u8]) -> Result<bool, OpenError> {
+        if self.request_folder(name).is_some() {
+            return Ok(true);
+        }
+        match self.status(name, &["MESSAGES".to_string()]) {
+            Ok(_) => Ok(true),
+            Err(OpenError::NotSelectable) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.admin
     }

@@ -1,0 +1,112 @@
+//! ACL (RFC 4314) of a tree folder: MYRIGHTS, GETACL, LISTRIGHTS, SETACL,
+//! DELETEACL. A snapshot folder behaves like a folder on which the user has
+//! the rights `lrs` (SPEC section 3), so clients grey out delete and do not
+//! offer it as a copy or move target; the answers are Dovecot's for such a
+//! folder (docs/research/dovecot-acl-lrs.md). The folders the user drops
+//! into (Restore Requests, Admin/Confirm, Admin/Reject) add `i` (written
+//! in Dovecot's order, `lrsi`); names
+//! that only group others (the root, a day) have `l`.
+
+use bytes::Bytes;
+
+use crate::imap::command::CommandHead;
+use crate::imap::response::{Code, Status};
+
+use super::super::io::{Io, Outcome, Request};
+use super::super::reply::{not_understood, open_failure};
+use super::super::state::State;
+use super::super::tree::{OpenError, RequestFolder};
+
+/// The rights the user has on a tree name, or why it has none.
+fn rights(st: &State, name: &[u8]) -> Result<&'static str, OpenError> {
+    match st.tree.request_folder(name) {
+        Some(RequestFolder::Mine | RequestFolder::Confirm | RequestFolder::Reject) => Ok("lrsi"),
+        Some(RequestFolder::Pending) => Ok("lrs"),
+        None if st.tree.exists(name)? => Ok("lrs"),
+        None => Ok("l"),
+    }
+}
+
+fn quoted_name(name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::imap::astring(&mut out, name);
+    out
+}
+
+pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outcome {
+    let Some(name) = CommandHead::parse(req.bytes).and_then(|h| h.first_astring()) else {
+        return io.status(not_understood(req)).await;
+    };
+    let rights = match rights(st, &name) {
+        Ok(r) => r,
+        Err(e) => return io.status(open_failure(req.tag, &e)).await,
+    };
+    let mailbox = quoted_name(&name);
+    match req.name {
+        "MYRIGHTS" => {
+            let mut line = b"* MYRIGHTS ".to_vec();
+            line.extend_from_slice(&mailbox);
+            line.extend_from_slice(format!(" {rights}\r\n").as_bytes());
+            io.send(Bytes::from(line)).await?;
+            io.status(Status::ok(req.tag, "Myrights completed.")).await
+        }
+        "LISTRIGHTS" => {
+            // The identifier (the second argument, re-written as an
+            // astring), then Dovecot's list of rights it can grant.
+            let Some(identifier) = CommandHead::parse(req.bytes).and_then(|h| {
+                let rest = h.rest.trim_ascii_start();
+                let after = rest.get(name_len(rest)..)?.trim_ascii_start();
+                CommandHead { rest: after, ..h }.first_astring()
+            }) else {
+                return io.status(not_understood(req)).await;
+            };
+            let mut identifier_text = Vec::new();
+            crate::imap::astring(&mut identifier_text, &identifier);
+            let identifier = identifier_text;
+            let mut line = b"* LISTRIGHTS ".to_vec();
+            line.extend_from_slice(&mailbox);
+            line.push(b' ');
+            line.extend_from_slice(&identifier);
+            line.extend_from_slice(b" \"\" l r w s t p i e k x a c d\r\n");
+            io.send(Bytes::from(line)).await?;
+            io.status(Status::ok(req.tag, "Listrights completed.")).await
+        }
+        // GETACL, SETACL, DELETEACL need the `a` right.
+        _ => {
+            io.status(Status::no(
+                req.tag,
+                Code::NoPerm,
+                "You lack administrator privileges on this mailbox.",
+            ))
+            .await
+        }
+    }
+}
+
+/// Length of the first argument (atom, quoted string or literal) of `rest`.
+fn name_len(rest: &[u8]) -> usize {
+    match rest.first() {
+        Some(b'"') => {
+            let mut i = 1;
+            while let Some(&c) = rest.get(i) {
+                match c {
+                    b'\\' => i += 2,
+                    b'"' => return i + 1,
+                    _ => i += 1,
+                }
+            }
+            rest.len()
+        }
+        Some(b'{') => {
+            let close = memchr::memchr(b'}', rest).unwrap_or(rest.len());
+            let n: usize = std::str::from_utf8(rest.get(1..close).unwrap_or_default())
+                .ok()
+                .map(|d| d.trim_end_matches('+'))
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0);
+            // `{n}\r\n` then n bytes.
+            (close + 3).saturating_add(n).min(rest.len())
+        }
+        _ => memchr::memchr(b' ', rest).unwrap_or(rest.len()),
+    }
+}
