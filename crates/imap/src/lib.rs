@@ -14,6 +14,7 @@ pub mod framing;
 pub mod fuzz_targets;
 pub mod list_command;
 pub mod mail;
+pub mod mime;
 pub mod mutf7;
 pub mod response;
 pub mod search;

@@ -2,13 +2,12 @@
 //! computed from a stored message's raw bytes, so snapshot folders can
 //! answer them as the upstream would for the live message (RFC 3501 6.4.5).
 //!
-//! The MIME tree comes from mail-parser; only its byte offsets are used,
-//! every returned slice is the original bytes.
+//! The MIME tree is split by Dovecot's rules ([`crate::mime`]); every
+//! returned slice is the original bytes.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
-use mail_parser::PartType;
 use serde::{Deserialize, Serialize};
 
 use crate::bodystructure::BodyPart;
@@ -33,48 +32,7 @@ pub struct Section {
     pub text: Option<SectionText>,
 }
 
-/// One MIME entity: its header and body byte ranges in the raw message.
-#[derive(Debug, Clone)]
-struct Node {
-    header: Range<usize>,
-    body: Range<usize>,
-    kind: Kind,
-}
-
-#[derive(Debug, Clone)]
-enum Kind {
-    Leaf,
-    Multipart(Vec<Node>),
-    /// message/rfc822: the encapsulated message's root entity.
-    Message(Box<Node>),
-}
-
-fn range(start: u32, end: u32, len: usize) -> Range<usize> {
-    let start = (start as usize).min(len);
-    start..(end as usize).clamp(start, len)
-}
-
-fn build(msg: &mail_parser::Message<'_>, id: usize, len: usize, depth: usize) -> Option<Node> {
-    let part = msg.parts.get(id)?;
-    let kind = match &part.body {
-        _ if depth > 64 => Kind::Leaf,
-        PartType::Multipart(ids) => Kind::Multipart(
-            ids.iter()
-                .filter_map(|&c| build(msg, c as usize, len, depth + 1))
-                .collect(),
-        ),
-        PartType::Message(inner) => match build(inner, 0, len, depth + 1) {
-            Some(root) => Kind::Message(Box::new(root)),
-            None => Kind::Leaf,
-        },
-        _ => Kind::Leaf,
-    };
-    Some(Node {
-        header: range(part.offset_header, part.offset_body, len),
-        body: range(part.offset_body, part.offset_end, len),
-        kind,
-    })
-}
+use crate::mime::{Kind, Node};
 
 /// The parsed MIME structure of one message.
 pub struct Structure {
@@ -82,10 +40,10 @@ pub struct Structure {
 }
 
 impl Structure {
+    /// The message's MIME tree as Dovecot splits it ([`crate::mime`]).
     pub fn parse(raw: &[u8]) -> Option<Self> {
-        let msg = crate::mail::parse_default(raw)?;
         Some(Self {
-            root: build(&msg, 0, raw.len(), 0)?,
+            root: crate::mime::parse(raw),
         })
     }
 
@@ -162,6 +120,20 @@ impl Structure {
         while let Some((node, up)) = todo.pop() {
             let body = raw.get(node.body.clone()).unwrap_or_default();
             match (&node.kind, up) {
+                // A multipart without parts: Dovecot describes one empty
+                // text/plain part (measured), and answers its sections empty.
+                (Kind::Multipart(children), BodyPart::Multipart { parts, .. }) if children.is_empty() => {
+                    if !matches!(
+                        &parts[..],
+                        [BodyPart::Single {
+                            size: 0,
+                            message: None,
+                            ..
+                        }]
+                    ) {
+                        return false;
+                    }
+                }
                 (Kind::Multipart(children), BodyPart::Multipart { parts, .. }) => {
                     if children.len() != parts.len() {
                         return false;
