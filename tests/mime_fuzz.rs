@@ -92,9 +92,19 @@ impl Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_answers_match_dovecot_for_generated_hostile_mime() {
+    fuzz(Dovecot::start('/')).await;
+}
+
+/// The same messages through the production-like Dovecot (acl, quota,
+/// imap_zlib, special-use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_answers_match_production_like_dovecot() {
+    fuzz(Dovecot::start_prod('/', &[])).await;
+}
+
+async fn fuzz(d: Dovecot) {
     let count = env_or("ITM_MIME_FUZZ_MESSAGES", 300) as usize;
     let seed = env_or("ITM_MIME_FUZZ_SEED", 20261201);
-    let d = Dovecot::start('/');
     let mut live = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     assert!(show(&live.cmd("c", &format!("CREATE {FOLDER}")).await).starts_with("c OK"));
     let mut generator = Generator::new(seed);

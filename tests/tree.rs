@@ -22,7 +22,10 @@ fn tm(d: &Dovecot, date: &str, folder: &str) -> String {
 
 /// Consumes `\Recent` (a snapshot never has it) and snapshots alice.
 async fn setup(sep: char) -> (Dovecot, Proxy) {
-    let d = Dovecot::start_seeded(sep);
+    setup_on(Dovecot::start_seeded(sep)).await
+}
+
+async fn setup_on(d: Dovecot) -> (Dovecot, Proxy) {
     let mut prime = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     for f in FIXTURE_FOLDERS {
         prime.cmd("p", &format!("SELECT \"{}\"", d.name(f))).await;
@@ -124,7 +127,11 @@ fn with_literals(search: &str) -> String {
 /// UID sets, `*`, ranges, every item kind), SEARCH and STATUS of every
 /// snapshot folder answer exactly what Dovecot answers for the live one.
 async fn tree_matches_dovecot(sep: char) {
-    let (d, proxy) = setup(sep).await;
+    tree_matches(setup(sep).await).await;
+}
+
+async fn tree_matches((d, proxy): (Dovecot, Proxy)) {
+    let sep = d.sep();
     let mut live = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     let mut snap = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
 
@@ -275,6 +282,15 @@ async fn tree_matches_dovecot_slash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tree_matches_dovecot_dot_with_prefix() {
     tree_matches_dovecot('.').await;
+}
+
+/// The same against the production-like Dovecot (acl, quota, imap_zlib,
+/// special-use folders, a shared namespace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_matches_production_like_dovecot() {
+    let d = Dovecot::start_prod('/', &[]);
+    d.seed(&[]);
+    tree_matches(setup_on(d).await).await;
 }
 
 /// The UIDs, flags and bodies of a folder, read directly from Dovecot.
