@@ -305,22 +305,13 @@ impl<'a> Parser<'a> {
                 }
                 Some(s) if s.level == level => {
                     // The end boundary: the epilogue runs to an outer
-                    // boundary. Our own boundary lines in it are text, but
-                    // an end line again moves the end (measured: its line
-                    // break stays in the body).
-                    let mut after = self.line_end(s.line);
+                    // boundary; our own boundary no longer counts (measured:
+                    // with nested multiparts sharing a boundary, the next
+                    // line of it is the outer one's).
+                    let after = self.line_end(s.line);
                     floor = after;
-                    stop = loop {
-                        match self.next_boundary(after) {
-                            Some(again) if again.level == level => {
-                                after = self.line_end(again.line);
-                                if again.end {
-                                    floor = after;
-                                }
-                            }
-                            outer => break outer,
-                        }
-                    };
+                    self.boundaries.truncate(level);
+                    stop = self.next_boundary(after);
                     break;
                 }
                 _ => break,
@@ -362,6 +353,22 @@ fn content_type(header: &[u8]) -> Option<((String, String), Option<Range<usize>>
     let params_at = slash + 1 + sub_end;
     let boundary = param(text, params_at, b"boundary").map(|r| r.start + offset..r.end + offset);
     Some(((lower(mtype), lower(subtype)), boundary))
+}
+
+/// The lower-cased `type/subtype` of an entity's header, `None` without a
+/// usable Content-Type (then it is text/plain, or message/rfc822 in a
+/// digest: the tree's kinds already say which).
+pub fn media_type(header: &[u8]) -> Option<(String, String)> {
+    content_type(header).map(|(t, _)| t)
+}
+
+/// A Content-Type parameter's value (e.g. `charset`), as written.
+pub fn content_param(header: &[u8], name: &str) -> Option<Vec<u8>> {
+    let (value, _) = first_field(header, b"content-type")?;
+    let semi = memchr::memchr(b';', value)?;
+    param(value, semi, name.as_bytes())
+        .and_then(|r| value.get(r))
+        .map(<[u8]>::to_vec)
 }
 
 fn trim(s: &[u8]) -> &[u8] {
@@ -474,7 +481,8 @@ mod tests {
 
     /// Measured on Dovecot 2.3: an empty line right before a boundary is
     /// that boundary's line break, unless the boundary is the multipart's
-    /// own first delimiter; an end line in the epilogue moves the end.
+    /// own first delimiter; after an end line the boundary is text, and a
+    /// multipart sharing it with its parent gives the next line to the parent.
     #[test]
     fn empty_lines_before_boundaries_and_epilogues() {
         let raw: &[u8] = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n--b\r\n\r\n\r\n--b--\r\n";
@@ -500,6 +508,18 @@ mod tests {
             panic!()
         };
         assert_eq!(text(raw, &outer[0].body), b"--b\r\n\r\nx\r\n--b--\r\nepilogue");
+        let raw: &[u8] = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b--\r\nepi\r\n--b\r\n\r\ny\r\n--b--\r\n";
+        let Kind::Multipart(outer) = parse(raw).kind else {
+            panic!()
+        };
+        assert_eq!(outer.len(), 2);
+        assert_eq!(text(raw, &outer[0].body), b"--b\r\n\r\nx\r\n--b--\r\nepi");
+        assert_eq!(text(raw, &outer[1].body), b"y");
+        let raw: &[u8] = b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\n\r\nx\r\n--c--\r\nepi\r\n--c--\r\n--a--\r\n";
+        let Kind::Multipart(outer) = parse(raw).kind else {
+            panic!()
+        };
+        assert_eq!(text(raw, &outer[0].body), b"--c\r\n\r\nx\r\n--c--\r\nepi\r\n--c--");
     }
 
     #[test]

@@ -12,8 +12,9 @@
 
 use chrono::Datelike;
 use imap_codec::imap_types::search::SearchKey;
-use mail_parser::{Address, HeaderValue, Message, MessageParser, PartType};
+use mail_parser::{Address, HeaderValue, Message, MessageParser};
 
+use super::mime::Kind;
 use super::sent_date;
 use super::sequence::contains;
 
@@ -202,10 +203,42 @@ fn header_texts(msg: &Message<'_>, raw: &[u8], name: &str) -> Vec<String> {
     out
 }
 
+/// Every value of the message's field `name` as written (unfolded), read
+/// from the header Dovecot's way ([`crate::mime`]), whatever mail-parser
+/// makes of the rest of the header.
+fn raw_field_values(raw: &[u8], name: &str) -> Vec<String> {
+    let root = crate::mime::parse(raw);
+    let header = raw.get(root.header).unwrap_or_default();
+    let fields = super::section::header_fields(header, &[name.to_string()], false);
+    let text = String::from_utf8_lossy(&fields).replace("\r\n", "\n");
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.split('\n') {
+        if line.starts_with([' ', '\t']) {
+            if let Some(c) = current.as_mut() {
+                c.push_str(line);
+            }
+            continue;
+        }
+        if let Some(c) = current.take() {
+            out.push(lower(c.trim()));
+        }
+        if let Some((_, value)) = line.split_once(':') {
+            current = Some(value.to_string());
+        }
+    }
+    if let Some(c) = current {
+        out.push(lower(c.trim()));
+    }
+    out
+}
+
 fn header_has(p: &mut Parsed<'_>, name: &str, needle: &[u8]) -> bool {
     let raw = p.raw;
-    let Some(msg) = p.get() else { return false };
-    let texts = header_texts(msg, raw, name);
+    let mut texts = raw_field_values(raw, name);
+    if let Some(msg) = p.get() {
+        texts.extend(header_texts(msg, raw, name));
+    }
     if needle.is_empty() {
         return !texts.is_empty();
     }
@@ -213,39 +246,71 @@ fn header_has(p: &mut Parsed<'_>, name: &str, needle: &[u8]) -> bool {
     texts.iter().any(|t| t.contains(&needle))
 }
 
+/// BODY as Dovecot searches it (measured, docs/research): the decoded
+/// text of every text part (`text/*`, or no Content-Type), inside attached
+/// messages too, HTML as it is; not part headers, attached messages'
+/// headers, preambles and epilogues, non-text parts, or parts whose
+/// transfer encoding is unknown; invalid encoded bytes are read leniently
+/// (unlike BINARY). Case-insensitive.
 fn body_has(p: &mut Parsed<'_>, needle: &[u8]) -> bool {
     let needle = lower(&String::from_utf8_lossy(needle));
-    let Some(msg) = p.get() else { return false };
     if needle.is_empty() {
         return true;
     }
-    body_contains(msg, &needle, 0)
-}
-
-/// Text parts, and inside attached messages their header and text parts
-/// too (to them the attached message is body).
-fn body_contains(msg: &Message<'_>, needle: &str, depth: usize) -> bool {
-    msg.parts.iter().any(|part| match &part.body {
-        PartType::Text(t) | PartType::Html(t) => lower(t).contains(needle),
-        PartType::Message(inner) if depth < 8 => {
-            let raw = inner.raw_message();
-            inner.headers().iter().any(|h| {
-                header_texts(inner, raw, h.name.as_str())
-                    .iter()
-                    .any(|t| t.contains(needle))
-            }) || body_contains(inner, needle, depth + 1)
+    let raw = p.raw;
+    let mut todo = vec![crate::mime::parse(raw)];
+    while let Some(node) = todo.pop() {
+        match node.kind {
+            Kind::Multipart(children) => todo.extend(children),
+            Kind::Message(inner) => todo.push(*inner),
+            Kind::Leaf => {
+                let header = raw.get(node.header.clone()).unwrap_or_default();
+                if crate::mime::media_type(header).is_some_and(|(t, _)| t != "text") {
+                    continue;
+                }
+                let cte = super::section::header_value(header, "Content-Transfer-Encoding").unwrap_or_default();
+                let Some(bytes) = super::section::decode_lenient(&cte, raw.get(node.body.clone()).unwrap_or_default())
+                else {
+                    continue;
+                };
+                if lower(&text_of(header, &bytes)).contains(&needle) {
+                    return true;
+                }
+            }
         }
-        _ => false,
-    })
+    }
+    false
 }
 
+/// A text part's bytes as UTF-8, by its charset (unknown ones as they are).
+fn text_of(header: &[u8], bytes: &[u8]) -> String {
+    crate::mime::content_param(header, "charset")
+        .and_then(|c| mail_parser::decoders::charsets::map::charset_decoder(&c))
+        .map(|decode| decode(bytes))
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// TEXT's header side: the message's fields (decoded) and, as written, the
+/// header of every part and attached message, field names included.
 fn header_block_has(p: &mut Parsed<'_>, needle: &[u8]) -> bool {
     let raw = p.raw;
+    let needle_text = lower(&String::from_utf8_lossy(needle));
+    let mut todo = vec![crate::mime::parse(raw)];
+    while let Some(node) = todo.pop() {
+        let header = raw.get(node.header.clone()).unwrap_or_default();
+        if lower(&String::from_utf8_lossy(header)).contains(&needle_text) {
+            return true;
+        }
+        match node.kind {
+            Kind::Multipart(children) => todo.extend(children),
+            Kind::Message(inner) => todo.push(*inner),
+            Kind::Leaf => {}
+        }
+    }
     let Some(msg) = p.get() else { return false };
-    let needle = lower(&String::from_utf8_lossy(needle));
     msg.headers().iter().any(|h| {
         let name = h.name.as_str().to_string();
-        header_texts(msg, raw, &name).iter().any(|t| t.contains(&needle)) || lower(&name).contains(&needle)
+        header_texts(msg, raw, &name).iter().any(|t| t.contains(&needle_text))
     })
 }
 

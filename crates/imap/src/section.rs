@@ -408,6 +408,51 @@ pub fn decode_transfer(encoding: &str, body: &[u8]) -> Result<Vec<u8>, BinaryErr
     }
 }
 
+/// Decodes a transfer encoding the way a search reads a part: invalid
+/// quoted-printable sequences are kept as written and stray base64
+/// characters skipped (Dovecot still finds words in such parts, measured).
+/// `None` for an unknown encoding (such parts are not searched).
+pub fn decode_lenient(encoding: &str, body: &[u8]) -> Option<Vec<u8>> {
+    match decode_transfer(encoding, body) {
+        Ok(b) => Some(b),
+        Err(BinaryError::UnknownEncoding) => None,
+        Err(BinaryError::Invalid) if encoding.eq_ignore_ascii_case("base64") => {
+            let clean: Vec<u8> = body
+                .iter()
+                .copied()
+                .take_while(|&c| c != b'=')
+                .filter(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+                .collect();
+            let whole = clean.len() / 4 * 4;
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, clean.get(..whole)?).ok()
+        }
+        Err(BinaryError::Invalid) => {
+            let mut out = Vec::with_capacity(body.len());
+            let mut i = 0;
+            let hex = |b: u8| (b as char).to_digit(16);
+            while let Some(&c) = body.get(i) {
+                if c == b'=' {
+                    let next = body.get(i + 1..).unwrap_or_default();
+                    if next.starts_with(b"\r\n") || next.starts_with(b"\n") {
+                        i += 1 + if next.starts_with(b"\r\n") { 2 } else { 1 };
+                        continue;
+                    }
+                    if let (Some(h), Some(l)) =
+                        (next.first().copied().and_then(hex), next.get(1).copied().and_then(hex))
+                    {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                }
+                out.push(c);
+                i += 1;
+            }
+            Some(out)
+        }
+    }
+}
+
 fn decode_base64(body: &[u8]) -> Result<Vec<u8>, BinaryError> {
     let clean: Vec<u8> = body
         .iter()
