@@ -271,7 +271,22 @@ fn finish(reply: Reply, output: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// mail-parser panics on some malformed multiparts; every call is behind
+/// `catch_unwind` (`imap::mail`), so such a panic is an ordinary event:
+/// one warning line instead of the default hook's message and backtrace.
+fn quiet_mail_parser_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.location().is_some_and(|l| l.file().contains("mail-parser")) {
+            tracing::warn!("mail-parser could not read a malformed message (caught)");
+            return;
+        }
+        default(info)
+    }));
+}
+
 fn main() -> anyhow::Result<()> {
+    quiet_mail_parser_panics();
     let cli = Cli::parse();
     let config = Config::load(&cli.config)?;
     let rt = || tokio::runtime::Runtime::new().context("starting the async runtime");

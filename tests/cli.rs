@@ -87,3 +87,38 @@ async fn serve_logs_sessions_but_never_passwords_or_bodies() {
         assert!(!log.contains(secret), "log leaks {secret}");
     }
 }
+
+/// A message on which mail-parser panics (found by the MIME fuzzer) is read,
+/// sorted and searched through the running binary: the session answers, and
+/// the log gets one warning instead of a panic message and backtrace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_that_panics_the_mail_parser_is_a_warning() {
+    let d = Dovecot::start('/');
+    let raw = std::fs::read(repo_root().join("fuzz/corpus/message/mail-parser-panic.eml")).expect("corpus message");
+    let mut live = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    assert!(live.append("a", "INBOX", &raw).await.starts_with("a OK"));
+    live.cmd("s", "SELECT INBOX").await;
+    live.cmd("u", "UNSELECT").await;
+    let p = ProxyProcess::start(d.addr(), |t| t, true).await;
+    let out = Command::new(BIN)
+        .args(["snapshot", "--user", "alice", "--label", "2026-11-20", "-c"])
+        .arg(&p.config_path)
+        .output()
+        .expect("run binary");
+    assert!(out.status.success(), "{}", show(&out.stderr));
+    let mut c = Client::login_tls(p.tls, "alice", "alice-pw").await;
+    c.cmd("e", "EXAMINE \"Time Machine/2026-11-20/INBOX\"").await;
+    for cmd in [
+        "SORT (SUBJECT) UTF-8 ALL",
+        "THREAD REFERENCES UTF-8 ALL",
+        "SEARCH FROM fuzz",
+    ] {
+        let r = show(&c.cmd("t", cmd).await);
+        assert!(r.contains("\r\nt OK "), "{cmd}: {r}");
+    }
+    c.cmd("z", "LOGOUT").await;
+    let (out, _dir) = p.stop();
+    let log = show(&out.stderr);
+    assert!(log.contains("mail-parser could not read a malformed message"), "{log}");
+    assert!(!log.contains("panicked at"), "{log}");
+}
