@@ -55,50 +55,63 @@ impl<'a> CommandHead<'a> {
         std::str::from_utf8(self.tag).unwrap_or("*")
     }
 
-    /// First argument if it is an atom or quoted string, decoded. `None`
-    /// when it is a literal or missing (then the whole command is needed).
+    /// First argument as an astring (atom, quoted string, or a literal
+    /// whose data the command holds), decoded. `None` when it is missing or
+    /// its literal data has not arrived (then the whole command is needed).
     pub fn first_astring(&self) -> Option<Vec<u8>> {
-        let rest = self.rest;
-        match rest.first()? {
-            b'"' => {
-                let mut out = Vec::new();
-                let mut i = 1;
-                while i < rest.len() {
-                    match rest[i] {
-                        b'\\' => {
-                            out.push(*rest.get(i + 1)?);
-                            i += 2;
-                        }
-                        b'"' => return Some(out),
-                        c => {
-                            out.push(c);
-                            i += 1;
-                        }
+        astring(self.rest).map(|(value, _)| value)
+    }
+
+    /// The argument after the first one (LISTRIGHTS' identifier), as
+    /// [`CommandHead::first_astring`] reads it.
+    pub fn second_astring(&self) -> Option<Vec<u8>> {
+        let (_, rest) = astring(self.rest)?;
+        astring(rest.strip_prefix(b" ")?).map(|(value, _)| value)
+    }
+}
+
+/// One astring at the start of `rest`: its decoded value and what follows.
+fn astring(rest: &[u8]) -> Option<(Vec<u8>, &[u8])> {
+    match rest.first()? {
+        b'"' => {
+            let mut out = Vec::new();
+            let mut i = 1;
+            while i < rest.len() {
+                match rest[i] {
+                    b'\\' => {
+                        out.push(*rest.get(i + 1)?);
+                        i += 2;
+                    }
+                    b'"' => return Some((out, rest.get(i + 1..)?)),
+                    c => {
+                        out.push(c);
+                        i += 1;
                     }
                 }
-                None
             }
-            // A literal, its data inline (whole commands hold them).
-            b'{' => {
-                let close = memchr::memchr(b'}', rest)?;
-                let digits = std::str::from_utf8(rest.get(1..close)?).ok()?;
-                let n: usize = digits.strip_suffix('+').unwrap_or(digits).parse().ok()?;
-                let after = rest.get(close + 1..)?;
-                let start = close + 1 + if after.starts_with(b"\r\n") { 2 } else { 1 };
-                if !after.starts_with(b"\n") && !after.starts_with(b"\r\n") {
-                    return None;
-                }
-                rest.get(start..start.checked_add(n)?).map(<[u8]>::to_vec)
+            None
+        }
+        // A literal, its data inline (whole commands hold them).
+        b'{' => {
+            let close = memchr::memchr(b'}', rest)?;
+            let digits = std::str::from_utf8(rest.get(1..close)?).ok()?;
+            let n: usize = digits.strip_suffix('+').unwrap_or(digits).parse().ok()?;
+            let after = rest.get(close + 1..)?;
+            if !after.starts_with(b"\n") && !after.starts_with(b"\r\n") {
+                return None;
             }
-            b'~' => None,
-            _ => {
-                let end = rest.iter().position(|&c| c == b' ').unwrap_or(rest.len());
-                let atom = &rest[..end];
-                // astring allows ']' (resp-specials) in atoms
-                atom.iter()
-                    .all(|&c| is_atom_char(c) || c == b']')
-                    .then(|| atom.to_vec())
-            }
+            let start = close + 1 + if after.starts_with(b"\r\n") { 2 } else { 1 };
+            let end = start.checked_add(n)?;
+            Some((rest.get(start..end)?.to_vec(), rest.get(end..)?))
+        }
+        b'~' => None,
+        _ => {
+            let end = rest.iter().position(|&c| c == b' ').unwrap_or(rest.len());
+            let atom = rest.get(..end)?;
+            // astring allows ']' (resp-specials) in atoms
+            atom.iter()
+                .all(|&c| is_atom_char(c) || c == b']')
+                .then(|| (atom.to_vec(), rest.get(end..).unwrap_or_default()))
         }
     }
 }
@@ -157,6 +170,12 @@ mod tests {
         assert_eq!(h.first_astring().unwrap(), b"Time Machine/x");
         let h = CommandHead::parse(b"t MYRIGHTS {99}\r\nshort\r\n").unwrap();
         assert_eq!(h.first_astring(), None);
+        let h = CommandHead::parse(b"t LISTRIGHTS \"Time Machine/x\" {3}\r\nbob\r\n").unwrap();
+        assert_eq!(h.second_astring().unwrap(), b"bob");
+        let h = CommandHead::parse(b"t LISTRIGHTS {6}\r\nINBOX/ alice\r\n").unwrap();
+        assert_eq!(h.second_astring().unwrap(), b"alice");
+        let h = CommandHead::parse(b"t LISTRIGHTS INBOX\r\n").unwrap();
+        assert_eq!(h.second_astring(), None);
         let h = CommandHead::parse(b"t APPEND \"a\\\"b\" {5}\r\n").unwrap();
         assert_eq!(h.first_astring().unwrap(), b"a\"b");
         assert!(CommandHead::parse(b"DONE\r\n").is_none());

@@ -69,6 +69,7 @@ pub fn command_head(data: &[u8]) {
         assert!(!head.tag.is_empty());
         assert!(!head.name.is_empty());
         let _ = head.first_astring();
+        let _ = head.second_astring();
         let _ = head.tag_str();
     }
     let _ = crate::command::decode(data);

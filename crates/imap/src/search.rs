@@ -131,9 +131,15 @@ pub fn internal_time(s: &str) -> i64 {
 struct Parsed<'a> {
     raw: &'a [u8],
     message: Option<Option<Message<'a>>>,
+    /// The MIME tree as Dovecot splits it, once per message.
+    tree: Option<crate::mime::Node>,
 }
 
 impl<'a> Parsed<'a> {
+    fn tree(&mut self) -> &crate::mime::Node {
+        self.tree.get_or_insert_with(|| crate::mime::parse(self.raw))
+    }
+
     fn get(&mut self) -> Option<&Message<'a>> {
         if self.message.is_none() {
             let parser = MessageParser::new()
@@ -206,9 +212,8 @@ fn header_texts(msg: &Message<'_>, raw: &[u8], name: &str) -> Vec<String> {
 /// Every value of the message's field `name` as written (unfolded), read
 /// from the header Dovecot's way ([`crate::mime`]), whatever mail-parser
 /// makes of the rest of the header.
-fn raw_field_values(raw: &[u8], name: &str) -> Vec<String> {
-    let root = crate::mime::parse(raw);
-    let header = raw.get(root.header).unwrap_or_default();
+fn raw_field_values(raw: &[u8], root: &crate::mime::Node, name: &str) -> Vec<String> {
+    let header = raw.get(root.header.clone()).unwrap_or_default();
     let fields = super::section::header_fields(header, &[name.to_string()], false);
     let text = String::from_utf8_lossy(&fields).replace("\r\n", "\n");
     let mut out = Vec::new();
@@ -235,7 +240,7 @@ fn raw_field_values(raw: &[u8], name: &str) -> Vec<String> {
 
 fn header_has(p: &mut Parsed<'_>, name: &str, needle: &[u8]) -> bool {
     let raw = p.raw;
-    let mut texts = raw_field_values(raw, name);
+    let mut texts = raw_field_values(raw, p.tree(), name);
     if let Some(msg) = p.get() {
         texts.extend(header_texts(msg, raw, name));
     }
@@ -258,11 +263,11 @@ fn body_has(p: &mut Parsed<'_>, needle: &[u8]) -> bool {
         return true;
     }
     let raw = p.raw;
-    let mut todo = vec![crate::mime::parse(raw)];
+    let mut todo = vec![p.tree()];
     while let Some(node) = todo.pop() {
-        match node.kind {
+        match &node.kind {
             Kind::Multipart(children) => todo.extend(children),
-            Kind::Message(inner) => todo.push(*inner),
+            Kind::Message(inner) => todo.push(inner),
             Kind::Leaf => {
                 let header = raw.get(node.header.clone()).unwrap_or_default();
                 if crate::mime::media_type(header).is_some_and(|(t, _)| t != "text") {
@@ -295,16 +300,18 @@ fn text_of(header: &[u8], bytes: &[u8]) -> String {
 fn header_block_has(p: &mut Parsed<'_>, needle: &[u8]) -> bool {
     let raw = p.raw;
     let needle_text = lower(&String::from_utf8_lossy(needle));
-    let mut todo = vec![crate::mime::parse(raw)];
-    while let Some(node) = todo.pop() {
-        let header = raw.get(node.header.clone()).unwrap_or_default();
-        if lower(&String::from_utf8_lossy(header)).contains(&needle_text) {
-            return true;
-        }
-        match node.kind {
-            Kind::Multipart(children) => todo.extend(children),
-            Kind::Message(inner) => todo.push(*inner),
-            Kind::Leaf => {}
+    {
+        let mut todo = vec![p.tree()];
+        while let Some(node) = todo.pop() {
+            let header = raw.get(node.header.clone()).unwrap_or_default();
+            if lower(&String::from_utf8_lossy(header)).contains(&needle_text) {
+                return true;
+            }
+            match &node.kind {
+                Kind::Multipart(children) => todo.extend(children),
+                Kind::Message(inner) => todo.push(inner),
+                Kind::Leaf => {}
+            }
         }
     }
     let Some(msg) = p.get() else { return false };
@@ -377,6 +384,7 @@ pub fn matches(key: &SearchKey<'_>, m: &SearchMessage<'_>, bounds: Bounds) -> bo
     let mut parsed = Parsed {
         raw: m.raw.unwrap_or_default(),
         message: None,
+        tree: None,
     };
     eval(key, m, &mut parsed, bounds)
 }

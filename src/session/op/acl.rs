@@ -51,13 +51,9 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             io.status(Status::ok(req.tag, "Myrights completed.")).await
         }
         "LISTRIGHTS" => {
-            // The identifier (the second argument, re-written as an
-            // astring), then Dovecot's list of rights it can grant.
-            let Some(identifier) = CommandHead::parse(req.bytes).and_then(|h| {
-                let rest = h.rest.trim_ascii_start();
-                let after = rest.get(name_len(rest)..)?.trim_ascii_start();
-                CommandHead { rest: after, ..h }.first_astring()
-            }) else {
+            // The identifier (the second argument), re-written as an
+            // astring, then Dovecot's list of rights it can grant.
+            let Some(identifier) = CommandHead::parse(req.bytes).and_then(|h| h.second_astring()) else {
                 return io.status(not_understood(req)).await;
             };
             let mut identifier_text = Vec::new();
@@ -80,33 +76,5 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             ))
             .await
         }
-    }
-}
-
-/// Length of the first argument (atom, quoted string or literal) of `rest`.
-fn name_len(rest: &[u8]) -> usize {
-    match rest.first() {
-        Some(b'"') => {
-            let mut i = 1;
-            while let Some(&c) = rest.get(i) {
-                match c {
-                    b'\\' => i += 2,
-                    b'"' => return i + 1,
-                    _ => i += 1,
-                }
-            }
-            rest.len()
-        }
-        Some(b'{') => {
-            let close = memchr::memchr(b'}', rest).unwrap_or(rest.len());
-            let n: usize = std::str::from_utf8(rest.get(1..close).unwrap_or_default())
-                .ok()
-                .map(|d| d.trim_end_matches('+'))
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(0);
-            // `{n}\r\n` then n bytes.
-            (close + 3).saturating_add(n).min(rest.len())
-        }
-        _ => memchr::memchr(b' ', rest).unwrap_or(rest.len()),
     }
 }
