@@ -12,6 +12,7 @@ mod support;
 
 use imap_time_machine::imap::bodystructure;
 use imap_time_machine::imap::fetch_scan::scan;
+use imap_time_machine::imap::section::path_text;
 use support::mime_gen::Generator;
 use support::{show, without_timing, Client, Dovecot, Proxy};
 
@@ -37,7 +38,7 @@ fn section_items(bs: &[u8]) -> Vec<String> {
     ];
     if let Ok(b) = bodystructure::parse(bs) {
         for n in b.numbered(200) {
-            let p = n.path.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+            let p = path_text(&n.path);
             items.push(format!("BODY.PEEK[{p}]"));
             items.push(format!("BODY.PEEK[{p}.MIME]"));
             if n.part.is_message() {
@@ -58,7 +59,7 @@ fn leaf_paths(bs: &[u8]) -> Vec<String> {
     if let Ok(b) = bodystructure::parse(bs) {
         for n in b.numbered(200) {
             if !n.part.is_message() && !n.part.is_multipart() {
-                paths.push(n.path.iter().map(u32::to_string).collect::<Vec<_>>().join("."));
+                paths.push(path_text(&n.path));
             }
         }
     }

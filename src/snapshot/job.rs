@@ -22,9 +22,9 @@ use crate::imap::fetch_scan::{self, atom_list, string_value};
 use crate::store::{ContentRecord, FolderRecord, MessageRecord, SnapshotInfo, Store, StoreError};
 use crate::upstream::client::Next;
 use crate::upstream::folders::{examine, list_folders};
+use crate::upstream::{Connector, UpstreamError};
 
 use super::views;
-use crate::upstream::{Connector, UpstreamError};
 
 #[derive(Debug, Error)]
 pub enum SnapshotError {

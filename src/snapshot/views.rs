@@ -8,7 +8,7 @@
 
 use crate::imap::bodystructure;
 use crate::imap::fetch_scan::{self, string_value};
-use crate::imap::section::{Recorded, Structure};
+use crate::imap::section::{path_text, Recorded, Structure};
 use crate::upstream::client::Next;
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -40,7 +40,7 @@ pub fn items(bodystructure: &[u8]) -> Vec<String> {
         return items;
     };
     for n in up.numbered(MAX_PARTS) {
-        let p = n.path.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+        let p = path_text(&n.path);
         items.push(format!("BODY.PEEK[{p}]"));
         items.push(format!("BODY.PEEK[{p}.MIME]"));
         if n.part.is_message() {

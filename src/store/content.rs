@@ -58,14 +58,23 @@ impl Store {
     /// Content records of many messages in one batched read (FETCH of a
     /// whole folder); `None` where one is missing.
     pub fn contents(&self, user: &str, hashes: &[Hash]) -> Result<Vec<Option<ContentRecord>>, StoreError> {
+        self.per_content(CF_CONTENT, user, hashes, decode)
+    }
+
+    /// One batched read of `family` under the content keys of `hashes`,
+    /// each value read by `read`; `None` where a key is missing.
+    fn per_content<T>(
+        &self,
+        family: &str,
+        user: &str,
+        hashes: &[Hash],
+        read: impl Fn(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<Option<T>>, StoreError> {
         let keys: Vec<Vec<u8>> = hashes.iter().map(|h| keys::content(user, h)).collect();
         self.db
-            .batched_multi_get_cf(self.cf(CF_CONTENT)?, &keys, false)
+            .batched_multi_get_cf(self.cf(family)?, &keys, false)
             .into_iter()
-            .map(|r| match r? {
-                Some(v) => Ok(Some(decode(&v)?)),
-                None => Ok(None),
-            })
+            .map(|r| r?.map(|v| read(&v)).transpose())
             .collect()
     }
 
@@ -118,27 +127,9 @@ impl Store {
         Ok(())
     }
 
-    pub fn has_view(&self, user: &str, hash: &Hash) -> Result<bool, StoreError> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(CF_VIEWS)?, keys::content(user, hash))?
-            .is_some())
-    }
-
     /// Recorded views of many messages in one batched read; `None` for the
     /// (usual) messages that have none.
     pub fn views(&self, user: &str, hashes: &[Hash]) -> Result<Vec<Option<Recorded>>, StoreError> {
-        let keys: Vec<Vec<u8>> = hashes.iter().map(|h| keys::content(user, h)).collect();
-        self.db
-            .batched_multi_get_cf(self.cf(CF_VIEWS)?, &keys, false)
-            .into_iter()
-            .map(|r| match r? {
-                Some(v) => {
-                    let plain = zstd::stream::decode_all(&v[..])?;
-                    Ok(Some(decode(&plain)?))
-                }
-                None => Ok(None),
-            })
-            .collect()
+        self.per_content(CF_VIEWS, user, hashes, |v| decode(&zstd::stream::decode_all(v)?))
     }
 }

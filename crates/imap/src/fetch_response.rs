@@ -10,7 +10,7 @@
 
 use imap_codec::imap_types::fetch::{MessageDataItemName, Part, Section};
 
-use super::section::{partial, BinaryError, Recorded, SectionText, Structure};
+use super::section::{partial, path_text, BinaryError, Recorded, SectionText, Structure};
 
 /// Everything about one message a FETCH can ask for.
 pub struct MessageView<'a> {
@@ -59,10 +59,6 @@ fn part_path(part: &Part) -> Vec<u32> {
 
 fn opt_path(part: &Option<Part>) -> Vec<u32> {
     part.as_ref().map(part_path).unwrap_or_default()
-}
-
-fn path_text(path: &[u32]) -> String {
-    path.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
 }
 
 /// The section as the parser of [`super::section`] wants it, and its name
@@ -252,21 +248,21 @@ pub fn write(
                 }
                 BinarySize { section } => {
                     let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
-                    if matches!(binary(&path), Ok(None)) {
-                        out.extend_from_slice(format!("BINARY.SIZE[{}] 0", path_text(&path)).as_bytes());
-                        continue;
+                    let part = binary(&path);
+                    // A missing part is 0; otherwise Dovecot sizes BINARY
+                    // from the whole message's decoding: any part that does
+                    // not decode fails every size, an unknown encoding
+                    // before invalid data.
+                    if !matches!(part, Ok(None)) {
+                        let whole = match m.recorded {
+                            Some(r) => r.decodes(),
+                            None => structure().map_or(Ok(()), |s| s.decodes(raw)),
+                        };
+                        if let Err(e) = whole {
+                            return failed(out, was_first, e);
+                        }
                     }
-                    // Dovecot sizes BINARY from the whole message's
-                    // decoding: any part that does not decode fails every
-                    // size, an unknown encoding before invalid data.
-                    let whole = match m.recorded {
-                        Some(r) => r.decodes(),
-                        None => structure().map_or(Ok(()), |s| s.decodes(raw)),
-                    };
-                    if let Err(e) = whole {
-                        return failed(out, was_first, e);
-                    }
-                    let n = match binary(&path) {
+                    let n = match part {
                         Ok(b) => b.map(|(b, _)| b.len()).unwrap_or(0),
                         Err(e) => return failed(out, was_first, e),
                     };

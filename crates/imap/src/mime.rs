@@ -47,6 +47,24 @@ pub enum Kind {
     Message(Box<Node>),
 }
 
+impl Node {
+    /// This entity and every one inside it (parts, attached messages),
+    /// parents before children.
+    pub fn entities(&self) -> Vec<&Node> {
+        let mut out = Vec::new();
+        let mut todo = vec![self];
+        while let Some(n) = todo.pop() {
+            out.push(n);
+            match &n.kind {
+                Kind::Multipart(children) => todo.extend(children.iter().rev()),
+                Kind::Message(inner) => todo.push(inner),
+                Kind::Leaf => {}
+            }
+        }
+        out
+    }
+}
+
 /// Where an entity stopped: at the start of a boundary line (which
 /// boundary of the stack, and whether it is an end boundary), or at the end.
 #[derive(Debug, Clone, Copy)]

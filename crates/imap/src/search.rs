@@ -263,28 +263,18 @@ fn body_has(p: &mut Parsed<'_>, needle: &[u8]) -> bool {
         return true;
     }
     let raw = p.raw;
-    let mut todo = vec![p.tree()];
-    while let Some(node) = todo.pop() {
-        match &node.kind {
-            Kind::Multipart(children) => todo.extend(children),
-            Kind::Message(inner) => todo.push(inner),
-            Kind::Leaf => {
-                let header = raw.get(node.header.clone()).unwrap_or_default();
-                if crate::mime::media_type(header).is_some_and(|(t, _)| t != "text") {
-                    continue;
-                }
-                let cte = super::section::header_value(header, "Content-Transfer-Encoding").unwrap_or_default();
-                let Some(bytes) = super::section::decode_lenient(&cte, raw.get(node.body.clone()).unwrap_or_default())
-                else {
-                    continue;
-                };
-                if lower(&text_of(header, &bytes)).contains(&needle) {
-                    return true;
-                }
-            }
+    p.tree().entities().into_iter().any(|node| {
+        if !matches!(node.kind, Kind::Leaf) {
+            return false;
         }
-    }
-    false
+        let header = raw.get(node.header.clone()).unwrap_or_default();
+        if crate::mime::media_type(header).is_some_and(|(t, _)| t != "text") {
+            return false;
+        }
+        let cte = super::section::header_value(header, "Content-Transfer-Encoding").unwrap_or_default();
+        super::section::decode_lenient(&cte, raw.get(node.body.clone()).unwrap_or_default())
+            .is_some_and(|bytes| lower(&text_of(header, &bytes)).contains(&needle))
+    })
 }
 
 /// A text part's bytes as UTF-8, by its charset (unknown ones as they are).
@@ -300,19 +290,12 @@ fn text_of(header: &[u8], bytes: &[u8]) -> String {
 fn header_block_has(p: &mut Parsed<'_>, needle: &[u8]) -> bool {
     let raw = p.raw;
     let needle_text = lower(&String::from_utf8_lossy(needle));
-    {
-        let mut todo = vec![p.tree()];
-        while let Some(node) = todo.pop() {
-            let header = raw.get(node.header.clone()).unwrap_or_default();
-            if lower(&String::from_utf8_lossy(header)).contains(&needle_text) {
-                return true;
-            }
-            match &node.kind {
-                Kind::Multipart(children) => todo.extend(children),
-                Kind::Message(inner) => todo.push(inner),
-                Kind::Leaf => {}
-            }
-        }
+    let in_raw_headers = p.tree().entities().into_iter().any(|node| {
+        let header = raw.get(node.header.clone()).unwrap_or_default();
+        lower(&String::from_utf8_lossy(header)).contains(&needle_text)
+    });
+    if in_raw_headers {
+        return true;
     }
     let Some(msg) = p.get() else { return false };
     msg.headers().iter().any(|h| {

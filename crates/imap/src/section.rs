@@ -178,22 +178,13 @@ impl Structure {
     /// ends (BODY[n.MIME]) even when the sizes agree, so the snapshot job
     /// records the upstream's answers for such messages too.
     pub fn has_unterminated_header(&self, raw: &[u8]) -> bool {
-        let mut todo = vec![&self.root];
-        while let Some(n) = todo.pop() {
+        self.root.entities().into_iter().any(|n| {
             let h = raw.get(n.header.clone()).unwrap_or_default();
             let ends = h == b"\r\n" || h == b"\n" || h.ends_with(b"\n\r\n") || h.ends_with(b"\n\n");
             // An empty body: was the empty line the header's end, or the
             // line break that belongs to the next boundary?
-            if !ends || (n.body.is_empty() && !matches!(n.kind, Kind::Multipart(_))) {
-                return true;
-            }
-            match &n.kind {
-                Kind::Multipart(c) => todo.extend(c),
-                Kind::Message(inner) => todo.push(inner),
-                Kind::Leaf => {}
-            }
-        }
-        false
+            !ends || (n.body.is_empty() && !matches!(n.kind, Kind::Multipart(_)))
+        })
     }
 
     /// BINARY of a part (or of the message when `part` is empty): the body
@@ -216,18 +207,18 @@ impl Structure {
     /// fails BINARY.SIZE of every part (measured): an unknown encoding
     /// anywhere first, then invalid data.
     pub fn decodes(&self, raw: &[u8]) -> Result<(), BinaryError> {
-        let mut leaves = Vec::new();
-        let mut todo = vec![&self.root];
-        while let Some(n) = todo.pop() {
-            match &n.kind {
-                Kind::Multipart(c) => todo.extend(c),
-                Kind::Message(inner) => todo.push(inner),
-                Kind::Leaf => leaves.push((
+        let leaves: Vec<(&[u8], &[u8])> = self
+            .root
+            .entities()
+            .into_iter()
+            .filter(|n| matches!(n.kind, Kind::Leaf))
+            .map(|n| {
+                (
                     raw.get(n.header.clone()).unwrap_or_default(),
                     raw.get(n.body.clone()).unwrap_or_default(),
-                )),
-            }
-        }
+                )
+            })
+            .collect();
         whole_decodes(&leaves)
     }
 
@@ -288,6 +279,11 @@ fn whole_decodes(leaves: &[(&[u8], &[u8])]) -> Result<(), BinaryError> {
     Ok(())
 }
 
+/// A part number as IMAP writes it (`1.2.3`; empty for the message).
+pub fn path_text(path: &[u32]) -> String {
+    path.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+}
+
 /// A body has the octet size and (where the upstream counts them) the
 /// line count the upstream reported.
 fn sized(body: &[u8], size: u64, lines: Option<u64>) -> bool {
@@ -296,7 +292,7 @@ fn sized(body: &[u8], size: u64, lines: Option<u64>) -> bool {
 
 /// Lines of a body as Dovecot counts them for BODYSTRUCTURE: its line
 /// feeds (a last line without one is not counted).
-pub fn line_count(body: &[u8]) -> u64 {
+fn line_count(body: &[u8]) -> u64 {
     memchr::memchr_iter(b'\n', body).count() as u64
 }
 
@@ -315,7 +311,7 @@ impl Recorded {
     /// The name a section is recorded under (`None` for the whole message
     /// and for header field subsets, which come from the recorded header).
     pub fn key(part: &[u32], text: Option<&SectionText>) -> Option<String> {
-        let path = part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+        let path = path_text(part);
         let suffix = match text {
             None if path.is_empty() => return None,
             None => return Some(path),
