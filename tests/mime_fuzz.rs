@@ -6,7 +6,10 @@
 //! are compared byte for byte with Dovecot's answers for the live messages.
 //!
 //! CI runs a fixed seed; `ITM_MIME_FUZZ_MESSAGES=5000 ITM_MIME_FUZZ_SEED=7
-//! cargo test --test mime_fuzz` runs a long one.
+//! cargo test --test mime_fuzz` runs a long one, and with
+//! `ITM_MIME_FUZZ_DUMP=dir` writes every message that differs into `dir`.
+//! Such messages are kept in `tests/fixtures/mime/` and compared on every
+//! run (`messages_the_fuzzer_found_match_dovecot`).
 
 mod support;
 
@@ -17,8 +20,6 @@ use support::mime_gen::Generator;
 use support::{show, without_timing, Client, Dovecot, Proxy};
 
 const DATE: &str = "2026-11-20";
-/// Differences left at the CI seed (see the assertion at the end).
-const KNOWN_AT_CI_SEED: usize = 12;
 const FOLDER: &str = "Fuzz";
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -51,17 +52,13 @@ fn section_items(bs: &[u8]) -> Vec<String> {
     items
 }
 
-/// The leaf parts (neither multipart nor message/rfc822): BINARY of a
-/// composite part is Dovecot's re-encoding of its whole subtree, which the
-/// proxy does not reproduce yet (docs/ARCHITECTURE.md, "Fidelity").
-fn leaf_paths(bs: &[u8]) -> Vec<String> {
-    let mut paths = Vec::new();
+/// The parts whose BINARY and BINARY.SIZE are compared: the whole message
+/// and every numbered part, containers included (Dovecot decodes every part
+/// inside them).
+fn binary_paths(bs: &[u8]) -> Vec<String> {
+    let mut paths = vec![String::new()];
     if let Ok(b) = bodystructure::parse(bs) {
-        for n in b.numbered(200) {
-            if !n.part.is_message() && !n.part.is_multipart() {
-                paths.push(path_text(&n.path));
-            }
-        }
+        paths.extend(b.numbered(200).iter().map(|n| path_text(&n.path)));
     }
     paths
 }
@@ -103,25 +100,49 @@ async fn snapshot_answers_match_production_like_dovecot() {
     fuzz(Dovecot::start_prod('/', &[])).await;
 }
 
+/// Messages kept from earlier runs: each once differed from Dovecot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_the_fuzzer_found_match_dovecot() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mime");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/fixtures/mime")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort();
+    let messages: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).expect("fixture")).collect();
+    assert!(messages.len() >= 10, "fixtures missing from {}", dir.display());
+    differential(Dovecot::start('/'), messages, "fixtures").await;
+}
+
 async fn fuzz(d: Dovecot) {
     let count = env_or("ITM_MIME_FUZZ_MESSAGES", 300) as usize;
     let seed = env_or("ITM_MIME_FUZZ_SEED", 20261201);
+    let mut generator = Generator::new(seed);
+    let messages = (0..count).map(|_| generator.generate()).collect();
+    differential(d, messages, &format!("seed {seed}")).await;
+}
+
+/// APPENDs `messages` to Dovecot, snapshots them through the proxy and
+/// compares every answer of the snapshot folder with the live folder's.
+async fn differential(d: Dovecot, messages: Vec<Vec<u8>>, label: &str) {
+    let count = messages.len();
     let mut live = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     assert!(show(&live.cmd("c", &format!("CREATE {FOLDER}")).await).starts_with("c OK"));
-    let mut generator = Generator::new(seed);
     let mut appended = 0;
     let mut refused = 0;
-    for i in 0..count {
-        let msg = generator.generate();
+    let mut kept = Vec::new();
+    for (i, msg) in messages.iter().enumerate() {
         let r = live
             .append(
                 "a",
                 &format!("{FOLDER} () \"0{}-Nov-2026 10:00:00 +0000\"", 1 + i % 9),
-                &msg,
+                msg,
             )
             .await;
         if r.starts_with("a OK") {
             appended += 1;
+            kept.push(msg);
         } else {
             refused += 1;
         }
@@ -150,7 +171,6 @@ async fn fuzz(d: Dovecot) {
         let a = live.cmd("m", &meta).await;
         let b = snap.cmd("m", &meta).await;
         t.check(&format!("UID {uid} {meta}"), &a, &b);
-        let meta_live = a.clone();
         let bs = scan(&a)
             .ok()
             .and_then(|f| f.get("BODYSTRUCTURE").map(<[u8]>::to_vec))
@@ -162,7 +182,7 @@ async fn fuzz(d: Dovecot) {
             let b = snap.cmd("f", &cmd).await;
             t.check(&format!("UID {uid} {cmd}"), &a, &b);
         }
-        for p in leaf_paths(&bs) {
+        for p in binary_paths(&bs) {
             for item in [format!("BINARY.PEEK[{p}]"), format!("BINARY.SIZE[{p}]")] {
                 let cmd = format!("UID FETCH {uid} ({item})");
                 let b = snap.cmd("b", &cmd).await;
@@ -184,15 +204,10 @@ async fn fuzz(d: Dovecot) {
                 }
             }
         }
-        // Every message that differed becomes a file to keep as a fixture.
+        // Every message that differed becomes a file to keep as a fixture:
+        // the bytes as generated (Dovecot's BODY[] shows a NUL as 0x80).
         if let (Some(dir), true) = (std::env::var_os("ITM_MIME_FUZZ_DUMP"), t.differences.len() > before) {
-            let raw = scan(&meta_live)
-                .ok()
-                .and_then(|f| {
-                    f.get("BODY[]")
-                        .and_then(imap_time_machine::imap::fetch_scan::string_value)
-                })
-                .unwrap_or_default();
+            let raw = kept.get(uid as usize - 1).map(|m| m.as_slice()).unwrap_or_default();
             std::fs::write(std::path::Path::new(&dir).join(format!("{uid}.eml")), raw).expect("dump");
         }
     }
@@ -221,26 +236,18 @@ async fn fuzz(d: Dovecot) {
         t.check(&cmd, &a, &b);
     }
     eprintln!(
-        "mime fuzz: seed {seed}, {appended} messages appended ({refused} refused), {} answers compared, {} differences, {} recorded views ({:.1} %), live connection dropped {dropped} times",
+        "mime fuzz: {label}, {appended} messages appended ({refused} refused), {} answers compared, {} differences, {} recorded views ({:.1} %), {} with recorded sizes, live connection dropped {dropped} times",
         t.compared,
         t.differences.len(),
         stats.views_recorded,
-        100.0 * stats.views_recorded as f64 / appended.max(1) as f64
+        100.0 * stats.views_recorded as f64 / appended.max(1) as f64,
+        stats.sizes_recorded
     );
     assert!(appended > count / 2, "Dovecot refused most messages: {refused}");
     assert!(stats.views_recorded > 0, "the MIME check never asked the upstream");
-    // A ratchet while issue 10 is open: at the CI seed the differences
-    // left are the known ones listed in docs/ARCHITECTURE.md ("Fidelity");
-    // any new one fails, and the bound only ever goes down. A long run
-    // (other seeds) reports its count without this bound.
-    let bound = if seed == 20261201 && count == 300 {
-        KNOWN_AT_CI_SEED
-    } else {
-        usize::MAX
-    };
     assert!(
-        t.differences.len() <= bound,
-        "{} differences (at most {bound} known):\n{}",
+        t.differences.is_empty(),
+        "{} differences from the live server:\n{}",
         t.differences.len(),
         t.differences.join("\n")
     );

@@ -24,7 +24,12 @@ use crate::upstream::client::Next;
 use crate::upstream::folders::{examine, list_folders};
 use crate::upstream::{Connector, UpstreamError};
 
-use super::views;
+use super::views::{self, BinaryRecording};
+use crate::imap::section::Recorded;
+
+/// Connections the upstream may drop while the BINARY answers of one
+/// message are recorded; past that its remaining parts are computed.
+const MAX_DROPS_PER_MESSAGE: u32 = 20;
 
 #[derive(Debug, Error)]
 pub enum SnapshotError {
@@ -55,6 +60,10 @@ pub struct JobStats {
     /// sections were recorded from the upstream (see `views`).
     #[serde(default)]
     pub views_recorded: u64,
+    /// New messages for which only the upstream's BINARY.SIZE answers of
+    /// container parts were recorded (they depend on how it stores mail).
+    #[serde(default)]
+    pub sizes_recorded: u64,
     pub millis: u64,
 }
 
@@ -85,6 +94,8 @@ struct NeedsView {
     uid: u32,
     hash: crate::store::Hash,
     bodystructure: Vec<u8>,
+    /// Only BINARY.SIZE answers ([`views::Need::Sizes`]).
+    sizes_only: bool,
 }
 
 /// What the storage worker hands back.
@@ -107,12 +118,14 @@ fn storage_worker(
         let hash = *blake3::hash(&d.raw).as_bytes();
         if store.put_content(&user, &hash, &d.raw, &d.content)? {
             done.new_bodies += 1;
-            if views::needed(&d.raw, &d.content.bodystructure) {
+            let need = views::needed(&d.raw, &d.content.bodystructure);
+            if need != views::Need::Nothing {
                 done.needs_view.push(NeedsView {
                     folder: d.folder,
                     uid: d.uid,
                     hash,
                     bodystructure: d.content.bodystructure.clone(),
+                    sizes_only: need == views::Need::Sizes,
                 });
             }
         }
@@ -332,7 +345,8 @@ impl Job<'_> {
         result?;
         let stored = worked?;
         stats.new_bodies = stored.new_bodies;
-        stats.views_recorded = self.record_views(&mut up, user, &listed, &stored.needs_view).await?;
+        (stats.views_recorded, stats.sizes_recorded) =
+            self.record_views(&mut up, user, &listed, &stored.needs_view).await?;
         let _ = up.start("LOGOUT").await;
         let downloaded = stored.records;
 
@@ -374,6 +388,7 @@ impl Job<'_> {
             bodies_fetched = stats.bodies_fetched,
             new_bodies = stats.new_bodies,
             views_recorded = stats.views_recorded,
+            sizes_recorded = stats.sizes_recorded,
             millis = stats.millis,
             "snapshot committed"
         );
@@ -383,33 +398,68 @@ impl Job<'_> {
 
 impl Job<'_> {
     /// Records the upstream's sections of the new messages the proxy does
-    /// not read as it does, folder by folder. Part of the snapshot: a
-    /// failure fails it (nothing is committed).
+    /// not read as it does (and the BINARY.SIZE answers that depend on its
+    /// storage), folder by folder; returns how many of each. Part of the
+    /// snapshot: a failure fails it (nothing is committed).
     async fn record_views(
         &self,
         up: &mut crate::upstream::Upstream,
         user: &str,
         listed: &[crate::upstream::folders::Listed],
         needs: &[NeedsView],
-    ) -> Result<u64, SnapshotError> {
+    ) -> Result<(u64, u64), SnapshotError> {
         let mut by_folder: Vec<&NeedsView> = needs.iter().collect();
         by_folder.sort_by_key(|n| (n.folder, n.uid));
         let mut open: Option<usize> = None;
         let mut recorded = 0;
+        let mut sizes = 0;
         for n in by_folder {
             let Some(folder) = listed.get(n.folder) else { continue };
             if open != Some(n.folder) {
                 examine(up, &folder.name, false).await?;
                 open = Some(n.folder);
             }
-            let view = views::record(up, n.uid, &views::items(&n.bodystructure)).await?;
+            let mut view = if n.sizes_only {
+                Recorded::default()
+            } else {
+                views::record(up, n.uid, &views::items(&n.bodystructure)).await?
+            };
             // Expunged since it was fetched: nothing was answered, and an
             // empty view would serve empty sections. Its own reading stays.
+            if view.sections.is_empty() && !n.sizes_only {
+                continue;
+            }
+            let parts = views::binary_parts(&n.bodystructure);
+            let mut batch = true;
+            let mut drops = 0;
+            while let BinaryRecording::Dropped =
+                views::record_binary(up, n.uid, &parts, &mut view, batch, n.sizes_only).await?
+            {
+                drops += 1;
+                *up = self.connector.connect_as(user).await?;
+                examine(up, &folder.name, false).await?;
+                batch = false;
+                if drops >= MAX_DROPS_PER_MESSAGE {
+                    break;
+                }
+            }
             if view.sections.is_empty() {
                 continue;
             }
+            if drops > 0 {
+                info!(
+                    user,
+                    uid = n.uid,
+                    drops,
+                    "the upstream closed the connection on BINARY of a message that does not decode; reconnected"
+                );
+            }
             self.store.put_view(user, &n.hash, &view)?;
-            recorded += 1;
+            if n.sizes_only {
+                sizes += 1;
+            } else {
+                recorded += 1;
+            }
         }
         if recorded > 0 {
             info!(
@@ -418,6 +468,13 @@ impl Job<'_> {
                 "recorded the upstream's sections of messages whose MIME the proxy reads differently"
             );
         }
-        Ok(recorded)
+        if sizes > 0 {
+            info!(
+                user,
+                messages = sizes,
+                "recorded the upstream's BINARY.SIZE of container parts that depend on its storage"
+            );
+        }
+        Ok((recorded, sizes))
     }
 }

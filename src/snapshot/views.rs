@@ -8,7 +8,8 @@
 
 use crate::imap::bodystructure;
 use crate::imap::fetch_scan::{self, string_value};
-use crate::imap::section::{path_text, Recorded, Structure};
+use crate::imap::response::Code;
+use crate::imap::section::{may_hide_nul, path_text, BinaryError, Recorded, Structure};
 use crate::upstream::client::Next;
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -18,22 +19,53 @@ use crate::upstream::{Upstream, UpstreamError};
 const MAX_PARTS: usize = 1000;
 /// Section items asked for in one FETCH.
 const ITEMS_PER_FETCH: usize = 64;
+/// Parts whose BINARY answers are recorded at most (each may cost a
+/// command of its own, and a new connection where the upstream drops it).
+const MAX_BINARY_PARTS: usize = 100;
+
+/// What a snapshot must ask the upstream about a new message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// The proxy's reading is the upstream's.
+    Nothing,
+    /// The proxy does not read the message as the upstream does: record
+    /// every section and every BINARY answer.
+    Full,
+    /// Only the upstream's BINARY.SIZE of container parts cannot be known
+    /// (see [`Structure::binary_size_depends_on_storage`]).
+    Sizes,
+}
 
 /// Whether the proxy's reading of `raw` might not be the upstream's, whose
 /// BODYSTRUCTURE is `bodystructure` (raw, as the upstream wrote it).
-pub fn needed(raw: &[u8], bodystructure: &[u8]) -> bool {
+pub fn needed(raw: &[u8], bodystructure: &[u8]) -> Need {
     let Ok(up) = bodystructure::parse(bodystructure) else {
-        return true;
+        return Need::Full;
     };
-    match Structure::parse(raw) {
-        Some(s) => !s.agrees_with(raw, &up) || s.has_unterminated_header(raw),
-        None => true,
+    let Some(s) = Structure::parse(raw) else {
+        return Need::Full;
+    };
+    if !s.agrees_with(raw, &up)
+        || s.has_unterminated_header(raw)
+        || s.has_malformed_header(raw)
+        || s.has_empty_multipart()
+        || may_hide_nul(raw)
+    {
+        Need::Full
+    } else if s.binary_size_depends_on_storage(raw) && s.decodes(raw).is_ok() {
+        // Only where the message decodes: then no size makes the upstream
+        // drop the connection, and where it does not, every size fails
+        // alike whatever the storage.
+        Need::Sizes
+    } else {
+        Need::Nothing
     }
 }
 
 /// The section items that record a message described by `bodystructure`:
 /// the root header and text, and per part its body and MIME header (and
-/// for an encapsulated message its header and text).
+/// for an encapsulated message its header, its text and all its header
+/// fields as `HEADER.FIELDS` reads them).
 pub fn items(bodystructure: &[u8]) -> Vec<String> {
     let mut items = vec!["BODY.PEEK[HEADER]".to_string(), "BODY.PEEK[TEXT]".to_string()];
     let Ok(up) = bodystructure::parse(bodystructure) else {
@@ -46,6 +78,7 @@ pub fn items(bodystructure: &[u8]) -> Vec<String> {
         if n.part.is_message() {
             items.push(format!("BODY.PEEK[{p}.HEADER]"));
             items.push(format!("BODY.PEEK[{p}.TEXT]"));
+            items.push(format!("BODY.PEEK[{}]", Recorded::all_fields_key(&n.path)));
         }
     }
     items
@@ -84,4 +117,187 @@ pub async fn record(up: &mut Upstream, uid: u32, items: &[String]) -> Result<Rec
         }
     }
     Ok(view)
+}
+
+/// The parts whose BINARY and BINARY.SIZE answers are recorded: the whole
+/// message (`""`) and every part the upstream's BODYSTRUCTURE numbers.
+pub fn binary_parts(bodystructure: &[u8]) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    if let Ok(up) = bodystructure::parse(bodystructure) {
+        parts.extend(up.numbered(MAX_BINARY_PARTS).iter().map(|n| path_text(&n.path)));
+    }
+    parts
+}
+
+/// What became of one BINARY probe.
+enum Probe {
+    /// `(item name, value)` as the upstream answered, e.g. `BINARY[1]`.
+    Answered(Vec<(Vec<u8>, Vec<u8>)>),
+    Refused(BinaryError),
+    /// A completion that is no BINARY refusal (e.g. `BAD` from a server
+    /// without BINARY): nothing to record.
+    Unsupported,
+    /// The upstream closed the connection (Dovecot does so on some invalid
+    /// encodings, after `* BYE Internal error`).
+    Dropped,
+}
+
+/// One FETCH of BINARY items for message `uid`.
+async fn probe(up: &mut Upstream, uid: u32, items: &[String]) -> Result<Probe, UpstreamError> {
+    let cmd = format!("UID FETCH {uid} (UID {})", items.join(" "));
+    let tag = match up.start(&cmd).await {
+        Ok(tag) => tag,
+        Err(UpstreamError::Io(_) | UpstreamError::Frame(_)) => return Ok(Probe::Dropped),
+        Err(e) => return Err(e),
+    };
+    let mut answered = Vec::new();
+    loop {
+        match up.next(&tag).await {
+            Ok(Next::Untagged(resp)) => {
+                let Ok(f) = fetch_scan::scan(&resp) else { continue };
+                if f.number("UID") != Some(u64::from(uid)) {
+                    continue;
+                }
+                for (name, value) in f.items {
+                    if name.starts_with(b"BINARY") {
+                        answered.push((name.to_ascii_uppercase(), value.to_vec()));
+                    }
+                }
+            }
+            Ok(Next::Done(t)) if t.is_ok() => return Ok(Probe::Answered(answered)),
+            Ok(Next::Done(t)) => {
+                return Ok(match t.status.code {
+                    Some(Code::UnknownCte) => Probe::Refused(BinaryError::UnknownEncoding),
+                    Some(Code::Parse) => Probe::Refused(BinaryError::Invalid),
+                    _ => Probe::Unsupported,
+                })
+            }
+            Err(UpstreamError::Refused(_) | UpstreamError::Io(_) | UpstreamError::Frame(_)) => {
+                return Ok(Probe::Dropped)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether the upstream's BINARY answers of a message are all recorded, or
+/// the connection was lost on the way.
+pub enum BinaryRecording {
+    Done,
+    /// The upstream dropped the connection: reconnect, open the folder
+    /// again and call [`record_binary`] again (with `batch` false); the
+    /// answer that cost the connection is recorded as invalid data.
+    Dropped,
+}
+
+/// Records the upstream's `BINARY.SIZE[p]` and `BINARY.PEEK[p]` answers
+/// for `parts` of message `uid` into `view`, skipping those already there.
+/// They are asked for all parts at once when `batch` (one failing item
+/// fails the whole FETCH), else one part per command. Dovecot decides them
+/// in ways no reading of the parts can follow: a NUL is sent as 0x80 in
+/// `BODY[]` but as itself in BINARY; a part's encoding is read from its
+/// header even past the part's end; a part numbered in BODYSTRUCTURE may
+/// not exist for BINARY; a size fails when any part of the message does
+/// not decode.
+pub async fn record_binary(
+    up: &mut Upstream,
+    uid: u32,
+    parts: &[String],
+    view: &mut Recorded,
+    batch: bool,
+    sizes_only: bool,
+) -> Result<BinaryRecording, UpstreamError> {
+    // BINARY before BINARY.SIZE: after a size, Dovecot keeps the decoded
+    // message for a minute and then sends its BINARY[] as a literal8 even
+    // where nothing was decoded; a client's first BINARY[] sees no such
+    // state (measured).
+    for size in [false, true] {
+        if sizes_only && !size {
+            continue;
+        }
+        let item = |p: &str| {
+            if size {
+                format!("BINARY.SIZE[{p}]")
+            } else {
+                format!("BINARY.PEEK[{p}]")
+            }
+        };
+        let todo: Vec<&String> = parts
+            .iter()
+            .filter(|p| {
+                if size {
+                    view.recorded_binary_size(p).is_none()
+                } else {
+                    view.recorded_binary(p).is_none()
+                }
+            })
+            .collect();
+        if todo.is_empty() {
+            continue;
+        }
+        if batch {
+            let mut all = Vec::new();
+            let mut complete = true;
+            for chunk in todo.chunks(ITEMS_PER_FETCH) {
+                let items: Vec<String> = chunk.iter().map(|p| item(p)).collect();
+                match probe(up, uid, &items).await? {
+                    Probe::Answered(a) => all.extend(a),
+                    Probe::Dropped => return Ok(BinaryRecording::Dropped),
+                    Probe::Unsupported => return Ok(BinaryRecording::Done),
+                    Probe::Refused(_) => {
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+            if complete {
+                for p in &todo {
+                    record_answer(view, p, size, &all);
+                }
+                continue;
+            }
+        }
+        for p in todo {
+            match probe(up, uid, &[item(p)]).await? {
+                Probe::Answered(a) => record_answer(view, p, size, &a),
+                Probe::Refused(e) => put(view, p, size, Err(e)),
+                Probe::Unsupported => return Ok(BinaryRecording::Done),
+                Probe::Dropped => {
+                    put(view, p, size, Err(BinaryError::Invalid));
+                    return Ok(BinaryRecording::Dropped);
+                }
+            }
+        }
+    }
+    Ok(BinaryRecording::Done)
+}
+
+fn put(view: &mut Recorded, part: &str, size: bool, answer: Result<(Vec<u8>, bool), BinaryError>) {
+    if size {
+        view.put_binary_size(part, answer.map(|(b, _)| b.len() as u64));
+    } else {
+        view.put_binary(part, answer);
+    }
+}
+
+/// Records the answer for `part` among `answered` (items as the upstream
+/// named them: `BINARY[1]`, `BINARY.SIZE[1]`); none is recorded if the
+/// upstream left it out.
+fn record_answer(view: &mut Recorded, part: &str, size: bool, answered: &[(Vec<u8>, Vec<u8>)]) {
+    let name = if size {
+        format!("BINARY.SIZE[{part}]")
+    } else {
+        format!("BINARY[{part}]")
+    };
+    // A partial answer would be named `BINARY[1]<0>`: never asked for.
+    let Some((_, value)) = answered.iter().find(|(n, _)| n == name.as_bytes()) else {
+        return;
+    };
+    if size {
+        if let Some(n) = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
+            view.put_binary_size(part, Ok(n));
+        }
+    } else if let Some(bytes) = string_value(value) {
+        view.put_binary(part, Ok((bytes, value.starts_with(b"~"))));
+    }
 }

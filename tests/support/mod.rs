@@ -680,17 +680,31 @@ impl Client {
         self.send(format!("{tag} {text}\r\n").as_bytes()).await;
         let prefix = format!("{tag} ");
         let mut out = Vec::new();
+        // Line by line, literals included; a close anywhere (Dovecot also
+        // closes inside a literal it could not finish) is `None`.
+        let mut line_start = 0;
         loop {
-            while !self.buf.windows(2).any(|w| w == b"\r\n") {
+            let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") else {
                 if !self.fill().await {
                     return None;
                 }
+                continue;
+            };
+            let line: Vec<u8> = self.buf.drain(..i + 2).collect();
+            out.extend_from_slice(&line);
+            if let Some(n) = literal_len(&line) {
+                while self.buf.len() < n {
+                    if !self.fill().await {
+                        return None;
+                    }
+                }
+                out.extend(self.buf.drain(..n));
+                continue;
             }
-            let r = self.read_response().await;
-            out.extend_from_slice(&r);
-            if r.starts_with(prefix.as_bytes()) {
+            if out.get(line_start..).is_some_and(|r| r.starts_with(prefix.as_bytes())) {
                 return Some(out);
             }
+            line_start = out.len();
         }
     }
 

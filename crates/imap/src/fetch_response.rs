@@ -135,11 +135,14 @@ pub fn write(
     let parsed: std::cell::OnceCell<Option<Structure>> = std::cell::OnceCell::new();
     let structure = || -> Option<&Structure> { parsed.get_or_init(|| m.raw.and_then(Structure::parse)).as_ref() };
     let raw = m.raw.unwrap_or_default();
-    let section_bytes = |sec: &super::section::Section| match m.recorded {
+    // A view of only some BINARY.SIZE answers leaves the rest to the
+    // proxy's reading.
+    let full = m.recorded.filter(|r| r.is_full());
+    let section_bytes = |sec: &super::section::Section| match full {
         Some(r) => r.section(raw, sec),
         None => structure().and_then(|s| s.section(raw, sec)),
     };
-    let binary = |path: &[u32]| match m.recorded {
+    let binary = |path: &[u32]| match full {
         Some(r) => r.binary(path),
         None => structure().map_or(Ok(None), |s| s.binary(raw, path)),
     };
@@ -226,11 +229,23 @@ pub fn write(
                     ..
                 } => {
                     let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
-                    let (bytes, decoded) = match binary(&path) {
-                        Ok(b) => b.unwrap_or_default(),
+                    let name = path_text(&path);
+                    // The upstream's own answer where it was recorded.
+                    let answer = match m.recorded.and_then(|r| r.recorded_binary(&name)) {
+                        Some(a) => a.map(|(b, literal8)| (std::borrow::Cow::Borrowed(b), literal8)),
+                        None => binary(&path).map(|b| {
+                            let (bytes, decoded) = b.unwrap_or_default();
+                            // literal8 (RFC 3516) as Dovecot decides it:
+                            // whenever a transfer encoding was removed, or
+                            // a NUL is present.
+                            let literal8 = decoded || bytes.contains(&0);
+                            (std::borrow::Cow::Owned(bytes), literal8)
+                        }),
+                    };
+                    let (bytes, literal8) = match answer {
+                        Ok(a) => a,
                         Err(e) => return failed(out, was_first, e),
                     };
-                    let name = path_text(&path);
                     let (label, slice) = match range {
                         Some((origin, count)) => (
                             format!("BINARY[{name}]<{origin}> "),
@@ -239,22 +254,28 @@ pub fn write(
                         None => (format!("BINARY[{name}] "), &bytes[..]),
                     };
                     out.extend_from_slice(label.as_bytes());
-                    // literal8 (RFC 3516) as Dovecot decides it: whenever a
-                    // transfer encoding was removed, or a NUL is present.
-                    if decoded || bytes.contains(&0) {
+                    if literal8 {
                         out.push(b'~');
                     }
                     literal(out, slice);
                 }
                 BinarySize { section } => {
                     let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+                    let name = path_text(&path);
+                    if let Some(answer) = m.recorded.and_then(|r| r.recorded_binary_size(&name)) {
+                        match answer {
+                            Ok(n) => out.extend_from_slice(format!("BINARY.SIZE[{name}] {n}").as_bytes()),
+                            Err(e) => return failed(out, was_first, e),
+                        }
+                        continue;
+                    }
                     let part = binary(&path);
                     // A missing part is 0; otherwise Dovecot sizes BINARY
                     // from the whole message's decoding: any part that does
                     // not decode fails every size, an unknown encoding
                     // before invalid data.
                     if !matches!(part, Ok(None)) {
-                        let whole = match m.recorded {
+                        let whole = match full {
                             Some(r) => r.decodes(),
                             None => structure().map_or(Ok(()), |s| s.decodes(raw)),
                         };
@@ -266,7 +287,7 @@ pub fn write(
                         Ok(b) => b.map(|(b, _)| b.len()).unwrap_or(0),
                         Err(e) => return failed(out, was_first, e),
                     };
-                    out.extend_from_slice(format!("BINARY.SIZE[{}] {n}", path_text(&path)).as_bytes());
+                    out.extend_from_slice(format!("BINARY.SIZE[{name}] {n}").as_bytes());
                 }
             }
         }

@@ -135,9 +135,14 @@ pub fn message(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = crate::sent_date::parse(text);
     }
+    let _ = crate::section::may_hide_nul(data);
     if let Some(s) = crate::section::Structure::parse(data) {
         let _ = s.has_unterminated_header(data);
+        let _ = s.has_malformed_header(data);
+        let _ = s.has_empty_multipart();
+        let _ = s.binary_size_depends_on_storage(data);
         let _ = s.decodes(data);
+        let _ = s.binary(data, &[]);
         for path in s.part_paths().into_iter().take(100) {
             let _ = s.binary(data, &path);
             for text in [

@@ -336,6 +336,12 @@ impl<'a> Parser<'a> {
             }
         }
         self.boundaries.truncate(level);
+        // A multipart holds its parts: when its own end line is missing, it
+        // still ends no earlier than its last part (measured: a nested
+        // multipart's end line keeps its line break, in the parent too).
+        if let Some(last) = children.last() {
+            floor = floor.max(last.body.end);
+        }
         let end = match stop {
             Some(s) => self.before(s.line, floor),
             None => raw.len(),

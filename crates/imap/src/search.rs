@@ -214,7 +214,7 @@ fn header_texts(msg: &Message<'_>, raw: &[u8], name: &str) -> Vec<String> {
 /// makes of the rest of the header.
 fn raw_field_values(raw: &[u8], root: &crate::mime::Node, name: &str) -> Vec<String> {
     let header = raw.get(root.header.clone()).unwrap_or_default();
-    let fields = super::section::header_fields(header, &[name.to_string()], false);
+    let fields = super::section::header_fields(header, &[name.to_string()], false, true);
     let text = String::from_utf8_lossy(&fields).replace("\r\n", "\n");
     let mut out = Vec::new();
     let mut current: Option<String> = None;
