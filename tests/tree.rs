@@ -572,3 +572,33 @@ async fn idle_in_a_snapshot_folder_keeps_the_upstream_alive() {
         "{r}"
     );
 }
+
+/// The minimal Dovecot has no ACL: the session advertises it all the same
+/// and answers rights itself (SPEC section 3), so a client can see that a
+/// snapshot folder takes no deletes and no copies, and that the user's own
+/// folders take everything; nothing about it reaches the upstream, which
+/// would answer `BAD`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rights_are_answered_where_the_upstream_has_no_acl() {
+    let (d, proxy) = setup('/').await;
+    let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    let caps = show(&direct.cmd("c", "CAPABILITY").await);
+    assert!(!caps.contains(" ACL"), "the minimal Dovecot has ACL: {caps}");
+    assert!(show(&direct.cmd("m", "MYRIGHTS INBOX").await).contains("m BAD"));
+
+    let mut c = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
+    let caps = show(&c.cmd("c", "CAPABILITY").await);
+    assert!(caps.contains(" ACL RIGHTS=texk"), "{caps}");
+    let real = show(&c.cmd("m", "MYRIGHTS INBOX").await);
+    assert!(real.starts_with("* MYRIGHTS INBOX lrwstipekxacd\r\nm OK"), "{real}");
+    let snap = tm(&d, DATE, "INBOX");
+    let tree = show(&c.cmd("m", &format!("MYRIGHTS \"{snap}\"")).await);
+    assert!(
+        tree.starts_with(&format!("* MYRIGHTS \"{snap}\" lrs\r\nm OK")),
+        "{tree}"
+    );
+    let set = show(&c.cmd("s", "SETACL INBOX bob lr").await);
+    assert!(set.starts_with("s NO [CANNOT]"), "{set}");
+    // The session still works with the upstream afterwards.
+    assert!(show(&c.cmd("x", "SELECT INBOX").await).contains("x OK [READ-WRITE]"));
+}

@@ -47,6 +47,9 @@ pub enum Route {
     Mailbox,
     /// The proxy when either mailbox argument is in the tree (RENAME).
     Mailboxes,
+    /// The proxy when the mailbox is in the tree, or always when the
+    /// upstream has no ACL (the proxy advertises it all the same).
+    Acl,
     /// The proxy when a tree folder is selected (the source) or the target
     /// is in the tree (COPY, MOVE).
     Target,
@@ -217,23 +220,23 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         local: handler!(op::acl::handle),
-        ..row("MYRIGHTS", S::LOGGED_IN, Mailbox)
+        ..row("MYRIGHTS", S::LOGGED_IN, Acl)
     },
     Spec {
         local: handler!(op::acl::handle),
-        ..row("GETACL", S::LOGGED_IN, Mailbox)
+        ..row("GETACL", S::LOGGED_IN, Acl)
     },
     Spec {
         local: handler!(op::acl::handle),
-        ..row("LISTRIGHTS", S::LOGGED_IN, Mailbox)
+        ..row("LISTRIGHTS", S::LOGGED_IN, Acl)
     },
     Spec {
         local: handler!(op::acl::handle),
-        ..row("SETACL", S::LOGGED_IN, Mailbox)
+        ..row("SETACL", S::LOGGED_IN, Acl)
     },
     Spec {
         local: handler!(op::acl::handle),
-        ..row("DELETEACL", S::LOGGED_IN, Mailbox)
+        ..row("DELETEACL", S::LOGGED_IN, Acl)
     },
     Spec {
         local: handler!(op::create::handle),
@@ -384,6 +387,7 @@ pub fn route(st: &State, spec: Option<&'static Spec>, req: &Request<'_>) -> Dest
         Route::Upstream => false,
         Route::Mailbox => names_tree(false),
         Route::Mailboxes => names_tree(true),
+        Route::Acl => !st.upstream_acl || names_tree(false),
         // The target is the last mailbox argument of COPY/MOVE.
         Route::Target => selected || names.last().is_some_and(|n| st.tree.is_virtual(n)),
         Route::Selected => selected,

@@ -139,6 +139,7 @@ async fn authenticated(
         &namespace,
     );
     let unselect = upstream.has_capability("UNSELECT");
+    let acl = upstream.has_capability("ACL");
     let hide = op::list::hide(tree.virtual_root().clone());
     let mut relay = Relay::start(
         reader,
@@ -148,7 +149,7 @@ async fn authenticated(
         ctx.connector.max_line(),
         hide,
     );
-    let mut st = State::new(tree, ctx.config.limits.clone(), unselect);
+    let mut st = State::new(tree, ctx.config.limits.clone(), unselect, acl);
     let pump = relay.ended();
     let end = tokio::select! {
         end = dispatch::run(&mut st, &mut relay) => end,

@@ -69,17 +69,20 @@ pub struct State {
     pub limits: Limits,
     /// The upstream has UNSELECT (else a failed EXAMINE leaves a folder).
     pub upstream_unselect: bool,
+    /// The upstream has ACL; else the proxy answers rights for real folders.
+    pub upstream_acl: bool,
     selection: Selection,
     /// CONDSTORE (or QRESYNC) is enabled in the session.
     condstore: bool,
 }
 
 impl State {
-    pub fn new(tree: Tree, limits: Limits, upstream_unselect: bool) -> Self {
+    pub fn new(tree: Tree, limits: Limits, upstream_unselect: bool, upstream_acl: bool) -> Self {
         Self {
             tree,
             limits,
             upstream_unselect,
+            upstream_acl,
             selection: Selection::None,
             condstore: false,
         }

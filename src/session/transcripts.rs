@@ -104,6 +104,11 @@ master_password = "master-secret"
 /// Replays `tests/transcripts/handlers/<name>.txt` against alice's session
 /// (UNSELECT available upstream); asserts every byte both ways.
 async fn replay(name: &str) {
+    replay_with(name, true).await;
+}
+
+/// [`replay`] with or without ACL on the upstream.
+async fn replay_with(name: &str, upstream_acl: bool) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/transcripts/handlers/{name}.txt"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let t = Transcript::parse(&text);
@@ -111,7 +116,7 @@ async fn replay(name: &str) {
     let store = store(dir.path());
     let config = config();
     let tree = Tree::new(Some(store), None, "alice", "Time Machine", &Namespace::default());
-    let mut st = State::new(tree, config.limits.clone(), true);
+    let mut st = State::new(tree, config.limits.clone(), true, upstream_acl);
     let mut io = FakeIo::new(&t);
     let end = dispatch::run(&mut st, &mut io).await;
     assert_eq!(
@@ -145,6 +150,11 @@ async fn real_folders() {
 #[tokio::test]
 async fn drag_out() {
     replay("drag_out").await;
+}
+
+#[tokio::test]
+async fn acl_without_upstream_acl() {
+    replay_with("acl_without_upstream_acl", false).await;
 }
 
 #[tokio::test]

@@ -94,12 +94,20 @@ pub fn carried(cap: &str) -> Carried {
         .map_or(Carried::No, |(_, c)| *c)
 }
 
-/// Filters a space-separated capability list.
+/// Filters a space-separated capability list (after login): what the
+/// tree answers is kept, and ACL is added where the upstream lacks it (the
+/// proxy then answers the rights itself, SPEC section 3: clients grey out
+/// delete and copy targets only when they can ask for rights).
 pub fn filter_list(caps: &str) -> String {
-    caps.split(' ')
+    let mut out: Vec<&str> = caps
+        .split(' ')
         .filter(|c| !c.is_empty() && carried(c) == Carried::Yes)
-        .collect::<Vec<_>>()
-        .join(" ")
+        .collect();
+    if !out.iter().any(|c| c.eq_ignore_ascii_case("ACL")) {
+        // Dovecot's spelling with its acl plugin.
+        out.extend(["ACL", "RIGHTS=texk"]);
+    }
+    out.join(" ")
 }
 
 /// Splits a capability list into its atoms, keeping the server's spelling.
@@ -171,11 +179,14 @@ mod tests {
     #[test]
     fn filters_untagged_and_codes() {
         let l = b"* CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE MOVE AUTH=PLAIN\r\n";
-        assert_eq!(&filter_line(l).unwrap()[..], b"* CAPABILITY IMAP4rev1 IDLE MOVE\r\n");
+        assert_eq!(
+            &filter_line(l).unwrap()[..],
+            b"* CAPABILITY IMAP4rev1 IDLE MOVE ACL RIGHTS=texk\r\n"
+        );
         let l = b"a OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE UIDPLUS] Logged in\r\n";
         assert_eq!(
             &filter_line(l).unwrap()[..],
-            b"a OK [CAPABILITY IMAP4rev1 UIDPLUS] Logged in\r\n"
+            b"a OK [CAPABILITY IMAP4rev1 UIDPLUS ACL RIGHTS=texk] Logged in\r\n"
         );
         assert!(filter_line(b"* 3 EXISTS\r\n").is_none());
         // Dovecot 2.3's list with acl and quota (docs/research): what the
@@ -188,7 +199,7 @@ mod tests {
         // Unknown extensions are hidden; `=` rows match values only.
         assert_eq!(
             filter_list("X-VENDOR THREAD=ORDEREDSUBJECT THREAD=NEWALGO RIGHTSX APPENDLIMIT=100"),
-            "THREAD=ORDEREDSUBJECT APPENDLIMIT=100"
+            "THREAD=ORDEREDSUBJECT APPENDLIMIT=100 ACL RIGHTS=texk"
         );
         assert!(filter_line(b"* OK [UIDNEXT 4] Predicted next UID\r\n").is_none());
     }

@@ -5,7 +5,9 @@
 //! folder (docs/research/dovecot-acl-lrs.md). The folders the user drops
 //! into (Restore Requests, Admin/Confirm, Admin/Reject) add `i` (written
 //! in Dovecot's order, `lrsi`); names
-//! that only group others (the root, a day) have `l`.
+//! that only group others (the root, a day) have `l`. Where the upstream
+//! has no ACL the proxy still advertises it (SPEC section 3) and answers
+//! for the user's real folders too: the owner has every right.
 
 use bytes::Bytes;
 
@@ -17,8 +19,16 @@ use super::super::reply::{not_understood, open_failure};
 use super::super::state::State;
 use super::super::tree::{OpenError, RequestFolder};
 
-/// The rights the user has on a tree name, or why it has none.
+/// Every right, in Dovecot's order: what the owner of a real folder has
+/// where the upstream has no ACL.
+const ALL_RIGHTS: &str = "lrwstipekxacd";
+
+/// The rights the user has on a name, or why it has none. Names outside
+/// the tree come here only when the upstream has no ACL.
 fn rights(st: &State, name: &[u8]) -> Result<&'static str, OpenError> {
+    if !st.tree.is_virtual(name) {
+        return Ok(ALL_RIGHTS);
+    }
     match st.tree.request_folder(name) {
         Some(RequestFolder::Mine | RequestFolder::Confirm | RequestFolder::Reject) => Ok("lrsi"),
         Some(RequestFolder::Pending) => Ok("lrs"),
@@ -66,6 +76,25 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             line.extend_from_slice(b" \"\" l r w s t p i e k x a c d\r\n");
             io.send(Bytes::from(line)).await?;
             io.status(Status::ok(req.tag, "Listrights completed.")).await
+        }
+        // A real folder of an upstream without ACL: its owner has every
+        // right, and nobody can change that.
+        "GETACL" if rights == ALL_RIGHTS => {
+            let mut line = b"* ACL ".to_vec();
+            line.extend_from_slice(&mailbox);
+            line.push(b' ');
+            crate::imap::astring(&mut line, st.tree.user().as_bytes());
+            line.extend_from_slice(format!(" {rights}\r\n").as_bytes());
+            io.send(Bytes::from(line)).await?;
+            io.status(Status::ok(req.tag, "Getacl completed.")).await
+        }
+        "SETACL" | "DELETEACL" if rights == ALL_RIGHTS => {
+            io.status(Status::no(
+                req.tag,
+                Code::Cannot,
+                "The mail server keeps no access rights: they cannot be changed.",
+            ))
+            .await
         }
         // GETACL, SETACL, DELETEACL need the `a` right.
         _ => {
