@@ -602,3 +602,35 @@ async fn rights_are_answered_where_the_upstream_has_no_acl() {
     // The session still works with the upstream afterwards.
     assert!(show(&c.cmd("x", "SELECT INBOX").await).contains("x OK [READ-WRITE]"));
 }
+
+/// Delete in a client that ignores the rights moves the message to the
+/// Trash: refused, and the Trash gains nothing (SPEC section 3). A move to
+/// any other folder still restores the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_a_snapshot_message_to_the_trash_copies_nothing() {
+    let prod = Dovecot::start_prod('/', &[]);
+    prod.seed(&[]);
+    // The minimal Dovecot knows Trash by name, the production-like one by
+    // its special use.
+    for d in [Dovecot::start_seeded('/'), prod] {
+        let (d, proxy) = setup_on(d).await;
+        let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+        let trash = d.name("Trash");
+        let count = |c: String| {
+            c.split("MESSAGES ")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .map(str::to_string)
+        };
+        let before = count(show(&direct.cmd("s", &format!("STATUS \"{trash}\" (MESSAGES)")).await));
+        let mut c = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
+        c.cmd("e", &format!("EXAMINE \"{}\"", tm(&d, DATE, "INBOX"))).await;
+        let moved = show(&c.cmd("m", &format!("UID MOVE 1:* \"{trash}\"")).await);
+        assert!(moved.starts_with("m NO [NOPERM]"), "{moved}");
+        let after = count(show(&direct.cmd("s", &format!("STATUS \"{trash}\" (MESSAGES)")).await));
+        assert_eq!(before, after);
+        assert!(before.is_some());
+        let archived = show(&c.cmd("a", &format!("UID MOVE 1 \"{}\"", d.name("Archive"))).await);
+        assert!(archived.contains("a OK"), "{archived}");
+    }
+}

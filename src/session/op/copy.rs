@@ -6,7 +6,10 @@
 //!   (MULTIAPPEND with LITERAL+ where the upstream has them), and the
 //!   client gets `[COPYUID ...]` built from the upstream's APPENDUID. MOVE
 //!   answers OK as well and the snapshot keeps the message: snapshots are
-//!   immutable, and a refused drag would make recovery look broken;
+//!   immutable, and a refused drag would make recovery look broken —
+//!   except a MOVE to the user's Trash: that is a client deleting a
+//!   snapshot message (it ignored the rights `lrs`), refused with
+//!   `NO [NOPERM]` and nothing copied (SPEC section 3);
 //! * from a snapshot folder into `Restore Requests`: files a request for
 //!   that day and folder; from `Admin/Pending` into `Admin/Confirm` or
 //!   `Admin/Reject`: decides requests ([`super::super::requests`]);
@@ -59,6 +62,13 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     if st.tree.is_virtual(target) {
         let text = format!("Time Machine folders are read-only; {what} into a real folder to restore messages");
         return io.status(Status::no(tag, Code::Cannot, text)).await;
+    }
+    // The delete gesture of a client that ignores the rights (`lrs`: no
+    // delete): moving a snapshot message to the Trash would only put a
+    // copy there. Nothing is copied.
+    if is_move && st.tree.is_trash(&sel.date, target).unwrap_or(false) {
+        let text = "Messages in Time Machine folders cannot be deleted: they are snapshots; nothing was moved";
+        return io.status(Status::no(tag, Code::NoPerm, text)).await;
     }
     let Ok(indices) = resolve(set, &sel.uids, uid) else {
         return io.status(invalid_set(tag, what)).await;

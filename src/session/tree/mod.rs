@@ -179,6 +179,30 @@ impl Tree {
         self.admin
     }
 
+    /// Whether `target` is the user's Trash as the snapshot of `date` knew
+    /// the folders: the one with the `\Trash` special use, or without one
+    /// a folder with a conventional trash name (a client deleting from a
+    /// snapshot folder moves the message there).
+    pub fn is_trash(&self, date: &str, target: &[u8]) -> Result<bool, StoreError> {
+        const NAMES: &[&str] = &["trash", "deleted items", "deleted messages", "deleted", "bin"];
+        let Some(store) = &self.store else {
+            return Ok(false);
+        };
+        let folders = store.folders(&self.user, date)?;
+        let special = |f: &FolderRecord| f.attributes.iter().any(|a| a.eq_ignore_ascii_case("\\Trash"));
+        if folders.iter().any(special) {
+            return Ok(folders.iter().any(|f| special(f) && f.name == target));
+        }
+        let last = match self.delimiter.is_ascii() {
+            true => target
+                .rsplit(|&c| char::from(c) == self.delimiter)
+                .next()
+                .unwrap_or(target),
+            false => target,
+        };
+        Ok(NAMES.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(last)))
+    }
+
     fn delim(&self) -> String {
         self.delimiter.to_string()
     }
