@@ -134,3 +134,84 @@ async fn advertised_capabilities_work_in_snapshot_folders() {
     ));
     assert_eq!(a.replace("INBOX", &tm), b.replace("INBOX", &tm));
 }
+
+/// \Seen in a snapshot folder (SPEC section 3): the user keeps seen state
+/// there, answered command for command as Dovecot answers on a live folder
+/// where the user has the rights `lrs` — SELECT is READ-WRITE with only
+/// \Seen permanent, STORE applies \Seen and drops the rest, EXPUNGE and
+/// CLOSE remove nothing, EXAMINE ignores STORE — and it stays for the next
+/// session. (The snapshot's modseqs
+/// never move, so HIGHESTMODSEQ lines are left out of the comparison.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seen_state_answers_as_a_folder_with_rights_lrs() {
+    let d = Dovecot::start_prod('/', &["Restricted user=alice lrs"]);
+    d.generate("alice*itm-master", "master-secret", "Restricted", 6, 1200, 2);
+    // Flags only the master login (full rights) can set there.
+    let mut master = Client::login_plain(d.addr(), "alice*itm-master", "master-secret").await;
+    master.cmd("s", "SELECT Restricted").await;
+    for store in [
+        "STORE 2 +FLAGS (\\Flagged)",
+        "STORE 3 +FLAGS (\\Seen)",
+        "STORE 4 +FLAGS ($Label1)",
+        "STORE 5 +FLAGS (\\Answered \\Draft)",
+        "STORE 6 +FLAGS (\\Deleted)",
+    ] {
+        assert!(show(&master.cmd("f", store).await).contains("f OK"));
+    }
+    master.cmd("z", "LOGOUT").await;
+    let mut live = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    live.cmd("p", "SELECT Restricted").await;
+    live.cmd("u", "UNSELECT").await;
+    let proxy = Proxy::start(&d);
+    proxy.snapshot("alice", DATE).await;
+    let mut snap = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
+    let tm = format!("\"Time Machine/{DATE}/Restricted\"");
+    let comparable = |answer: &[u8], from: &str| {
+        renamed(answer, from, &tm)
+            .lines()
+            .filter(|l| !l.contains("HIGHESTMODSEQ"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    };
+    for step in [
+        "SELECT {}",
+        "STORE 1 +FLAGS (\\Seen \\Flagged)",
+        "STORE 3 -FLAGS (\\Seen)",
+        "STORE 2 FLAGS (\\Answered)",
+        "STORE 4 FLAGS (\\Seen)",
+        "STORE 5 +FLAGS (\\Seen)",
+        "UID STORE 1:* +FLAGS (\\Seen)",
+        "STORE 2 -FLAGS.SILENT (\\Seen)",
+        "STORE 6 -FLAGS (\\Deleted)",
+        "FETCH 1:* (FLAGS)",
+        "SEARCH UNSEEN",
+        "SEARCH SEEN FLAGGED",
+        "UID EXPUNGE 1:5",
+        "UID EXPUNGE 6",
+        "EXPUNGE",
+        "CLOSE",
+        "SELECT {}",
+        "EXAMINE {}",
+        "EXPUNGE",
+        "STORE 1 -FLAGS (\\Seen)",
+        "FETCH 1:* (FLAGS)",
+        "SELECT {}",
+    ] {
+        let a = comparable(&live.cmd("t", &step.replace("{}", "Restricted")).await, "Restricted");
+        let b = comparable(&snap.cmd("t", &step.replace("{}", &tm)).await, &tm);
+        assert_eq!(a, b, "`{step}`");
+    }
+    // A new session sees what the user left.
+    live.cmd("u", "UNSELECT").await;
+    let mut again = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
+    let a = comparable(
+        &live.cmd("s", "STATUS Restricted (MESSAGES UNSEEN)").await,
+        "Restricted",
+    );
+    let b = comparable(&again.cmd("s", &format!("STATUS {tm} (MESSAGES UNSEEN)")).await, &tm);
+    assert_eq!(a, b);
+    assert!(b.contains("UNSEEN 1)"), "{b}");
+    again.cmd("e", &format!("EXAMINE {tm}")).await;
+    let flags = show(&again.cmd("f", "FETCH 2 (FLAGS)").await);
+    assert!(flags.starts_with("* 2 FETCH (FLAGS (\\Flagged))"), "{flags}");
+}

@@ -154,6 +154,7 @@ async fn examine_answers_from_a_snapshot_equal_dovecots() {
                     condstore,
                     closed_previous,
                     select: false,
+                    seen_writable: false,
                 },
             );
             assert_eq!(show(&ours), show(&live), "{name} condstore={condstore}");

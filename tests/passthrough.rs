@@ -119,12 +119,16 @@ async fn capabilities_after_login_are_the_upstreams() {
         a.contains(&"COMPRESS=DEFLATE".to_string()),
         "the test upstream offers COMPRESS: {a:?}"
     );
-    // The upstream's, filtered by the capability table (docs/CAPABILITIES.md).
-    let expected: Vec<String> = a
+    // The upstream's, filtered by the capability table (docs/CAPABILITIES.md),
+    // with ACL added: this upstream has none, the proxy answers rights.
+    assert!(!a.contains(&"ACL".to_string()), "{a:?}");
+    let mut expected: Vec<String> = a
         .iter()
         .filter(|c| capability::carried(c) == Carried::Yes)
         .cloned()
+        .chain(["ACL".to_string(), "RIGHTS=texk".to_string()])
         .collect();
+    expected.sort();
     assert_eq!(b, expected);
     assert!(
         b.contains(&"MOVE".to_string()) && !b.contains(&"PREVIEW".to_string()),

@@ -302,8 +302,9 @@ async fn live_state(d: &Dovecot, folder: &str) -> String {
     state
 }
 
-/// Every write inside the tree is refused with a clear code and changes
-/// nothing, neither in the snapshot nor upstream.
+/// Every write inside the tree is refused with a clear code, or (flags
+/// other than \Seen, EXPUNGE: as Dovecot with the rights `lrs`) ignored,
+/// and changes nothing, neither in the snapshot nor upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_refused_and_change_nothing() {
     let (d, proxy) = setup('/').await;
@@ -314,10 +315,12 @@ async fn writes_are_refused_and_change_nothing() {
     let before = show(&c.cmd("f", "UID FETCH 1:* (FLAGS BODY.PEEK[])").await);
 
     let refusals = [
-        ("UID STORE 1:* +FLAGS (\\Deleted)", "NO [READ-ONLY]"),
-        ("STORE 1 FLAGS (\\Seen)", "NO [READ-ONLY]"),
-        ("EXPUNGE", "NO [READ-ONLY]"),
-        ("UID EXPUNGE 1:*", "NO [READ-ONLY]"),
+        // Rights `lrs`: only \Seen may change (kept for the user, not in
+        // the snapshot); other flags are dropped, nothing is expunged.
+        ("UID STORE 1:* +FLAGS (\\Deleted \\Flagged)", "OK Store completed"),
+        ("STORE 1 +FLAGS ($Junk)", "OK Store completed"),
+        ("EXPUNGE", "OK Expunge completed"),
+        ("UID EXPUNGE 1:*", "OK Expunge completed"),
         (&format!("CREATE \"{inbox}/new\""), "NO [CANNOT]"),
         (&format!("DELETE \"{inbox}\""), "NO [CANNOT]"),
         (&format!("RENAME \"{inbox}\" \"Renamed\""), "NO [CANNOT]"),

@@ -96,6 +96,15 @@ impl State {
         }
     }
 
+    /// The tree folder the client has selected, to change what the user
+    /// may change in it (\Seen).
+    pub fn selected_mut(&mut self) -> Option<&mut Selected> {
+        match &mut self.selection {
+            Selection::Tree(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Whether a real folder may be selected upstream.
     pub fn upstream_selected(&self) -> bool {
         matches!(self.selection, Selection::Upstream)

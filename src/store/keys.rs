@@ -109,6 +109,15 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0xff; prefix.len() + 1]
 }
 
+/// `user_state`: the \Seen a user set or cleared in one snapshot folder.
+pub fn seen(user: &str, date: &str, folder: &[u8]) -> Vec<u8> {
+    join(&[b"seen", user.as_bytes(), date.as_bytes(), folder])
+}
+/// Prefix of the \Seen state of every folder of one snapshot.
+pub fn seen_snapshot_prefix(user: &str, date: &str) -> Vec<u8> {
+    join(&[b"seen", user.as_bytes(), date.as_bytes(), b""])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

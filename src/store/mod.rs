@@ -24,6 +24,7 @@ mod records;
 mod requests;
 mod snapshots;
 mod sweep;
+mod user_state;
 
 use std::path::Path;
 
@@ -33,6 +34,7 @@ use thiserror::Error;
 
 pub use keys::Hash;
 pub use records::*;
+pub use user_state::SeenState;
 
 /// Version of the key and value formats. A store with another version is
 /// refused rather than misread.
@@ -57,7 +59,11 @@ const CF_LISTS: &str = "lists";
 /// store without the family (made before it existed) opens with it empty:
 /// no recorded answers, as before.
 const CF_VIEWS: &str = "views";
-const ALL_CFS: [&str; 10] = [
+/// What each user changed about tree folders (\Seen on snapshot messages),
+/// beside the snapshots, which never change. A store made before it existed
+/// opens with it empty.
+const CF_USER_STATE: &str = "user_state";
+const ALL_CFS: [&str; 11] = [
     CF_META,
     CF_SNAPSHOTS,
     CF_FOLDERS,
@@ -68,6 +74,7 @@ const ALL_CFS: [&str; 10] = [
     CF_LEDGER,
     CF_LISTS,
     CF_VIEWS,
+    CF_USER_STATE,
 ];
 
 /// RocksDB block cache shared by the column families.

@@ -95,6 +95,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         self.rehome_into(&mut batch, user, date)?;
         self.delete_snapshot_into(&mut batch, user, date)?;
+        self.forget_seen_into(&mut batch, user, date)?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;

@@ -66,6 +66,8 @@ pub enum Code {
     },
     // RFC 7162 CONDSTORE/QRESYNC
     HighestModSeq(u64),
+    /// The messages a conditional STORE left alone, as a set (`1:3,7`).
+    Modified(String),
     Closed,
     // RFC 4469 / RFC 7889
     TooBig,
@@ -142,6 +144,7 @@ impl fmt::Display for Code {
                 destination,
             } => write!(f, "COPYUID {uidvalidity} {source} {destination}"),
             Self::HighestModSeq(n) => write!(f, "HIGHESTMODSEQ {n}"),
+            Self::Modified(set) => write!(f, "MODIFIED {set}"),
             Self::Other(text) => f.write_str(text),
             // Every argument-less code is in SIMPLE.
             _ => f.write_str("CLIENTBUG"),
@@ -179,6 +182,7 @@ impl Code {
             "UIDVALIDITY" => number().map(Self::UidValidity),
             "UNSEEN" => number().map(Self::Unseen),
             "HIGHESTMODSEQ" => args.parse().ok().map(Self::HighestModSeq),
+            "MODIFIED" if !args.is_empty() && !args.contains(' ') => Some(Self::Modified(args.to_string())),
             "APPENDUID" => {
                 let mut it = args.split(' ');
                 match (it.next().and_then(|v| v.parse().ok()), it.next(), it.next()) {

@@ -1,6 +1,7 @@
-//! SELECT / EXAMINE (SPEC section 3). A tree folder is always read-only,
-//! answered from the store the way Dovecot answers EXAMINE of the live
-//! folder; the upstream is first left without a selected folder so that
+//! SELECT / EXAMINE (SPEC section 3). A tree folder is answered from the
+//! store the way Dovecot answers the live folder when the user has the
+//! rights `lrs`: SELECT of a snapshot folder is READ-WRITE with only
+//! \Seen permanent, EXAMINE and request folders are read-only; the upstream is first left without a selected folder so that
 //! none of its untagged responses for a real folder leak in. Going from a
 //! tree folder to a real one: `* OK [CLOSED]`, then the upstream's answer.
 
@@ -36,7 +37,11 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     }
     let mut out = Vec::new();
     match st.tree.open(mailbox_bytes(mailbox)) {
-        Ok(sel) => {
+        Ok(mut sel) => {
+            // Rights `lrs`: SELECT of a snapshot folder lets the user keep
+            // seen state, as Dovecot's acl plugin does (READ-WRITE, only
+            // \Seen permanent); EXAMINE and request folders stay read-only.
+            sel.seen_writable = is_select && sel.synthetic.is_none();
             write(
                 &mut out,
                 req.tag,
@@ -46,6 +51,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
                     condstore: st.condstore(),
                     closed_previous: had_selection,
                     select: is_select,
+                    seen_writable: sel.seen_writable,
                 },
             );
             tracing::debug!(date = %sel.date, messages = sel.messages.len(), "snapshot folder selected");
@@ -96,8 +102,11 @@ pub struct SelectOptions {
     pub condstore: bool,
     /// A mailbox was selected before: say it was closed (RFC 7162).
     pub closed_previous: bool,
-    /// SELECT rather than EXAMINE (only the completion text differs).
+    /// SELECT rather than EXAMINE.
     pub select: bool,
+    /// The user may set and clear \Seen (a snapshot folder opened by
+    /// SELECT): `PERMANENTFLAGS (\Seen)` and `[READ-WRITE]`.
+    pub seen_writable: bool,
 }
 
 /// The untagged responses and the tagged completion.
@@ -107,7 +116,11 @@ pub fn write(out: &mut Vec<u8>, tag: &str, folder: &FolderRecord, messages: &[Me
     }
     out.extend_from_slice(format!("* FLAGS ({})\r\n", folder.flags.join(" ")).as_bytes());
     let ok = |code: Code, text: &str| Status::untagged_ok(text).with_code(code).encode();
-    out.extend_from_slice(&ok(Code::PermanentFlags(String::new()), "Read-only mailbox."));
+    if opts.seen_writable {
+        out.extend_from_slice(&ok(Code::PermanentFlags("\\Seen".to_string()), "Flags permitted."));
+    } else {
+        out.extend_from_slice(&ok(Code::PermanentFlags(String::new()), "Read-only mailbox."));
+    }
     out.extend_from_slice(format!("* {} EXISTS\r\n* 0 RECENT\r\n", messages.len()).as_bytes());
     if let Some(i) = messages
         .iter()
@@ -123,6 +136,11 @@ pub fn write(out: &mut Vec<u8>, tag: &str, folder: &FolderRecord, messages: &[Me
         out.extend_from_slice(&ok(Code::HighestModSeq(folder.highestmodseq), "Highest"));
     }
     let what = if opts.select { "Select" } else { "Examine" };
-    let done = Status::ok(tag, format!("{what} completed.")).with_code(Code::ReadOnly);
+    let access = if opts.seen_writable {
+        Code::ReadWrite
+    } else {
+        Code::ReadOnly
+    };
+    let done = Status::ok(tag, format!("{what} completed.")).with_code(access);
     out.extend_from_slice(&done.encode());
 }

@@ -69,6 +69,9 @@ pub struct Selected {
     /// For request folders: the composed messages (parallel to `messages`),
     /// and which folder it is (its contents change; NOOP reports that).
     pub synthetic: Option<(RequestFolder, Arc<Vec<Synthetic>>)>,
+    /// A snapshot folder opened by SELECT: the user may set and clear
+    /// \Seen (rights `lrs`); EXAMINE leaves it read-only.
+    pub seen_writable: bool,
 }
 
 /// Why a virtual name cannot be opened.
@@ -455,6 +458,28 @@ impl Tree {
         Ok(out)
     }
 
+    /// `messages` of a snapshot folder with the \Seen the user set or
+    /// cleared there (a copy only when there is any).
+    fn with_seen(
+        &self,
+        date: &str,
+        folder: &FolderRecord,
+        messages: Arc<Vec<MessageRecord>>,
+    ) -> Result<Arc<Vec<MessageRecord>>, StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(messages);
+        };
+        let seen = store.seen_state(&self.user, date, &folder.name, folder.uidvalidity)?;
+        if seen.seen.is_empty() && seen.unseen.is_empty() {
+            return Ok(messages);
+        }
+        let mut own = Arc::unwrap_or_clone(messages);
+        for m in &mut own {
+            seen.apply(m.uid, &mut m.flags);
+        }
+        Ok(Arc::new(own))
+    }
+
     fn messages_of(&self, date: &str, name: &[u8]) -> Result<Vec<MessageRecord>, StoreError> {
         match &self.store {
             Some(s) => s.messages(&self.user, date, name),
@@ -482,7 +507,8 @@ impl Tree {
             }
             Openable::Snapshot { date, folder } => {
                 status_line(&mut out, virtual_name, &folder, items, || {
-                    self.messages_of(&date, &folder.name)
+                    let own = Arc::new(self.messages_of(&date, &folder.name)?);
+                    Ok(Arc::unwrap_or_clone(self.with_seen(&date, &folder, own)?))
                 })?;
             }
         }
@@ -512,7 +538,10 @@ impl Tree {
             Openable::Snapshot { date, folder } => (date, folder),
         };
         let messages = match &self.store {
-            Some(s) => s.messages_shared(&self.user, &date, &folder.name)?,
+            Some(s) => {
+                let shared = s.messages_shared(&self.user, &date, &folder.name)?;
+                self.with_seen(&date, &folder, shared)?
+            }
             None => Arc::new(Vec::new()),
         };
         let uids = messages.iter().map(|m| m.uid).collect();
@@ -522,6 +551,7 @@ impl Tree {
             messages,
             uids,
             synthetic: None,
+            seen_writable: false,
         })
     }
 
@@ -535,6 +565,7 @@ impl Tree {
             messages: Arc::new(messages),
             uids,
             synthetic: Some((kind, Arc::new(composed))),
+            seen_writable: false,
         })
     }
 }
