@@ -155,6 +155,9 @@ pub struct SnapshotConfig {
     pub exclude: Vec<String>,
     /// Name of the virtual root folder.
     pub folder: String,
+    /// How many of the newest days are reported subscribed until the user
+    /// says otherwise (SPEC section 2).
+    pub subscribed_days: u32,
 }
 
 impl Default for SnapshotConfig {
@@ -167,9 +170,17 @@ impl Default for SnapshotConfig {
             users: Vec::new(),
             exclude: Vec::new(),
             folder: "Time Machine".into(),
+            subscribed_days: DEFAULT_SUBSCRIBED_DAYS,
         }
     }
 }
+
+/// One day: Thunderbird and Roundcube show only subscribed folders, and a
+/// forty-folder mailbox would gain six hundred of them with fifteen days.
+/// The newest day is where recoveries start (what was deleted since lives
+/// in `Recently Deleted`); older days are one click away in the client's
+/// subscription dialog.
+pub const DEFAULT_SUBSCRIBED_DAYS: u32 = 1;
 
 /// Who may confirm restores, and what a confirmed restore costs.
 #[derive(Debug, Clone, Deserialize)]
@@ -472,6 +483,7 @@ address = "127.0.0.1:143"
         let (dir, text) = base();
         let c = Config::from_toml(&text, dir.path()).unwrap();
         assert_eq!(c.snapshots.retention_days, 15);
+        assert_eq!(c.snapshots.subscribed_days, 1);
         assert_eq!(c.snapshots.folder, "Time Machine");
         assert_eq!(c.upstream.tls, UpstreamTls::None);
         assert_eq!(c.tls.cert.unwrap(), dir.path().join("c.pem"));

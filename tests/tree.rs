@@ -637,3 +637,68 @@ async fn moving_a_snapshot_message_to_the_trash_copies_nothing() {
         assert!(archived.contains("a OK"), "{archived}");
     }
 }
+
+/// Subscriptions (SPEC section 2): by default only the newest day (with the
+/// root and Restore Requests) is subscribed, so clients that show
+/// subscribed folders do not show every day; LIST still lists every day;
+/// SUBSCRIBE and UNSUBSCRIBE of tree names are remembered per user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_newest_day_is_subscribed_until_the_user_says_otherwise() {
+    let (d, proxy) = setup('/').await;
+    let newer = "2026-11-21";
+    proxy.snapshot("alice", newer).await;
+    let mut c = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
+    let names = |answer: Vec<u8>, kind: &str| -> Vec<String> {
+        show(&answer)
+            .lines()
+            .filter(|l| l.starts_with(&format!("* {kind} ")) && l.contains("Time Machine"))
+            .map(|l| l.split(" \"/\" ").nth(1).unwrap_or_default().to_string())
+            .collect()
+    };
+    let old_inbox = format!("\"{}\"", tm(&d, DATE, "INBOX"));
+    let new_inbox = format!("\"{}\"", tm(&d, newer, "INBOX"));
+    let all = names(c.cmd("l", "LIST \"\" \"Time Machine*\"").await, "LIST");
+    assert!(all.contains(&old_inbox) && all.contains(&new_inbox), "{all:?}");
+    for cmd in [
+        "LSUB \"\" \"Time Machine*\"",
+        "LIST (SUBSCRIBED) \"\" \"Time Machine*\"",
+    ] {
+        let kind = if cmd.starts_with("LSUB") { "LSUB" } else { "LIST" };
+        let subscribed = names(c.cmd("l", cmd).await, kind);
+        assert!(subscribed.contains(&new_inbox), "`{cmd}`: {subscribed:?}");
+        assert!(
+            subscribed.contains(&"\"Time Machine\"".to_string()),
+            "`{cmd}`: {subscribed:?}"
+        );
+        assert!(subscribed.contains(&"\"Time Machine/Restore Requests\"".to_string()));
+        assert!(!subscribed.iter().any(|n| n.contains(DATE)), "`{cmd}`: {subscribed:?}");
+    }
+    let marked = show(
+        &c.cmd("l", "LIST \"\" \"Time Machine/%/INBOX\" RETURN (SUBSCRIBED)")
+            .await,
+    );
+    assert!(
+        marked.contains(&format!("(\\HasNoChildren \\Subscribed) \"/\" {new_inbox}")),
+        "{marked}"
+    );
+    assert!(
+        marked.contains(&format!("(\\HasNoChildren) \"/\" {old_inbox}")),
+        "{marked}"
+    );
+
+    // The user's own choices, kept for the next session.
+    assert!(show(&c.cmd("s", &format!("SUBSCRIBE {old_inbox}")).await).starts_with("s OK"));
+    assert!(show(&c.cmd("s", &format!("UNSUBSCRIBE {new_inbox}")).await).starts_with("s OK"));
+    let missing = show(&c.cmd("s", "SUBSCRIBE \"Time Machine/1999-01-01/INBOX\"").await);
+    assert!(missing.starts_with("s NO [NONEXISTENT]"), "{missing}");
+    let mut again = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
+    let subscribed = names(again.cmd("l", "LSUB \"\" \"Time Machine*\"").await, "LSUB");
+    assert!(
+        subscribed.contains(&old_inbox) && !subscribed.contains(&new_inbox),
+        "{subscribed:?}"
+    );
+    // Another user's subscriptions are their own.
+    let mut bob = Client::login_tls(proxy.tls_addr, "bob", "bob-pw").await;
+    let bobs = names(bob.cmd("l", "LSUB \"\" \"Time Machine*\"").await, "LSUB");
+    assert!(!bobs.iter().any(|n| n.contains("INBOX")), "{bobs:?}");
+}

@@ -137,7 +137,8 @@ async fn authenticated(
         &user,
         &ctx.config.snapshots.folder,
         &namespace,
-    );
+    )
+    .with_subscribed_days(ctx.config.snapshots.subscribed_days);
     let unselect = upstream.has_capability("UNSELECT");
     let acl = upstream.has_capability("ACL");
     let hide = op::list::hide(tree.virtual_root().clone());

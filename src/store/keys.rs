@@ -113,6 +113,13 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 pub fn seen(user: &str, date: &str, folder: &[u8]) -> Vec<u8> {
     join(&[b"seen", user.as_bytes(), date.as_bytes(), folder])
 }
+/// `user_state`: a user's own choice to subscribe a tree name or not.
+pub fn subscription(user: &str, name: &[u8]) -> Vec<u8> {
+    join(&[b"sub", user.as_bytes(), name])
+}
+pub fn subscription_prefix(user: &str) -> Vec<u8> {
+    join(&[b"sub", user.as_bytes(), b""])
+}
 /// Prefix of the \Seen state of every folder of one snapshot.
 pub fn seen_snapshot_prefix(user: &str, date: &str) -> Vec<u8> {
     join(&[b"seen", user.as_bytes(), date.as_bytes(), b""])

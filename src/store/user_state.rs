@@ -1,5 +1,6 @@
 //! The `user_state` family: what a user changed about tree folders, kept
-//! beside the snapshots, which never change. \Seen set or cleared on a
+//! beside the snapshots, which never change. Subscriptions: SUBSCRIBE and
+//! UNSUBSCRIBE of tree names, per user (SPEC section 2). \Seen set or cleared on a
 //! snapshot message (SPEC section 3: rights `lrs`, the `s` is the user's
 //! seen state) is kept per user, snapshot date and folder; it goes when
 //! that snapshot is pruned, and stays when a snapshot of the same date
@@ -104,6 +105,27 @@ impl Store {
         };
         self.db
             .put_cf(self.cf(CF_USER_STATE)?, keys::seen(user, date, folder), encode(&state)?)?;
+        Ok(())
+    }
+
+    /// The tree names `user` subscribed (`true`) or unsubscribed; the rest
+    /// follow `snapshots.subscribed_days`.
+    pub fn subscriptions(&self, user: &str) -> Result<Vec<(Vec<u8>, bool)>, StoreError> {
+        let prefix = keys::subscription_prefix(user);
+        Ok(self
+            .scan(CF_USER_STATE, &prefix)?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.get(prefix.len()..)?.to_vec(), v.first() == Some(&1))))
+            .collect())
+    }
+
+    /// Records SUBSCRIBE (`true`) or UNSUBSCRIBE of a tree name.
+    pub fn set_subscribed(&self, user: &str, name: &[u8], subscribed: bool) -> Result<(), StoreError> {
+        self.db.put_cf(
+            self.cf(CF_USER_STATE)?,
+            keys::subscription(user, name),
+            [u8::from(subscribed)],
+        )?;
         Ok(())
     }
 

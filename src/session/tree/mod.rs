@@ -100,6 +100,8 @@ pub struct Tree {
     prefix: String,
     delimiter: char,
     root: String,
+    /// The newest days reported subscribed until the user says otherwise.
+    subscribed_days: u32,
 }
 
 fn is_date(s: &[u8]) -> bool {
@@ -131,7 +133,37 @@ impl Tree {
             prefix: ns.prefix.clone(),
             delimiter: ns.delimiter.unwrap_or('/'),
             root: root.to_string(),
+            subscribed_days: crate::config::DEFAULT_SUBSCRIBED_DAYS,
         }
+    }
+
+    /// `snapshots.subscribed_days`.
+    pub fn with_subscribed_days(mut self, days: u32) -> Self {
+        self.subscribed_days = days;
+        self
+    }
+
+    /// Which tree names are subscribed: the user's own choice, else the
+    /// root, the request folders and the newest `subscribed_days` days
+    /// with their folders (SPEC section 2).
+    fn subscriptions(&self) -> Result<impl Fn(&[u8]) -> bool + '_, StoreError> {
+        let chosen: std::collections::HashMap<Vec<u8>, bool> = match &self.store {
+            Some(s) => s.subscriptions(&self.user)?.into_iter().collect(),
+            None => Default::default(),
+        };
+        let mut dates = self.dates()?;
+        dates.sort_unstable();
+        let newest: Vec<String> = dates.into_iter().rev().take(self.subscribed_days as usize).collect();
+        Ok(move |name: &[u8]| {
+            if let Some(&c) = chosen.get(name) {
+                return c;
+            }
+            match self.resolve(name) {
+                Some(Node::Day(d) | Node::Folder { date: d, .. }) => newest.contains(&d),
+                Some(_) => true,
+                None => false,
+            }
+        })
     }
 
     pub fn store(&self) -> Option<&Arc<Store>> {
@@ -428,15 +460,23 @@ impl Tree {
         if patterns.is_empty() {
             return Ok(out);
         }
-        let subscribed = cmd.has_selection("SUBSCRIBED") || cmd.returns("SUBSCRIBED");
+        // LSUB and LIST (SUBSCRIBED) list subscribed names only; RETURN
+        // (SUBSCRIBED) marks them among all.
+        let only_subscribed = cmd.lsub || cmd.has_selection("SUBSCRIBED");
+        let mark = cmd.has_selection("SUBSCRIBED") || cmd.returns("SUBSCRIBED");
+        let is_subscribed = self.subscriptions()?;
         for (mbox, record) in self.mailboxes(!cmd.status_items.is_empty())? {
             if !patterns.iter().any(|p| matches(p, &mbox.name, delim)) {
+                continue;
+            }
+            let subscribed = is_subscribed(&mbox.name);
+            if only_subscribed && !subscribed {
                 continue;
             }
             let mut attrs: Vec<&str> = mbox.attributes.iter().map(String::as_str).collect();
             if cmd.lsub {
                 attrs.retain(|a| a.eq_ignore_ascii_case("\\Noselect"));
-            } else if subscribed {
+            } else if mark && subscribed {
                 attrs.push("\\Subscribed");
             }
             out.extend_from_slice(if cmd.lsub { b"* LSUB (" } else { b"* LIST (" });
