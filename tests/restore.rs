@@ -150,6 +150,17 @@ async fn request_confirm_restore_and_bill() {
     // Every admin is told, in their INBOX.
     let note = subjects_in(&d, "admin", "INBOX").await;
     assert!(note.contains("Restore request #1 from alice"), "{note}");
+    // Addressed with a domain (the login has none: restore.from's), and it
+    // says until when the request can be confirmed.
+    let mut direct = Client::login_plain(d.addr(), "admin", "admin-pw").await;
+    direct.cmd("e", "EXAMINE INBOX").await;
+    let mail = show(
+        &direct
+            .cmd("f", "FETCH * (BODY.PEEK[HEADER.FIELDS (TO)] BODY.PEEK[TEXT])")
+            .await,
+    );
+    assert!(mail.contains("To: admin@localhost\r\n"), "{mail}");
+    assert!(mail.contains("Can be confirmed until the snapshot is pruned"), "{mail}");
 
     // The admin confirms from the mail client.
     let mut admin = Client::login_tls(p.tls_addr, "admin", "admin-pw").await;
@@ -161,6 +172,23 @@ async fn request_confirm_restore_and_bill() {
     assert!(r.contains("* 1 EXISTS"), "{r}");
     let r = show(&admin.cmd("f", "FETCH 1 BODY.PEEK[]").await);
     assert!(r.contains("alice") && r.contains("Admin/Confirm"), "{r}");
+    // The user first in the subject, so a list that cuts it still shows
+    // whose request it is; addressed with a domain.
+    let header = admin.cmd("f", "FETCH 1 BODY.PEEK[HEADER]").await;
+    let start = header.windows(3).position(|w| w == b"}\r\n").expect("literal") + 3;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&header[start..])
+        .expect("header");
+    assert_eq!(
+        parsed.subject(),
+        Some(format!("Restore request #1 — alice: {DATE}, all folders: pending").as_str())
+    );
+    let to = parsed
+        .to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap_or_default();
+    assert_eq!(to, "admins@localhost");
     let r = show(&admin.cmd("m", "UID MOVE 1:* \"Time Machine/Admin/Confirm\"").await);
     assert!(r.contains("* 1 EXPUNGE") && r.contains("m OK"), "{r}");
     wait_for_state(&p, 1, RequestState::Completed).await;
@@ -202,6 +230,7 @@ async fn request_confirm_restore_and_bill() {
     assert!(r.contains("Status: completed") && r.contains("restored"), "{r}");
     let mail = subjects_in(&d, "alice", "INBOX").await;
     assert!(mail.contains("Restore #1 complete"), "{mail}");
+    assert!(!mail.contains(" 1 messages"), "{mail}");
 
     // Billing: one line for the confirmation.
     let connector =

@@ -64,6 +64,15 @@ pub fn scope_text(req: &RestoreRequest) -> String {
     }
 }
 
+/// `n` and the noun, singular for one ("1 message", "3 messages").
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 fn rfc2822(at: i64) -> String {
     let ts = Timestamp::from_second(at).unwrap_or(Timestamp::UNIX_EPOCH);
     jiff::fmt::rfc2822::to_string(&ts.to_zoned_datetime(jiff::tz::TimeZone::UTC)).unwrap_or_default()
@@ -180,7 +189,8 @@ impl Restores {
         for admin in self.config.restore.admins.clone() {
             let text = format!(
                 "{user} asks to restore {} from the snapshot of {date}.\n\n\
-                 Request: #{}\nUser: {user}\nSnapshot date: {date}\nScope: {}\nPrice if confirmed: {}\n\n\
+                 Request: #{}\nUser: {user}\nSnapshot date: {date}\nScope: {}\nPrice if confirmed: {}\n\
+                 Can be confirmed until the snapshot is pruned: with a snapshot every night, until {until}.\n\n\
                  To confirm, move the request from \"{root}/Admin/Pending\" to \"{root}/Admin/Confirm\";\n\
                  to reject it, move it to \"{root}/Admin/Reject\". Or on the server:\n  \
                  imap-time-machine restore confirm {} --by {admin}\n  imap-time-machine restore reject {}\n",
@@ -191,6 +201,7 @@ impl Restores {
                 req.id,
                 req.id,
                 root = self.config.snapshots.folder,
+                until = self.confirmable_until(date),
             );
             let subject = format!("Restore request #{} from {user}: {date}, {}", req.id, scope_text(&req));
             self.notify(&admin, &subject, &text, &format!("new-{}", req.id), now)
@@ -337,6 +348,31 @@ impl Restores {
     }
 
     /// The domain of `restore.from`, for the Message-IDs the proxy makes.
+    /// A user's mail address: the login name when it is one, else the name
+    /// at the domain of `restore.from` (a login `bob` gets `bob@example.org`,
+    /// not an address without a domain).
+    fn address(&self, user: &str) -> String {
+        if user.contains('@') {
+            user.to_string()
+        } else {
+            format!("{user}@{}", self.mail_domain())
+        }
+    }
+
+    /// Until when a pending request of `date` can be confirmed: the snapshot
+    /// goes when it is no longer among the newest `retention_days` dates,
+    /// i.e. with a snapshot every night, after this day.
+    fn confirmable_until(&self, date: &str) -> String {
+        let days = i64::from(self.config.snapshots.retention_days.saturating_sub(1));
+        match date.parse::<jiff::civil::Date>() {
+            Ok(d) => d
+                .checked_add(jiff::Span::new().days(days))
+                .map(|last| last.to_string())
+                .unwrap_or_else(|_| date.to_string()),
+            Err(_) => date.to_string(),
+        }
+    }
+
     fn mail_domain(&self) -> &str {
         self.config
             .restore
@@ -356,12 +392,13 @@ impl Restores {
         let domain = self.mail_domain();
         let state = req.state.as_str();
         let subject = if admin_view {
+            // The user first: a mail client's list cuts long subjects.
             format!(
-                "Restore request #{} — {}, {}: {state} ({})",
+                "Restore request #{} — {}: {}, {}: {state}",
                 req.id,
+                req.user,
                 req.date,
-                scope_text(req),
-                req.user
+                scope_text(req)
             )
         } else {
             format!(
@@ -402,17 +439,20 @@ impl Restores {
                 "Move this message to Admin/Confirm to confirm the restore (it is billed), or to Admin/Reject to refuse it.\n"
             }
             RequestState::Pending => "An administrator has been asked to confirm it.\n",
+
             RequestState::Confirmed | RequestState::Running => "The restore is under way.\n",
             RequestState::Completed => "The missing messages are back in their folders.\n",
             RequestState::Rejected => "Nothing was restored.\n",
             RequestState::Expired => "The snapshot was pruned before anyone confirmed the request.\n",
         });
-        let to = if admin_view { "admins" } else { req.user.as_str() };
-        let to = if to.contains('@') {
-            to.to_string()
-        } else {
-            format!("{to}@{domain}")
-        };
+        if req.state == RequestState::Pending {
+            text.push_str(&format!(
+                "It can be confirmed until the snapshot of {} is pruned: with a snapshot every night, until {}.\n",
+                req.date,
+                self.confirmable_until(&req.date)
+            ));
+        }
+        let to = self.address(if admin_view { "admins" } else { req.user.as_str() });
         mail::compose(
             from,
             &to,
@@ -429,7 +469,7 @@ impl Restores {
         let from = &self.config.restore.from;
         let domain = self.mail_domain();
         let id = format!("itm-{kind}-{}@{domain}", now.as_millisecond());
-        let mail = mail::compose(from, to, subject, &rfc2822(now.as_second()), &id, text);
+        let mail = mail::compose(from, &self.address(to), subject, &rfc2822(now.as_second()), &id, text);
         let result = async {
             let mut up = self.connector.connect_as(to).await?;
             let date = internaldate(now.as_second());
@@ -544,15 +584,17 @@ impl Restores {
                 }
                 let text = format!(
                     "Your restore #{id} of {} from the snapshot of {} is complete.\n\n\
-                     Restored: {restored} messages. Already present: {present}. Moved elsewhere by you (left there): {moved}.\n\n\
+                     Restored: {}. Already present: {present}. Moved elsewhere by you (left there): {moved}.\n\n\
                      Per folder:\n{lines}\nConfirmed by: {}\nPrice: {}\n",
                     scope_text(&done),
+                    count(restored, "message"),
                     done.date,
                     done.decided_by.clone().unwrap_or_default(),
                     self.config.restore.price,
                 );
                 let subject = format!(
-                    "Restore #{id} complete: {restored} messages restored from {}",
+                    "Restore #{id} complete: {} restored from {}",
+                    count(restored, "message"),
                     done.date
                 );
                 self.notify(&done.user, &subject, &text, &format!("done-{id}"), at)
