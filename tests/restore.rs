@@ -165,9 +165,11 @@ async fn request_confirm_restore_and_bill() {
     // The admin confirms from the mail client.
     let mut admin = Client::login_tls(p.tls_addr, "admin", "admin-pw").await;
     let listed = show(&admin.cmd("l", "LIST \"\" \"Time Machine/Admin/*\"").await);
-    for f in ["Pending", "Confirm", "Reject"] {
+    for f in ["Pending", "Confirm", "Reject", "Decided"] {
         assert!(listed.contains(&format!("\"Time Machine/Admin/{f}\"")), "{listed}");
     }
+    let r = show(&admin.cmd("d", "EXAMINE \"Time Machine/Admin/Decided\"").await);
+    assert!(r.contains("* 0 EXISTS"), "nothing decided yet: {r}");
     let r = show(&admin.cmd("s", "SELECT \"Time Machine/Admin/Pending\"").await);
     assert!(r.contains("* 1 EXISTS"), "{r}");
     let r = show(&admin.cmd("f", "FETCH 1 BODY.PEEK[]").await);
@@ -192,6 +194,17 @@ async fn request_confirm_restore_and_bill() {
     let r = show(&admin.cmd("m", "UID MOVE 1:* \"Time Machine/Admin/Confirm\"").await);
     assert!(r.contains("* 1 EXPUNGE") && r.contains("m OK"), "{r}");
     wait_for_state(&p, 1, RequestState::Completed).await;
+    // The admins' history keeps the decision, with its outcome.
+    let r = show(&admin.cmd("d", "EXAMINE \"Time Machine/Admin/Decided\"").await);
+    assert!(r.contains("* 1 EXISTS"), "{r}");
+    let r = show(&admin.cmd("d", "FETCH 1 BODY.PEEK[TEXT]").await);
+    assert!(
+        r.contains("Status: completed") && r.contains("Decided by: admin"),
+        "{r}"
+    );
+    let r = show(&admin.cmd("d", "UID COPY 1:* \"Time Machine/Admin/Reject\"").await);
+    assert!(r.contains("d NO"), "a decided request cannot be decided again: {r}");
+    admin.cmd("s", "SELECT \"Time Machine/Admin/Pending\"").await;
 
     // Every snapshot message is back exactly once, except the one the user
     // moved (it stays in Work and is not duplicated into Sent).

@@ -12,6 +12,9 @@ use super::io::{Io, Outcome};
 use super::state::{Selection, State};
 use super::tree::RequestFolder;
 
+/// Both ways to ask for a restore, named in every refusal of a request.
+pub const HOW_TO_ASK: &str = "ask by saving a message with the Subject \"Restore YYYY-MM-DD\" (every folder) or \"Restore YYYY-MM-DD <folder>\" into Restore Requests, or by copying a message from a Time Machine snapshot folder there (its day and folder)";
+
 /// `Restore 2026-11-24` or `Restore 2026-11-24 <folder>` → (date, folder).
 pub fn parse_subject(subject: &str) -> Option<(String, Option<String>)> {
     let s = subject.trim();

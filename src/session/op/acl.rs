@@ -31,7 +31,7 @@ fn rights(st: &State, name: &[u8]) -> Result<&'static str, OpenError> {
     }
     match st.tree.request_folder(name) {
         Some(RequestFolder::Mine | RequestFolder::Confirm | RequestFolder::Reject) => Ok("lrsi"),
-        Some(RequestFolder::Pending) => Ok("lrs"),
+        Some(RequestFolder::Pending | RequestFolder::Decided) => Ok("lrs"),
         None if st.tree.exists(name)? => Ok("lrs"),
         None => Ok("l"),
     }

@@ -61,7 +61,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         .unwrap_or_default();
     let Some((date, folder)) = requests::parse_subject(&subject) else {
         let text = format!(
-            "The Subject must be \"Restore YYYY-MM-DD\" (every folder) or \"Restore YYYY-MM-DD <folder>\"; got {subject:?}"
+            "The Subject must be \"Restore YYYY-MM-DD\" (every folder) or \"Restore YYYY-MM-DD <folder>\"; got {subject:?}. Or copy a message from a Time Machine snapshot folder into Restore Requests (its day and folder)"
         );
         return io.status(Status::no(req.tag, Code::Cannot, text)).await;
     };

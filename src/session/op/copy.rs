@@ -175,7 +175,7 @@ async fn into_request_folder(
     is_move: bool,
 ) -> Outcome {
     let Some(sel) = st.selected() else {
-        let text = "Copy a message from a Time Machine snapshot folder to ask for its day and folder";
+        let text = format!("Only a request can go there: {}", requests::HOW_TO_ASK);
         return io.status(Status::no(tag, Code::Cannot, text)).await;
     };
     let Ok(indices) = resolve(set, &sel.uids, uid) else {
@@ -193,7 +193,7 @@ async fn into_request_folder(
             requests::file(st, io, tag, &date, Some(&folder), Some((src, is_move))).await
         }
         _ => {
-            let text = "Requests are filed by APPEND or by copying a message from a snapshot folder";
+            let text = format!("Only a request can go there: {}", requests::HOW_TO_ASK);
             io.status(Status::no(tag, Code::Cannot, text)).await
         }
     }

@@ -45,6 +45,9 @@ pub enum RequestFolder {
     /// `Admin/Confirm`, `Admin/Reject`: drop targets, always empty.
     Confirm,
     Reject,
+    /// `Admin/Decided`: every request an admin confirmed or rejected (or
+    /// that expired), with its state now: the admins' history, read-only.
+    Decided,
 }
 
 /// A selectable name of the tree.
@@ -267,6 +270,7 @@ impl Tree {
                     b"Pending" => Some(Node::Requests(RequestFolder::Pending)),
                     b"Confirm" => Some(Node::Requests(RequestFolder::Confirm)),
                     b"Reject" => Some(Node::Requests(RequestFolder::Reject)),
+                    b"Decided" => Some(Node::Requests(RequestFolder::Decided)),
                     _ => None,
                 };
             }
@@ -342,7 +346,12 @@ impl Tree {
                     },
                     None,
                 ));
-                kinds.extend([RequestFolder::Pending, RequestFolder::Confirm, RequestFolder::Reject]);
+                kinds.extend([
+                    RequestFolder::Pending,
+                    RequestFolder::Confirm,
+                    RequestFolder::Reject,
+                    RequestFolder::Decided,
+                ]);
             }
             for kind in kinds {
                 let folder = if with_status {
@@ -383,6 +392,7 @@ impl Tree {
             RequestFolder::Pending => (format!("{ADMIN}/Pending"), 2),
             RequestFolder::Confirm => (format!("{ADMIN}/Confirm"), 3),
             RequestFolder::Reject => (format!("{ADMIN}/Reject"), 4),
+            RequestFolder::Decided => (format!("{ADMIN}/Decided"), 5),
         };
         FolderRecord {
             name: self.name_of(&rest),
@@ -416,12 +426,14 @@ impl Tree {
                 .filter(|r| match kind {
                     RequestFolder::Mine => r.user == self.user,
                     RequestFolder::Pending => r.state == crate::store::RequestState::Pending,
+                    RequestFolder::Decided => r.state != crate::store::RequestState::Pending,
                     RequestFolder::Confirm | RequestFolder::Reject => false,
                 })
                 .collect();
             requests.sort_by_key(|r| r.status_seq);
             for r in requests {
-                let mail = restores.status_message(&r, kind == RequestFolder::Pending);
+                let admin_view = matches!(kind, RequestFolder::Pending | RequestFolder::Decided);
+                let mail = restores.status_message(&r, admin_view);
                 records.push(MessageRecord {
                     uid: u32::try_from(r.status_seq).unwrap_or(u32::MAX),
                     flags: Vec::new(),
