@@ -153,6 +153,11 @@ async fn drag_out() {
 }
 
 #[tokio::test]
+async fn seen_state() {
+    replay("seen_state").await;
+}
+
+#[tokio::test]
 async fn acl_without_upstream_acl() {
     replay_with("acl_without_upstream_acl", false).await;
 }
