@@ -30,6 +30,10 @@ use crate::imap::section::Recorded;
 /// Connections the upstream may drop while the BINARY answers of one
 /// message are recorded; past that its remaining parts are computed.
 const MAX_DROPS_PER_MESSAGE: u32 = 20;
+/// Messages whose BINARY.SIZE answers are asked for in one FETCH, and
+/// the items of that FETCH at most (Dovecot's command line limit is 64 KiB).
+const SIZES_PER_FETCH: usize = 50;
+const SIZE_ITEMS_PER_FETCH: usize = 200;
 
 #[derive(Debug, Error)]
 pub enum SnapshotError {
@@ -413,7 +417,44 @@ impl Job<'_> {
         let mut open: Option<usize> = None;
         let mut recorded = 0;
         let mut sizes = 0;
+        // Sizes only: many messages per FETCH; what a batch cannot answer
+        // goes one by one below.
+        let mut batched = std::collections::HashSet::new();
+        let only_sizes: Vec<&NeedsView> = by_folder.iter().copied().filter(|n| n.sizes_only).collect();
+        for group in only_sizes.chunk_by(|a, b| a.folder == b.folder) {
+            let Some(folder) = group.first().and_then(|n| listed.get(n.folder)) else {
+                continue;
+            };
+            examine(up, &folder.name, false).await?;
+            open = group.first().map(|n| n.folder);
+            let all_parts: Vec<Vec<String>> = group.iter().map(|n| views::binary_parts(&n.bodystructure)).collect();
+            for run in views::size_batches(&all_parts, SIZES_PER_FETCH, SIZE_ITEMS_PER_FETCH) {
+                let (Some(chunk), Some(parts)) = (group.get(run.clone()), all_parts.get(run)) else {
+                    continue;
+                };
+                let uids: Vec<u32> = chunk.iter().map(|n| n.uid).collect();
+                match views::record_sizes(up, &uids, parts).await? {
+                    views::SizesBatch::Recorded(found) => {
+                        for (n, view) in chunk.iter().zip(found) {
+                            batched.insert((n.folder, n.uid));
+                            if !view.sections.is_empty() {
+                                self.store.put_view(user, &n.hash, &view)?;
+                                sizes += 1;
+                            }
+                        }
+                    }
+                    views::SizesBatch::Refused => {}
+                    views::SizesBatch::Dropped => {
+                        *up = self.connector.connect_as(user).await?;
+                        examine(up, &folder.name, false).await?;
+                    }
+                }
+            }
+        }
         for n in by_folder {
+            if batched.contains(&(n.folder, n.uid)) {
+                continue;
+            }
             let Some(folder) = listed.get(n.folder) else { continue };
             if open != Some(n.folder) {
                 examine(up, &folder.name, false).await?;

@@ -301,3 +301,102 @@ fn record_answer(view: &mut Recorded, part: &str, size: bool, answered: &[(Vec<u
         view.put_binary(part, Ok((bytes, value.starts_with(b"~"))));
     }
 }
+
+/// What became of a batch of BINARY.SIZE probes.
+pub enum SizesBatch {
+    /// One view per message asked for, in order (empty for a message the
+    /// upstream did not answer, e.g. expunged meanwhile).
+    Recorded(Vec<Recorded>),
+    /// A size failed or the upstream has no BINARY: ask per message.
+    Refused,
+    /// The upstream closed the connection: reconnect, then ask per message.
+    Dropped,
+}
+
+/// Records the upstream's `BINARY.SIZE` of `parts[i]` for each message
+/// `uids[i]` in one FETCH of the union of their parts (a part a message
+/// lacks answers 0 and is not recorded). For messages that decode, where
+/// no size fails: one round trip for many messages.
+pub async fn record_sizes(up: &mut Upstream, uids: &[u32], parts: &[Vec<String>]) -> Result<SizesBatch, UpstreamError> {
+    let mut union: Vec<&String> = parts.iter().flatten().collect();
+    union.sort();
+    union.dedup();
+    let items: Vec<String> = union.iter().map(|p| format!("BINARY.SIZE[{p}]")).collect();
+    let set = crate::imap::sequence::compact(uids);
+    let cmd = format!("UID FETCH {set} (UID {})", items.join(" "));
+    let tag = match up.start(&cmd).await {
+        Ok(tag) => tag,
+        Err(UpstreamError::Io(_) | UpstreamError::Frame(_)) => return Ok(SizesBatch::Dropped),
+        Err(e) => return Err(e),
+    };
+    let mut views = vec![Recorded::default(); uids.len()];
+    loop {
+        match up.next(&tag).await {
+            Ok(Next::Untagged(resp)) => {
+                let Ok(f) = fetch_scan::scan(&resp) else { continue };
+                let Some(i) = f
+                    .number("UID")
+                    .and_then(|u| uids.iter().position(|&x| u64::from(x) == u))
+                else {
+                    continue;
+                };
+                let (Some(view), Some(own)) = (views.get_mut(i), parts.get(i)) else {
+                    continue;
+                };
+                for p in own {
+                    let name = format!("BINARY.SIZE[{p}]");
+                    let value = f
+                        .items
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok());
+                    if let Some(n) = value {
+                        view.put_binary_size(p, Ok(n));
+                    }
+                }
+            }
+            Ok(Next::Done(t)) if t.is_ok() => return Ok(SizesBatch::Recorded(views)),
+            Ok(Next::Done(_)) => return Ok(SizesBatch::Refused),
+            Err(UpstreamError::Refused(_) | UpstreamError::Io(_) | UpstreamError::Frame(_)) => {
+                return Ok(SizesBatch::Dropped)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Splits messages (their part lists, in order) into runs for
+/// [`record_sizes`]: at most `max_messages` each, and a union of parts of
+/// at most `max_items` (a command line stays short), but never empty.
+pub fn size_batches(parts: &[Vec<String>], max_messages: usize, max_items: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut union: std::collections::HashSet<&String> = std::collections::HashSet::new();
+    for (i, own) in parts.iter().enumerate() {
+        let grown = union.len() + own.iter().filter(|p| !union.contains(p)).count();
+        if i > start && (i - start >= max_messages || grown > max_items) {
+            out.push(start..i);
+            start = i;
+            union.clear();
+        }
+        union.extend(own.iter());
+    }
+    if start < parts.len() {
+        out.push(start..parts.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_batches;
+
+    #[test]
+    fn size_batches_bound_messages_and_items() {
+        let p = |n: usize| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>();
+        let parts = vec![p(2), p(3), p(2), p(60), p(1), p(1)];
+        assert_eq!(size_batches(&parts, 50, 10), vec![0..3, 3..4, 4..6]);
+        assert_eq!(size_batches(&parts, 2, 100), vec![0..2, 2..4, 4..6]);
+        assert!(size_batches(&[], 50, 10).is_empty());
+    }
+}
