@@ -148,13 +148,21 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let services = Arc::new(Services::new(config.clone(), open_store(&config)?)?);
-    let server = Server::bind(&services).await?;
+    // The admin socket first: once the IMAP ports accept, everything does
+    // (clients and scripts take a connectable port for a ready server).
     let admin = admin::server::bind(&config.admin.socket).with_context(|| {
         format!(
             "config key `admin.socket`: cannot listen on {}",
             config.admin.socket.display()
         )
     })?;
+    let server = match Server::bind(&services).await {
+        Ok(server) => server,
+        Err(e) => {
+            let _ = std::fs::remove_file(&config.admin.socket);
+            return Err(e.into());
+        }
+    };
     let admin_task = tokio::spawn(admin::server::run(admin, services.clone()));
     let schedule_task = tokio::spawn(services.snapshots.clone().run_schedule(Arc::new(SystemClock)));
     server.run(shutdown_signal()).await;
