@@ -142,12 +142,21 @@ enum Probe {
     Dropped,
 }
 
+/// Whether the upstream ended the connection (`* BYE`, or it closed):
+/// Dovecot does so on some invalid encodings; the job then reconnects.
+fn connection_lost(e: &UpstreamError) -> bool {
+    matches!(
+        e,
+        UpstreamError::Refused(_) | UpstreamError::Io(_) | UpstreamError::Frame(_)
+    )
+}
+
 /// One FETCH of BINARY items for message `uid`.
 async fn probe(up: &mut Upstream, uid: u32, items: &[String]) -> Result<Probe, UpstreamError> {
     let cmd = format!("UID FETCH {uid} (UID {})", items.join(" "));
     let tag = match up.start(&cmd).await {
         Ok(tag) => tag,
-        Err(UpstreamError::Io(_) | UpstreamError::Frame(_)) => return Ok(Probe::Dropped),
+        Err(e) if connection_lost(&e) => return Ok(Probe::Dropped),
         Err(e) => return Err(e),
     };
     let mut answered = Vec::new();
@@ -172,9 +181,7 @@ async fn probe(up: &mut Upstream, uid: u32, items: &[String]) -> Result<Probe, U
                     _ => Probe::Unsupported,
                 })
             }
-            Err(UpstreamError::Refused(_) | UpstreamError::Io(_) | UpstreamError::Frame(_)) => {
-                return Ok(Probe::Dropped)
-            }
+            Err(e) if connection_lost(&e) => return Ok(Probe::Dropped),
             Err(e) => return Err(e),
         }
     }
@@ -326,7 +333,7 @@ pub async fn record_sizes(up: &mut Upstream, uids: &[u32], parts: &[Vec<String>]
     let cmd = format!("UID FETCH {set} (UID {})", items.join(" "));
     let tag = match up.start(&cmd).await {
         Ok(tag) => tag,
-        Err(UpstreamError::Io(_) | UpstreamError::Frame(_)) => return Ok(SizesBatch::Dropped),
+        Err(e) if connection_lost(&e) => return Ok(SizesBatch::Dropped),
         Err(e) => return Err(e),
     };
     let mut views = vec![Recorded::default(); uids.len()];
@@ -357,9 +364,7 @@ pub async fn record_sizes(up: &mut Upstream, uids: &[u32], parts: &[Vec<String>]
             }
             Ok(Next::Done(t)) if t.is_ok() => return Ok(SizesBatch::Recorded(views)),
             Ok(Next::Done(_)) => return Ok(SizesBatch::Refused),
-            Err(UpstreamError::Refused(_) | UpstreamError::Io(_) | UpstreamError::Frame(_)) => {
-                return Ok(SizesBatch::Dropped)
-            }
+            Err(e) if connection_lost(&e) => return Ok(SizesBatch::Dropped),
             Err(e) => return Err(e),
         }
     }

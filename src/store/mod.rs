@@ -34,7 +34,7 @@ use thiserror::Error;
 
 pub use keys::Hash;
 pub use records::*;
-pub use user_state::SeenState;
+pub use user_state::{has_seen, set_seen, SeenState};
 
 /// Version of the key and value formats. A store with another version is
 /// refused rather than misread.

@@ -41,20 +41,30 @@ impl SeenState {
     /// The flags the user sees for a message whose snapshot flags are
     /// `flags`: `\Seen` added or removed as they said.
     pub fn apply(&self, uid: u32, flags: &mut Vec<String>) {
-        let has = flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen"));
-        match self.of(uid) {
-            // In Dovecot's order: after \Answered \Flagged \Deleted,
-            // before \Draft and the keywords.
-            Some(true) if !has => {
-                let at = flags
-                    .iter()
-                    .position(|f| !f.starts_with('\\') || f.eq_ignore_ascii_case("\\Draft") || f == "\\Recent")
-                    .unwrap_or(flags.len());
-                flags.insert(at, "\\Seen".to_string());
-            }
-            Some(false) if has => flags.retain(|f| !f.eq_ignore_ascii_case("\\Seen")),
-            _ => {}
+        if let Some(seen) = self.of(uid) {
+            set_seen(flags, seen);
         }
+    }
+}
+
+/// Whether `flags` hold `\Seen`.
+pub fn has_seen(flags: &[String]) -> bool {
+    flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen"))
+}
+
+/// Adds or removes `\Seen`, in Dovecot's order: after \Answered \Flagged
+/// \Deleted, before \Draft and the keywords.
+pub fn set_seen(flags: &mut Vec<String>, seen: bool) {
+    match (seen, has_seen(flags)) {
+        (true, false) => {
+            let at = flags
+                .iter()
+                .position(|f| !f.starts_with('\\') || f.eq_ignore_ascii_case("\\Draft") || f == "\\Recent")
+                .unwrap_or(flags.len());
+            flags.insert(at, "\\Seen".to_string());
+        }
+        (false, true) => flags.retain(|f| !f.eq_ignore_ascii_case("\\Seen")),
+        _ => {}
     }
 }
 

@@ -180,10 +180,9 @@ impl Structure {
     pub fn has_unterminated_header(&self, raw: &[u8]) -> bool {
         self.root.entities().into_iter().any(|n| {
             let h = raw.get(n.header.clone()).unwrap_or_default();
-            let ends = h == b"\r\n" || h == b"\n" || h.ends_with(b"\n\r\n") || h.ends_with(b"\n\n");
             // An empty body: was the empty line the header's end, or the
             // line break that belongs to the next boundary?
-            !ends || (n.body.is_empty() && !matches!(n.kind, Kind::Multipart(_)))
+            !header_terminated(h) || (n.body.is_empty() && !matches!(n.kind, Kind::Multipart(_)))
         })
     }
 
@@ -415,6 +414,7 @@ fn binary_header(header: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Whether a header ends in the empty line that separates it from a body.
 fn header_terminated(h: &[u8]) -> bool {
     h == b"\r\n" || h == b"\n" || h.ends_with(b"\n\r\n") || h.ends_with(b"\n\n")
 }

@@ -14,14 +14,11 @@ use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 
 use crate::imap::response::{Code, Status};
 use crate::imap::sequence::{compact, resolve};
+use crate::store::{has_seen, set_seen};
 
 use super::super::io::{Io, Outcome, Request};
 use super::super::reply::{blocking, invalid_set, not_understood};
 use super::super::state::State;
-
-fn is_seen(flags: &[String]) -> bool {
-    flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen"))
-}
 
 pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outcome {
     let Some(CommandBody::Store {
@@ -72,7 +69,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             modified.push(if *uid { m.uid } else { i as u32 + 1 });
             continue;
         }
-        if let Some(seen) = wanted.filter(|&w| w != is_seen(&m.flags)) {
+        if let Some(seen) = wanted.filter(|&w| w != has_seen(&m.flags)) {
             changes.push((i, m.uid, seen));
         }
     }
@@ -101,13 +98,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     let mut out = Vec::new();
     for &(i, _, seen) in &changes {
         let Some(m) = messages.get_mut(i) else { continue };
-        let mut state = crate::store::SeenState::default();
-        if seen {
-            state.seen.push(m.uid);
-        } else {
-            state.unseen.push(m.uid);
-        }
-        state.apply(m.uid, &mut m.flags);
+        set_seen(&mut m.flags, seen);
         // Dovecot's untagged answer: UID first for UID STORE, MODSEQ
         // with CONDSTORE, FLAGS unless the client asked for silence.
         let mut items = Vec::new();
