@@ -80,7 +80,7 @@ fn lines(c: &mut Criterion) {
 
 fn routing(c: &mut Criterion) {
     let tree = Tree::new(None, None, "alice", "Time Machine", &Namespace::default());
-    let state = State::new(tree, Default::default(), true, true);
+    let state = State::new(tree, Default::default(), |_| true);
     let route = |bytes: &[u8]| {
         let head = CommandHead::parse(bytes)?;
         let req = Request {

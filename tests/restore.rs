@@ -511,3 +511,122 @@ async fn restore_with_dot_separator_and_inbox_prefix() {
     assert_eq!(done.progress.len(), 1);
     assert!(done.progress[0].created && done.progress[0].restored == 1, "{done:?}");
 }
+
+/// A request written as an ordinary message in a real folder (a draft
+/// saved in Drafts) counts when it is moved into `Restore Requests`, as an
+/// APPEND would; an admin's reply moved into `Admin/Reject` rejects with
+/// its own text as the reason, and one APPENDed to `Admin/Confirm`
+/// confirms. What the upstream says meanwhile about the selected folder
+/// reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_decisions_from_real_folders() {
+    let d = Dovecot::start_seeded('/');
+    let p = proxy(&d);
+    p.snapshot("alice", DATE).await;
+    let mut alice = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    let r = alice
+        .append("a", "Drafts", &request_message(&format!("Restore {DATE} Work")))
+        .await;
+    let draft: u32 = r
+        .split("APPENDUID ")
+        .nth(1)
+        .and_then(|s| s.split([' ', ']']).nth(1))
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| panic!("APPENDUID: {r}"));
+    let r = show(&alice.cmd("s", "SELECT Drafts").await);
+    let exists: usize = r
+        .lines()
+        .find_map(|l| l.strip_prefix("* ")?.strip_suffix(" EXISTS")?.parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    let draft_seq = exists;
+
+    // Not a request: refused, naming the form a request takes; nothing filed.
+    let r = show(&alice.cmd("c", &format!("COPY 1 {REQUESTS}")).await);
+    assert!(
+        r.contains("c NO [CANNOT] The Subject must be \"Restore YYYY-MM-DD\""),
+        "{r}"
+    );
+    assert!(p.store.request(1).expect("store").is_none());
+
+    // New mail arrives in Drafts while alice has it selected: the upstream
+    // announces it during the proxy's own FETCH, and alice must see it.
+    let mut other = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    let r = other.append("o", "Drafts", &request_message("not a request")).await;
+    assert!(r.contains("o OK"), "{r}");
+
+    let r = show(&alice.cmd("m", &format!("UID MOVE {draft} {REQUESTS}")).await);
+    assert!(
+        r.contains(&format!(
+            "* OK [COPYUID 1 {draft} 1] Restore request #1 for {DATE}, Work filed"
+        )),
+        "{r}"
+    );
+    assert!(r.contains(&format!("* {} EXISTS", exists + 1)), "{r}");
+    assert!(r.contains(&format!("* {draft_seq} EXPUNGE")), "{r}");
+    assert!(r.trim_end().ends_with("m OK Move completed."), "{r}");
+    let req = p.store.request(1).expect("store").expect("request #1");
+    assert_eq!((req.date.as_str(), req.folder.as_deref()), (DATE, Some(&b"Work"[..])));
+    let drafts = subjects_in(&d, "alice", "Drafts").await;
+    assert!(
+        !drafts.contains(&format!("Restore {DATE} Work")) && drafts.contains("not a request"),
+        "the moved draft left Drafts, the new message stayed: {drafts}"
+    );
+
+    // The admin replies to the notification; the reply, saved in a real
+    // folder and moved to Admin/Reject, rejects with its text as reason.
+    let mut admin = Client::login_tls(p.tls_addr, "admin", "admin-pw").await;
+    let reply = "From: admin@example.org\r\nSubject: Re: Restore request #1 from alice: 2026-11-20, Work\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+                 On 20/11/2026 10:00, Mail Time Machine wrote:\r\n> Restore request #1 from alice\r\n> Confirm it\r\n\r\n\
+                 Not before the audit is d=\r\none, sorry.\r\n\r\n-- \r\nThe admin\r\n";
+    let r = admin.append("a", "INBOX", reply.as_bytes()).await;
+    assert!(r.contains("a OK"), "{r}");
+    let r = show(&admin.cmd("s", "SELECT INBOX").await);
+    assert!(r.contains("s OK"), "{r}");
+    let r = show(&admin.cmd("u", "UID SEARCH SUBJECT \"Re: Restore request #1\"").await);
+    let uid = r
+        .lines()
+        .find_map(|l| l.strip_prefix("* SEARCH ")?.split(' ').next_back()?.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    let r = show(
+        &admin
+            .cmd("m", &format!("UID MOVE {uid} \"Time Machine/Admin/Reject\""))
+            .await,
+    );
+    assert!(
+        r.contains("request #1 rejected (Not before the audit is done, sorry.)"),
+        "{r}"
+    );
+    assert!(r.contains(" EXPUNGE\r\n") && r.contains("m OK Move completed."), "{r}");
+    let req = p.store.request(1).expect("store").expect("request #1");
+    assert_eq!(req.state, RequestState::Rejected);
+    assert_eq!(req.reason.as_deref(), Some("Not before the audit is done, sorry."));
+    let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    c.cmd("e", "EXAMINE INBOX").await;
+    let r = show(&c.cmd("f", "FETCH 1:* BODY.PEEK[TEXT]").await);
+    assert!(r.contains("Reason: Not before the audit is done, sorry."), "{r}");
+
+    // APPEND to Admin/Confirm of a message naming a request confirms it;
+    // one naming no request is refused.
+    let r = alice
+        .append("a", REQUESTS, &request_message(&format!("Restore {DATE} INBOX")))
+        .await;
+    assert!(r.contains("Restore request #2"), "{r}");
+    let r = admin
+        .append(
+            "a",
+            "\"Time Machine/Admin/Confirm\"",
+            b"Subject: Re: hello\r\n\r\nyes\r\n",
+        )
+        .await;
+    assert!(r.contains("a NO [CANNOT] The Subject must name the request"), "{r}");
+    let r = admin
+        .append(
+            "a",
+            "\"Time Machine/Admin/Confirm\"",
+            b"Subject: Re: Restore request #2 from alice\r\n\r\nyes\r\n",
+        )
+        .await;
+    assert!(r.contains("a OK Append completed: request #2 confirmed."), "{r}");
+    wait_for_state(&p, 2, RequestState::Completed).await;
+}

@@ -139,9 +139,8 @@ async fn authenticated(
         &namespace,
     )
     .with_subscribed_days(ctx.config.snapshots.subscribed_days);
-    let unselect = upstream.has_capability("UNSELECT");
-    let acl = upstream.has_capability("ACL");
-    let hide = op::list::hide(tree.virtual_root().clone());
+    let mut st = State::new(tree, ctx.config.limits.clone(), |c| upstream.has_capability(c));
+    let hide = op::list::hide(st.tree.virtual_root().clone());
     let mut relay = Relay::start(
         reader,
         writer,
@@ -150,7 +149,6 @@ async fn authenticated(
         ctx.connector.max_line(),
         hide,
     );
-    let mut st = State::new(tree, ctx.config.limits.clone(), unselect, acl);
     let pump = relay.ended();
     let end = tokio::select! {
         end = dispatch::run(&mut st, &mut relay) => end,

@@ -71,18 +71,23 @@ pub struct State {
     pub upstream_unselect: bool,
     /// The upstream has ACL; else the proxy answers rights for real folders.
     pub upstream_acl: bool,
+    /// The upstream has UIDPLUS: the proxy can expunge exactly the messages
+    /// a MOVE into a request folder took (UID EXPUNGE).
+    pub upstream_uidplus: bool,
     selection: Selection,
     /// CONDSTORE (or QRESYNC) is enabled in the session.
     condstore: bool,
 }
 
 impl State {
-    pub fn new(tree: Tree, limits: Limits, upstream_unselect: bool, upstream_acl: bool) -> Self {
+    /// `has` tells which capabilities the upstream advertised.
+    pub fn new(tree: Tree, limits: Limits, has: impl Fn(&str) -> bool) -> Self {
         Self {
             tree,
             limits,
-            upstream_unselect,
-            upstream_acl,
+            upstream_unselect: has("UNSELECT"),
+            upstream_acl: has("ACL"),
+            upstream_uidplus: has("UIDPLUS"),
             selection: Selection::None,
             condstore: false,
         }

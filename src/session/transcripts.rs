@@ -116,7 +116,7 @@ async fn replay_with(name: &str, upstream_acl: bool) {
     let store = store(dir.path());
     let config = config();
     let tree = Tree::new(Some(store), None, "alice", "Time Machine", &Namespace::default());
-    let mut st = State::new(tree, config.limits.clone(), true, upstream_acl);
+    let mut st = State::new(tree, config.limits.clone(), |c| c != "ACL" || upstream_acl);
     let mut io = FakeIo::new(&t);
     let end = dispatch::run(&mut st, &mut io).await;
     assert_eq!(

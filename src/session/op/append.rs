@@ -13,7 +13,7 @@ use crate::imap::framing::literal_announcement;
 use crate::imap::response::{Code, Status};
 
 use super::super::io::{Io, Outcome, Plan, Request};
-use super::super::requests;
+use super::super::requests::{self, Ask};
 use super::super::state::State;
 use super::super::tree::RequestFolder;
 
@@ -30,7 +30,7 @@ pub fn plan(st: &State, head: &CommandHead<'_>, line: &[u8]) -> Option<Plan> {
         if !to_tree {
             return Some(Plan::Stream(lit));
         }
-        let request_folder = st.tree.request_folder(mailbox) == Some(RequestFolder::Mine);
+        let request_folder = st.tree.request_folder(mailbox).is_some_and(takes_messages);
         if lit.sync && !request_folder {
             return Some(Plan::Refuse(refusal(head.tag_str())));
         }
@@ -42,28 +42,44 @@ pub fn plan(st: &State, head: &CommandHead<'_>, line: &[u8]) -> Option<Plan> {
     }))
 }
 
+/// The request folders a message can be put into: `Restore Requests` (a
+/// request) and, for admins, `Admin/Confirm` and `Admin/Reject` (a reply
+/// naming the request; a rejection's text is its reason).
+fn takes_messages(kind: RequestFolder) -> bool {
+    matches!(
+        kind,
+        RequestFolder::Mine | RequestFolder::Confirm | RequestFolder::Reject
+    )
+}
+
 /// APPEND into the tree, read whole.
 pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outcome {
     let Some(CommandBody::Append { mailbox, message, .. }) = req.body() else {
         return io.status(refusal(req.tag)).await;
     };
     let mailbox = crate::imap::command::mailbox_bytes(mailbox);
-    if st.tree.request_folder(mailbox) != Some(RequestFolder::Mine) {
+    let Some(kind) = st.tree.request_folder(mailbox).filter(|k| takes_messages(*k)) else {
         return io.status(refusal(req.tag)).await;
-    }
+    };
     let raw = match message {
         LiteralOrLiteral8::Literal(l) => l.data(),
         LiteralOrLiteral8::Literal8(l) => &l.data[..],
     };
-    let subject = mail_parser::MessageParser::default()
-        .parse_headers(raw)
-        .and_then(|m| m.subject().map(str::to_string))
-        .unwrap_or_default();
-    let Some((date, folder)) = requests::parse_subject(&subject) else {
-        let text = format!(
-            "The Subject must be \"Restore YYYY-MM-DD\" (every folder) or \"Restore YYYY-MM-DD <folder>\"; got {subject:?}. Or copy a message from a Time Machine snapshot folder into Restore Requests (its day and folder)"
-        );
-        return io.status(Status::no(req.tag, Code::Cannot, text)).await;
+    let ask = match requests::read_message(raw, kind) {
+        Ok(ask) => ask,
+        Err(text) => return io.status(Status::no(req.tag, Code::Cannot, text)).await,
     };
-    requests::file(st, io, req.tag, &date, folder.as_deref(), None).await
+    if let Ask::Restore { date, folder } = &ask {
+        return requests::file(st, io, req.tag, date, folder.as_deref(), None).await;
+    }
+    let carried = requests::carry_out(st, req.tag, std::slice::from_ref(&ask)).await;
+    requests::refresh(st, io).await?;
+    match (carried.refused, carried.done.first()) {
+        (Some(refused), _) => io.status(refused).await,
+        (None, Some((what, _))) => {
+            io.status(Status::ok(req.tag, format!("Append completed: {what}.")))
+                .await
+        }
+        (None, None) => io.status(Status::ok(req.tag, "Append completed.")).await,
+    }
 }

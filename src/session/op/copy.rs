@@ -13,6 +13,9 @@
 //! * from a snapshot folder into `Restore Requests`: files a request for
 //!   that day and folder; from `Admin/Pending` into `Admin/Confirm` or
 //!   `Admin/Reject`: decides requests ([`super::super::requests`]);
+//! * from a real folder into a request folder: read like an APPEND of the
+//!   same messages (a draft `Restore 2026-11-24`, an admin's reply naming
+//!   the request); a MOVE then expunges exactly those messages upstream;
 //! * anything else into the tree is refused.
 
 use bytes::Bytes;
@@ -20,7 +23,8 @@ use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::sequence::SequenceSet;
 
 use crate::imap::command::mailbox_bytes;
-use crate::imap::response::{Code, Status};
+use crate::imap::fetch_scan;
+use crate::imap::response::{retag, tag_of, Code, Status};
 use crate::imap::sequence::{compact, expand, resolve};
 use crate::store::MessageRecord;
 use crate::upstream::AppendMessage;
@@ -53,6 +57,9 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     let tag = req.tag;
     let what = if is_move { "MOVE" } else { "COPY" };
     if let Some(kind) = st.tree.request_folder(target) {
+        if st.selected().is_none() && st.upstream_selected() {
+            return from_real_folder(st, io, req, kind, uid, is_move).await;
+        }
         return into_request_folder(st, io, tag, set, kind, uid, is_move).await;
     }
     let Some(sel) = st.selected() else {
@@ -96,7 +103,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
                 Some(s) if s.is_ok() => appended.push(s),
                 // The upstream's own words (e.g. `NO [TRYCREATE] Mailbox
                 // doesn't exist`), under the client's tag.
-                Some(_) => return io.send(Bytes::from(crate::imap::response::retag(line, tag))).await,
+                Some(_) => return io.send(Bytes::from(retag(line, tag))).await,
                 None => {
                     let text = format!("The mail server did not answer the {what}");
                     return io.status(Status::no(tag, Code::Unavailable, text)).await;
@@ -197,4 +204,121 @@ async fn into_request_folder(
             io.status(Status::no(tag, Code::Cannot, text)).await
         }
     }
+}
+
+/// Bytes of each message read from a real folder for a request: enough
+/// for any Subject and a reply's first lines, bounded in memory.
+const REQUEST_PREFIX: usize = 64 << 10;
+/// Messages one COPY/MOVE from a real folder may put into a request folder.
+const REQUEST_MESSAGES: usize = 100;
+
+/// The sequence set as the client sent it: the word after the command
+/// name (`a UID MOVE 4:6 ...`), checked to hold only set characters.
+fn set_text<'a>(req: &Request<'a>) -> Option<&'a str> {
+    let words = req.name.split(' ').count();
+    let set = req.bytes.split(|&b| b == b' ').nth(1 + words)?;
+    let ok = !set.is_empty() && set.iter().all(|b| b.is_ascii_digit() || b"*:,".contains(b));
+    std::str::from_utf8(set).ok().filter(|_| ok)
+}
+
+/// COPY/MOVE from a real folder into a request folder: the messages are
+/// read upstream (a prefix of each) and taken like an APPEND of them.
+/// Responses the upstream sends meanwhile about the selected folder
+/// (EXISTS, EXPUNGE, flag changes) reach the client as they are.
+async fn from_real_folder(
+    st: &mut State,
+    io: &mut dyn Io,
+    req: &Request<'_>,
+    kind: RequestFolder,
+    uid: bool,
+    is_move: bool,
+) -> Outcome {
+    let tag = req.tag;
+    let what = if is_move { "MOVE" } else { "COPY" };
+    let Some(set) = set_text(req) else {
+        return io.status(invalid_set(tag, what)).await;
+    };
+    let prefix = if uid { "UID " } else { "" };
+    let command = format!("{prefix}FETCH {set} (UID BODY.PEEK[]<0.{REQUEST_PREFIX}>)");
+    let mut messages: Vec<(u32, Vec<u8>)> = Vec::new();
+    for response in io.upstream(&command).await? {
+        if tag_of(&response) != b"*" {
+            match Status::parse(&response) {
+                Some(s) if s.is_ok() => continue,
+                _ => return io.send(Bytes::from(retag(&response, tag))).await,
+            }
+        }
+        let ours = fetch_scan::scan(&response).ok().and_then(|f| {
+            let body = f.items.iter().find(|(n, _)| n.starts_with(b"BODY[]"))?;
+            Some((u32::try_from(f.number("UID")?).ok()?, fetch_scan::string_value(body.1)?))
+        });
+        match ours {
+            Some(m) => messages.push(m),
+            None => io.send(response).await?,
+        }
+    }
+    if messages.is_empty() {
+        return io.status(Status::ok(tag, "No messages found.")).await;
+    }
+    if messages.len() > REQUEST_MESSAGES {
+        let text = format!("At most {REQUEST_MESSAGES} messages can go into a request folder at once");
+        return io.status(Status::no(tag, Code::Limit, text)).await;
+    }
+    let mut asks = Vec::with_capacity(messages.len());
+    for (_, raw) in &messages {
+        match requests::read_message(raw, kind) {
+            Ok(ask) => asks.push(ask),
+            Err(text) => return io.status(Status::no(tag, Code::Cannot, text)).await,
+        }
+    }
+    let carried = requests::carry_out(st, tag, &asks).await;
+    let done: Vec<u32> = messages.iter().take(carried.done.len()).map(|(u, _)| *u).collect();
+    let statuses: Vec<u32> = carried
+        .done
+        .iter()
+        .filter_map(|(_, s)| s.and_then(|s| u32::try_from(s).ok()))
+        .collect();
+    let code = (!done.is_empty() && statuses.len() == done.len()).then(|| Code::CopyUid {
+        uidvalidity: 1,
+        source: compact(&done),
+        destination: compact(&statuses),
+    });
+    let texts: Vec<&str> = carried.done.iter().map(|(t, _)| t.as_str()).collect();
+    tracing::info!(
+        messages = done.len(),
+        moved = is_move,
+        "request messages taken from a real folder"
+    );
+    if let Some(refused) = carried.refused {
+        return io.status(refused).await;
+    }
+    let summary = texts.join("; ");
+    if !is_move {
+        let mut ok = Status::ok(tag, format!("Copy completed: {summary}."));
+        ok.code = code;
+        return io.status(ok).await;
+    }
+    let mut moved = Status::untagged_ok(summary);
+    moved.code = code;
+    io.status(moved).await?;
+    if !st.upstream_uidplus {
+        let text = "Move completed; the mail server cannot expunge single messages (no UIDPLUS), so they stay where they were.";
+        return io.status(Status::ok(tag, text)).await;
+    }
+    // Exactly the messages taken: other \Deleted messages stay.
+    let uids = compact(&done);
+    for command in [
+        format!("UID STORE {uids} +FLAGS.SILENT (\\Deleted)"),
+        format!("UID EXPUNGE {uids}"),
+    ] {
+        for response in io.upstream(&command).await? {
+            if tag_of(&response) == b"*" {
+                io.send(response).await?;
+            } else if !Status::parse(&response).is_some_and(|s| s.is_ok()) {
+                let text = "Move completed for the request, but the mail server kept the messages where they were";
+                return io.status(Status::ok(tag, text)).await;
+            }
+        }
+    }
+    io.status(Status::ok(tag, "Move completed.")).await
 }
