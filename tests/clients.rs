@@ -158,3 +158,167 @@ async fn neomutt_browses_a_snapshot_and_recovers_a_message() {
 
     drop(term);
 }
+
+/// Every message file of a Maildir folder (`cur` and `new`), sorted.
+fn maildir_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = ["cur", "new"]
+        .iter()
+        .filter_map(|sub| std::fs::read_dir(dir.join(sub)).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every message of a live folder, read from Dovecot, sorted.
+async fn live_messages(d: &Dovecot, folder: &str) -> Vec<Vec<u8>> {
+    let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    c.cmd("e", &format!("EXAMINE \"{folder}\"")).await;
+    let answer = c.cmd("f", "FETCH 1:* BODY.PEEK[]").await;
+    let mut out = Vec::new();
+    let mut rest = &answer[..];
+    // Each `BODY[] {n}` literal, taken by its own length.
+    while let Some(pos) = rest.windows(8).position(|w| w == b"BODY[] {") {
+        let after = &rest[pos + 8..];
+        let close = after.iter().position(|&b| b == b'}').expect("literal");
+        let len: usize = std::str::from_utf8(&after[..close]).expect("len").parse().expect("len");
+        out.push(after[close + 3..close + 3 + len].to_vec());
+        rest = &after[close + 3 + len..];
+    }
+    out.sort();
+    out
+}
+
+/// Runs offlineimap once with `rc`; its status and output.
+async fn offlineimap(rc: &std::path::Path) -> (bool, String) {
+    let rc = rc.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("offlineimap")
+            .arg("-c")
+            .arg(&rc)
+            .args(["-o", "-u", "basic"])
+            .output()
+            .expect("run offlineimap (Debian package offlineimap3)")
+    })
+    .await
+    .expect("offlineimap thread");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// offlineimap (a two-way synchroniser, unlike mbsync's one-way pull in
+/// `mbsync.rs`) mirrors a snapshot folder into a Maildir byte for byte;
+/// a message read there is marked read in the snapshot (kept for the
+/// user); a message the user lost from the live folder comes back when its
+/// file is copied from the snapshot's Maildir into the real folder's; and
+/// every run ends well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offlineimap_mirrors_a_snapshot_and_recovers_a_message() {
+    let d = Dovecot::start_seeded('/');
+    let proxy = Proxy::start(&d);
+    proxy.snapshot("alice", DATE).await;
+    let snapshot_inbox = format!("Time Machine/{DATE}/INBOX");
+    let live_inbox = live_messages(&d, "INBOX").await;
+    assert!(live_inbox.len() >= 2, "fixture INBOX has messages");
+
+    let home = tempfile::tempdir().expect("home");
+    let mail = home.path().join("mail");
+    let rc = home.path().join("offlineimaprc");
+    std::fs::write(
+        &rc,
+        format!(
+            "[general]\naccounts = tm\nmetadata = {meta}\n\n\
+             [Account tm]\nlocalrepository = local\nremoterepository = remote\n\n\
+             [Repository local]\ntype = Maildir\nlocalfolders = {mail}\nsep = /\n\n\
+             [Repository remote]\ntype = IMAP\nremotehost = localhost\nremoteport = {port}\n\
+             ssl = yes\nsslcacertfile = {ca}\nremoteuser = alice\nremotepass = alice-pw\n\
+             folderfilter = lambda f: f in ['INBOX', '{snapshot_inbox}']\n",
+            meta = home.path().join("meta").display(),
+            mail = mail.display(),
+            port = proxy.tls_addr.port(),
+            ca = repo_root().join("certs/ca.pem").display(),
+        ),
+    )
+    .expect("offlineimaprc");
+
+    // Browse: the snapshot folder arrives whole and exact.
+    let (ok, out) = offlineimap(&rc).await;
+    assert!(ok, "first run failed:\n{out}");
+    let local_snapshot = mail.join(&snapshot_inbox);
+    let files = maildir_files(&local_snapshot);
+    let mut got: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).expect("read")).collect();
+    got.sort();
+    assert_eq!(got.len(), live_inbox.len(), "{out}");
+    // offlineimap keeps Maildir messages with LF line ends (and writes
+    // CRLF back when it uploads): the one change allowed.
+    let mut want: Vec<String> = live_inbox.iter().map(|w| show(w).replace("\r\n", "\n")).collect();
+    want.sort();
+    let got: Vec<String> = got.iter().map(|g| show(g)).collect();
+    assert_eq!(got, want, "the mirrored snapshot messages differ");
+
+    // The user loses a message from the live INBOX.
+    let lost = live_inbox[0].clone();
+    let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    c.cmd("s", "SELECT INBOX").await;
+    let r = show(&c.cmd("f", "FETCH 1:* BODY.PEEK[]").await);
+    let lost_seq = r
+        .split("\r\n* ")
+        .position(|m| m.contains(show(&lost).trim_end()))
+        .map(|i| i + 1)
+        .expect("the lost message is live");
+    c.cmd("d", &format!("STORE {lost_seq} +FLAGS.SILENT (\\Deleted)")).await;
+    c.cmd("x", "EXPUNGE").await;
+    let (ok, out) = offlineimap(&rc).await;
+    assert!(ok, "second run failed:\n{out}");
+    assert_eq!(maildir_files(&mail.join("INBOX")).len(), live_inbox.len() - 1, "{out}");
+
+    // Read one snapshot message locally (Maildir flag S) and recover the
+    // lost one: its file copied from the snapshot's Maildir into INBOX's
+    // `new`, under a name without offlineimap's UID.
+    let lost_file = files
+        .iter()
+        .find(|f| std::fs::read(f).is_ok_and(|b| show(&b) == show(&lost).replace("\r\n", "\n")))
+        .expect("the lost message in the snapshot's Maildir");
+    std::fs::copy(lost_file, mail.join("INBOX/new/recovered.1:2,")).expect("copy into INBOX");
+    let read_file = files
+        .iter()
+        .find(|f| *f != lost_file && f.to_string_lossy().ends_with(":2,"))
+        .expect("an unread snapshot message");
+    let read_bytes = std::fs::read(read_file).expect("read");
+    let read_into = read_file.with_file_name(format!(
+        "{}S",
+        read_file.file_name().expect("name").to_string_lossy()
+    ));
+    std::fs::rename(read_file, &read_into).expect("mark read");
+    let (ok, out) = offlineimap(&rc).await;
+    assert!(ok, "the recovering run failed:\n{out}");
+    assert_eq!(live_messages(&d, "INBOX").await, live_inbox, "INBOX is whole again, exactly");
+
+    // The read state reached the snapshot folder (kept for alice).
+    let mut p = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
+    p.cmd("e", &format!("EXAMINE \"{snapshot_inbox}\"")).await;
+    let r = show(&p.cmd("f", "FETCH 1:* (FLAGS BODY.PEEK[])").await);
+    let read = r
+        .split("\r\n* ")
+        .find(|m| m.replace("\r\n", "\n").contains(show(&read_bytes).trim_end()))
+        .expect("the read message in the snapshot");
+    assert!(read.contains("\\Seen"), "{read}");
+
+    // And one more run changes nothing and ends well.
+    let (ok, out) = offlineimap(&rc).await;
+    assert!(ok, "a later run failed:\n{out}");
+    assert_eq!(maildir_files(&local_snapshot).len(), live_inbox.len(), "{out}");
+
+    // A snapshot message deleted locally: the run ends well, the snapshot
+    // keeps it, and the run after brings it back.
+    std::fs::remove_file(&read_into).expect("delete locally");
+    let (ok, out) = offlineimap(&rc).await;
+    assert!(ok && out.contains("Deleting 1 messages"), "the deleting run:\n{out}");
+    let (ok, out) = offlineimap(&rc).await;
+    assert!(ok && out.contains("Copy message"), "the run after:\n{out}");
+    assert_eq!(maildir_files(&local_snapshot).len(), live_inbox.len(), "{out}");
+}
