@@ -289,14 +289,15 @@ async fn offlineimap_mirrors_a_snapshot_and_recovers_a_message() {
         .find(|f| *f != lost_file && f.to_string_lossy().ends_with(":2,"))
         .expect("an unread snapshot message");
     let read_bytes = std::fs::read(read_file).expect("read");
-    let read_into = read_file.with_file_name(format!(
-        "{}S",
-        read_file.file_name().expect("name").to_string_lossy()
-    ));
+    let read_into = read_file.with_file_name(format!("{}S", read_file.file_name().expect("name").to_string_lossy()));
     std::fs::rename(read_file, &read_into).expect("mark read");
     let (ok, out) = offlineimap(&rc).await;
     assert!(ok, "the recovering run failed:\n{out}");
-    assert_eq!(live_messages(&d, "INBOX").await, live_inbox, "INBOX is whole again, exactly");
+    assert_eq!(
+        live_messages(&d, "INBOX").await,
+        live_inbox,
+        "INBOX is whole again, exactly"
+    );
 
     // The read state reached the snapshot folder (kept for alice).
     let mut p = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
