@@ -68,6 +68,10 @@ pub struct JobStats {
     /// container parts were recorded (they depend on how it stores mail).
     #[serde(default)]
     pub sizes_recorded: u64,
+    /// Messages the previous snapshot held that are in no folder now:
+    /// they went to Recently Deleted.
+    #[serde(default)]
+    pub deleted_found: u64,
     pub millis: u64,
 }
 
@@ -379,7 +383,26 @@ impl Job<'_> {
             messages: stats.messages,
             bytes: stats.bytes,
         };
+        // What the previous snapshot held, read before the commit (which
+        // may replace it): what is gone from every folder now is deleted.
+        let before = match &prev {
+            Some(p) => self.store.snapshot_messages(user, &p.date)?,
+            None => Vec::new(),
+        };
         self.store.commit_snapshot(&info, &folders, &messages)?;
+        if let Some(p) = &prev {
+            // The snapshot stands; Recently Deleted is derived from it, and a
+            // failure here is caught up by the next run.
+            match self.store.reconcile_deleted(user, date, &before, p.taken_at, taken_at) {
+                Ok((added, removed)) => {
+                    stats.deleted_found = added as u64;
+                    if added + removed > 0 {
+                        info!(user, added, removed, "Recently Deleted updated");
+                    }
+                }
+                Err(e) => tracing::error!(user, error = %e, "Recently Deleted not updated"),
+            }
+        }
         if stats.new_bodies > 0 {
             self.store.flush()?;
         }

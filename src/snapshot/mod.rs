@@ -35,6 +35,9 @@ pub struct UserResult {
 pub struct PruneReport {
     /// `(user, date)` of every removed snapshot.
     pub removed: Vec<(String, String)>,
+    /// Recently Deleted messages that aged out.
+    #[serde(default)]
+    pub deleted_removed: usize,
     pub sweep: SweepStats,
 }
 
@@ -204,6 +207,9 @@ impl Service {
                 report.removed.push((s.user, s.date));
             }
         }
+        // Recently Deleted ages by the time its messages were last held.
+        let held_cutoff = now.as_second() - i64::from(self.config.snapshots.retention_days) * 86_400;
+        report.deleted_removed = self.store.prune_deleted(held_cutoff)?;
         report.sweep = self.store.sweep()?;
         info!(
             removed = report.removed.len(),

@@ -120,6 +120,11 @@ pub fn subscription(user: &str, name: &[u8]) -> Vec<u8> {
 pub fn subscription_prefix(user: &str) -> Vec<u8> {
     join(&[b"sub", user.as_bytes(), b""])
 }
+/// `deleted`: one folder's Recently Deleted (`folder` empty: the prefix
+/// of all of a user's).
+pub fn deleted(user: &str, folder: &[u8]) -> Vec<u8> {
+    join(&[user.as_bytes(), folder])
+}
 /// Prefix of the \Seen state of every folder of one snapshot.
 pub fn seen_snapshot_prefix(user: &str, date: &str) -> Vec<u8> {
     join(&[b"seen", user.as_bytes(), date.as_bytes(), b""])

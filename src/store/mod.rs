@@ -11,6 +11,7 @@
 //! | `requests` | `id` | [`RestoreRequest`] (state, scope, progress) |
 //! | `ledger` | `id` | [`LedgerEntry`] (billing, one per confirmed request) |
 //! | `lists` | `user\0date\0folder` | a folder's `messages` records as one value (derived; opening a folder is one read) |
+//! | `deleted` | `user\0folder` | [`DeletedFolder`]: Recently Deleted of one folder (UIDVALIDITY, next UID, messages) |
 //!
 //! Content is stored once per user however many snapshots and folders hold
 //! it. Blobs are written while a snapshot is taken; the snapshot becomes
@@ -18,6 +19,7 @@
 //! left by a crashed job) are removed by [`Store::sweep`].
 
 mod content;
+mod deleted;
 pub mod keys;
 mod meta;
 mod records;
@@ -32,6 +34,7 @@ use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOp
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use deleted::{DeletedFolder, DeletedMessage, FolderMessages};
 pub use keys::Hash;
 pub use records::*;
 pub use user_state::{has_seen, set_seen, SeenState};
@@ -63,7 +66,10 @@ const CF_VIEWS: &str = "views";
 /// beside the snapshots, which never change. A store made before it existed
 /// opens with it empty.
 const CF_USER_STATE: &str = "user_state";
-const ALL_CFS: [&str; 11] = [
+/// Recently Deleted, one value per user and folder ([`deleted`]). A store
+/// made before it existed opens with it empty.
+const CF_DELETED: &str = "deleted";
+const ALL_CFS: [&str; 12] = [
     CF_META,
     CF_SNAPSHOTS,
     CF_FOLDERS,
@@ -75,6 +81,7 @@ const ALL_CFS: [&str; 11] = [
     CF_LISTS,
     CF_VIEWS,
     CF_USER_STATE,
+    CF_DELETED,
 ];
 
 /// RocksDB block cache shared by the column families.
@@ -115,6 +122,8 @@ pub struct Store {
     path: String,
     /// Serialises the read-modify-write of counters and request records.
     requests_lock: std::sync::Mutex<()>,
+    /// Serialises the read-modify-write of Recently Deleted folders.
+    deleted_lock: std::sync::Mutex<()>,
     /// Message lists of recently opened snapshot folders. Snapshots are
     /// immutable, so a SELECT of the same folder again needs no scan; the
     /// cache is dropped whenever a snapshot is committed or deleted.
@@ -166,6 +175,7 @@ impl Store {
             db,
             path: path.display().to_string(),
             requests_lock: std::sync::Mutex::new(()),
+            deleted_lock: std::sync::Mutex::new(()),
             folder_cache: std::sync::Mutex::new(FolderCache::default()),
         };
         let meta = store.cf(CF_META)?;

@@ -1,4 +1,5 @@
-//! Mark and sweep: bodies no snapshot references are deleted (after
+//! Mark and sweep: bodies no snapshot and no Recently Deleted folder
+//! references are deleted (after
 //! pruning, or left by a crashed job), and the space returned.
 
 use std::collections::HashSet;
@@ -15,7 +16,8 @@ impl Store {
     /// (mark and sweep), then compacts so the disk space is returned.
     /// Callers must not run it while a snapshot job is writing.
     pub fn sweep(&self) -> Result<SweepStats, StoreError> {
-        let mut referenced: HashSet<(String, Hash)> = HashSet::new();
+        // Recently Deleted holds bodies no snapshot has any more.
+        let mut referenced: HashSet<(String, Hash)> = self.deleted_hashes()?;
         let mcf = self.cf(CF_MESSAGES)?;
         for item in self.db.iterator_cf(mcf, IteratorMode::Start) {
             let (k, v) = item?;

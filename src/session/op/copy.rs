@@ -33,7 +33,7 @@ use super::super::io::{Io, Outcome, Request};
 use super::super::reply::{blocking, invalid_set, not_understood};
 use super::super::requests;
 use super::super::state::State;
-use super::super::tree::RequestFolder;
+use super::super::tree::{RequestFolder, DELETED_DATE};
 
 /// Messages per APPEND, at most.
 const BATCH: usize = 64;
@@ -137,13 +137,38 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         moved = is_move,
         "messages copied out of a snapshot"
     );
+    // Out of Recently Deleted, a message is live again: it leaves there,
+    // and the client is told (EXPUNGE is allowed during COPY and MOVE).
+    if sel.date == DELETED_DATE {
+        let folder = sel.folder.name.clone();
+        let (s, u, uids) = (store.clone(), user.clone(), src.clone());
+        let forgot = blocking(tag, move || {
+            uids.iter()
+                .map(|&uid| s.forget_deleted_uid(&u, &folder, uid))
+                .collect::<Result<Vec<bool>, _>>()
+        })
+        .await;
+        if let Err(failure) = forgot {
+            return io.status(failure).await;
+        }
+    }
+    let left = if st.selected().is_some_and(|s| s.date == DELETED_DATE) {
+        src.clone()
+    } else {
+        Vec::new()
+    };
     if is_move {
         let mut moved = Status::untagged_ok("Moved UIDs.");
         moved.code = code;
         io.status(moved).await?;
-        io.status(Status::ok(tag, "Move completed; the snapshot keeps its copy."))
-            .await
+        expunge_from_selection(st, io, &left).await?;
+        let text = match left.is_empty() {
+            true => "Move completed; the snapshot keeps its copy.",
+            false => "Move completed.",
+        };
+        io.status(Status::ok(tag, text)).await
     } else {
+        expunge_from_selection(st, io, &left).await?;
         let mut copied = Status::ok(tag, "Copy completed.");
         copied.code = code;
         io.status(copied).await
@@ -321,4 +346,24 @@ async fn from_real_folder(
         }
     }
     io.status(Status::ok(tag, "Move completed.")).await
+}
+
+/// Takes messages out of the selected tree folder and tells the client
+/// (`* n EXPUNGE`, highest sequence number first).
+async fn expunge_from_selection(st: &mut State, io: &mut dyn Io, uids: &[u32]) -> Outcome {
+    let Some(sel) = st.selected_mut() else {
+        return Ok(());
+    };
+    let mut out = String::new();
+    for seq in (1..=sel.uids.len()).rev() {
+        if uids.contains(&sel.uids[seq - 1]) {
+            out.push_str(&format!("* {seq} EXPUNGE\r\n"));
+            sel.uids.remove(seq - 1);
+            std::sync::Arc::make_mut(&mut sel.messages).remove(seq - 1);
+        }
+    }
+    if out.is_empty() {
+        return Ok(());
+    }
+    io.send(out.into()).await
 }

@@ -33,6 +33,10 @@ pub enum Node {
     Requests(RequestFolder),
     /// `Admin`, the parent of the admin folders.
     AdminRoot,
+    /// `Recently Deleted`, the parent of the per-folder ones (SPEC 3a).
+    DeletedRoot,
+    /// `Recently Deleted/<folder>`: the upstream's name of the folder.
+    Deleted(Vec<u8>),
 }
 
 /// The restore-request folders: one status message per request.
@@ -52,8 +56,17 @@ pub enum RequestFolder {
 
 /// A selectable name of the tree.
 enum Openable {
-    Snapshot { date: String, folder: FolderRecord },
+    Snapshot {
+        date: String,
+        folder: FolderRecord,
+    },
     Requests(RequestFolder),
+    /// A Recently Deleted folder: its record (named as the upstream's
+    /// folder) and messages.
+    Deleted {
+        folder: FolderRecord,
+        messages: Vec<MessageRecord>,
+    },
 }
 
 /// A message the proxy composes (a request's status message).
@@ -89,6 +102,10 @@ pub enum OpenError {
 }
 
 const REQUESTS: &str = "Restore Requests";
+const DELETED: &str = "Recently Deleted";
+/// What [`Selected::date`] says for a Recently Deleted folder: its \Seen
+/// state is kept under this name instead of a snapshot date.
+pub const DELETED_DATE: &str = "deleted";
 const ADMIN: &str = "Admin";
 const STANDARD_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
 
@@ -226,7 +243,11 @@ impl Tree {
         let Some(store) = &self.store else {
             return Ok(false);
         };
-        let folders = store.folders(&self.user, date)?;
+        let date = match date {
+            DELETED_DATE => self.dates()?.pop().unwrap_or_default(),
+            d => d.to_string(),
+        };
+        let folders = store.folders(&self.user, &date)?;
         let special = |f: &FolderRecord| f.attributes.iter().any(|a| a.eq_ignore_ascii_case("\\Trash"));
         if folders.iter().any(special) {
             return Ok(folders.iter().any(|f| special(f) && f.name == target));
@@ -259,6 +280,21 @@ impl Tree {
         let rest = rest.strip_prefix(delim)?;
         if rest == REQUESTS.as_bytes() {
             return Some(Node::Requests(RequestFolder::Mine));
+        }
+        if rest == DELETED.as_bytes() {
+            return Some(Node::DeletedRoot);
+        }
+        let deleted_prefix = format!("{DELETED}{}", self.delimiter);
+        if let Some(f) = rest.strip_prefix(deleted_prefix.as_bytes()) {
+            return match f {
+                [] => None,
+                f if f.eq_ignore_ascii_case(b"INBOX") => Some(Node::Deleted(b"INBOX".to_vec())),
+                f => {
+                    let mut name = self.prefix.as_bytes().to_vec();
+                    name.extend_from_slice(f);
+                    Some(Node::Deleted(name))
+                }
+            };
         }
         if self.admin {
             if rest == ADMIN.as_bytes() {
@@ -370,7 +406,73 @@ impl Tree {
             extra.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         }
         out.splice(1..1, extra);
+        out.extend(self.deleted_mailboxes()?);
         Ok(out)
+    }
+
+    /// `Recently Deleted` and its folders, only those with messages (none
+    /// at all: not listed).
+    fn deleted_mailboxes(&self) -> Result<Vec<(VirtualMailbox, Option<FolderRecord>)>, StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(Vec::new());
+        };
+        let mut folders: Vec<FolderRecord> = store
+            .deleted_folders(&self.user)?
+            .into_iter()
+            .filter(|(_, f)| !f.messages.is_empty())
+            .map(|(name, f)| self.deleted_record(name, &f))
+            .collect();
+        if folders.is_empty() {
+            return Ok(Vec::new());
+        }
+        folders.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut out = vec![(
+            VirtualMailbox {
+                name: self.name_of(DELETED),
+                attributes: vec!["\\Noselect".into(), "\\HasChildren".into()],
+            },
+            None,
+        )];
+        for f in folders {
+            out.push((
+                VirtualMailbox {
+                    name: self.deleted_name(&f.name),
+                    attributes: vec!["\\HasNoChildren".into()],
+                },
+                Some(f),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The client's name of a folder's Recently Deleted.
+    fn deleted_name(&self, upstream: &[u8]) -> Vec<u8> {
+        let own = upstream
+            .strip_prefix(self.prefix.as_bytes())
+            .filter(|_| !self.prefix.is_empty())
+            .unwrap_or(upstream);
+        let mut name = self.name_of(DELETED);
+        name.extend_from_slice(self.delim().as_bytes());
+        name.extend_from_slice(own);
+        name
+    }
+
+    /// The folder record of a Recently Deleted folder, named as the
+    /// upstream's folder it holds messages of.
+    fn deleted_record(&self, name: Vec<u8>, f: &crate::store::DeletedFolder) -> FolderRecord {
+        FolderRecord {
+            name,
+            delimiter: Some(self.delimiter),
+            attributes: vec!["\\HasNoChildren".into()],
+            flags: STANDARD_FLAGS.iter().map(|f| f.to_string()).collect(),
+            selectable: true,
+            uidvalidity: f.uidvalidity,
+            uidnext: f.next_uid,
+            highestmodseq: 0,
+            messages: f.messages.len() as u32,
+            bytes: f.messages.iter().map(|m| m.message.size).sum(),
+            messages_at: None,
+        }
     }
 
     /// A name below the root as the client sees it.
@@ -563,6 +665,15 @@ impl Tree {
                     Ok(Arc::unwrap_or_clone(self.with_seen(&date, &folder, own)?))
                 })?;
             }
+            Openable::Deleted { folder, messages } => {
+                status_line(&mut out, virtual_name, &folder, items, || {
+                    Ok(Arc::unwrap_or_clone(self.with_seen(
+                        DELETED_DATE,
+                        &folder,
+                        Arc::new(messages),
+                    )?))
+                })?;
+            }
         }
         Ok(out)
     }
@@ -573,6 +684,8 @@ impl Tree {
             Some(Node::Folder { date, name }) => (date, name),
             Some(Node::Requests(kind)) if self.restores.is_some() => return Ok(Openable::Requests(kind)),
             Some(Node::Root) | Some(Node::AdminRoot) => return Err(OpenError::NotSelectable),
+            Some(Node::DeletedRoot) => return Err(OpenError::NotSelectable),
+            Some(Node::Deleted(name)) => return self.open_deleted(name),
             Some(Node::Day(d)) if self.has_date(&d)? => return Err(OpenError::NotSelectable),
             _ => return Err(OpenError::NotFound),
         };
@@ -583,11 +696,37 @@ impl Tree {
         Ok(Openable::Snapshot { date, folder })
     }
 
+    /// A Recently Deleted folder with messages, or why it cannot open.
+    fn open_deleted(&self, name: Vec<u8>) -> Result<Openable, OpenError> {
+        let Some(store) = &self.store else {
+            return Err(OpenError::NotFound);
+        };
+        match store.deleted_folder(&self.user, &name)? {
+            Some(f) if !f.messages.is_empty() => Ok(Openable::Deleted {
+                messages: f.records(),
+                folder: self.deleted_record(name, &f),
+            }),
+            _ => Err(OpenError::NotFound),
+        }
+    }
+
     /// Opens a snapshot folder for SELECT/EXAMINE.
     pub fn open(&self, virtual_name: &[u8]) -> Result<Selected, OpenError> {
         let (date, folder) = match self.openable(virtual_name)? {
             Openable::Requests(kind) => return self.open_requests(kind),
             Openable::Snapshot { date, folder } => (date, folder),
+            Openable::Deleted { folder, messages } => {
+                let messages = self.with_seen(DELETED_DATE, &folder, Arc::new(messages))?;
+                let uids = messages.iter().map(|m| m.uid).collect();
+                return Ok(Selected {
+                    date: DELETED_DATE.to_string(),
+                    folder,
+                    messages,
+                    uids,
+                    synthetic: None,
+                    seen_writable: false,
+                });
+            }
         };
         let messages = match &self.store {
             Some(s) => {

@@ -1,0 +1,246 @@
+//! The `deleted` family: per user and folder, the messages (by content)
+//! that left the folder and the mailbox (SPEC section 3a, `Time
+//! Machine/Recently Deleted/<folder>`). One value per folder, so opening
+//! one is one read: its UIDVALIDITY, the next UID to hand out, and the
+//! messages with their stable UIDs.
+//!
+//! A message enters when the proxy captured it at an expunge, or when a
+//! nightly snapshot no longer finds its content in any folder that the
+//! previous snapshot had it in. It leaves when its content is live again
+//! (a later snapshot holds it, it was dragged out), or when the snapshot
+//! or capture that last held it ages out of retention.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::{corrupt, decode, encode, keys, Hash, MessageRecord, Store, StoreError, CF_DELETED};
+
+/// Folders (by the upstream's name) with their messages.
+pub type FolderMessages = Vec<(Vec<u8>, Vec<MessageRecord>)>;
+
+/// One folder's Recently Deleted messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedFolder {
+    /// Chosen when the folder first gets a message; never changes after,
+    /// so clients keep what they cached (UIDs only grow).
+    pub uidvalidity: u32,
+    /// The UID the next message gets.
+    pub next_uid: u32,
+    /// In UID order.
+    pub messages: Vec<DeletedMessage>,
+}
+
+/// A message in Recently Deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedMessage {
+    /// Flags and INTERNALDATE as last seen, the content's hash; `uid` is
+    /// its UID in Recently Deleted.
+    pub message: MessageRecord,
+    /// When the snapshot or capture that last held it was taken: it ages
+    /// out of retention from then.
+    pub held_at: i64,
+    /// When it was found gone.
+    pub deleted_at: i64,
+}
+
+impl DeletedFolder {
+    /// The message records, for opening the folder.
+    pub fn records(&self) -> Vec<MessageRecord> {
+        self.messages.iter().map(|m| m.message.clone()).collect()
+    }
+}
+
+impl Store {
+    /// One folder's Recently Deleted messages (`None`: never had any).
+    pub fn deleted_folder(&self, user: &str, folder: &[u8]) -> Result<Option<DeletedFolder>, StoreError> {
+        match self.db.get_cf(self.cf(CF_DELETED)?, keys::deleted(user, folder))? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every folder of `user` that has (or had) Recently Deleted messages,
+    /// by the upstream's folder name.
+    pub fn deleted_folders(&self, user: &str) -> Result<Vec<(Vec<u8>, DeletedFolder)>, StoreError> {
+        let prefix = keys::deleted(user, b"");
+        self.scan(CF_DELETED, &prefix)?
+            .into_iter()
+            .map(|(k, v)| {
+                let name = k
+                    .get(prefix.len()..)
+                    .ok_or_else(|| corrupt("deleted key shorter than its prefix"))?;
+                Ok((name.to_vec(), decode(&v)?))
+            })
+            .collect()
+    }
+
+    /// Changes one folder's record under the lock (read, change, write).
+    fn change_deleted<T>(
+        &self,
+        user: &str,
+        folder: &[u8],
+        change: impl FnOnce(&mut DeletedFolder) -> T,
+    ) -> Result<T, StoreError> {
+        let _guard = self.deleted_lock.lock().map_err(|_| corrupt("deleted lock poisoned"))?;
+        let mut f = self.deleted_folder(user, folder)?.unwrap_or_default();
+        let before = f.clone();
+        let out = change(&mut f);
+        if f != before {
+            self.db
+                .put_cf(self.cf(CF_DELETED)?, keys::deleted(user, folder), encode(&f)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Adds messages to a folder's Recently Deleted, each with the time the
+    /// snapshot or capture holding it was taken; a content already there is
+    /// not added twice (its flags and date are updated). Returns how many
+    /// were new.
+    pub fn add_deleted(
+        &self,
+        user: &str,
+        folder: &[u8],
+        gone: &[(MessageRecord, i64)],
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        self.change_deleted(user, folder, |f| {
+            if f.uidvalidity == 0 {
+                f.uidvalidity = u32::try_from(now).unwrap_or(u32::MAX).max(1);
+                f.next_uid = 1;
+            }
+            let mut added = 0;
+            for (m, held_at) in gone {
+                if let Some(have) = f.messages.iter_mut().find(|d| d.message.hash == m.hash) {
+                    if *held_at >= have.held_at {
+                        have.held_at = *held_at;
+                        have.message.flags = m.flags.clone();
+                        have.message.internaldate = m.internaldate.clone();
+                    }
+                    continue;
+                }
+                let mut message = m.clone();
+                message.uid = f.next_uid;
+                message.modseq = 0;
+                f.next_uid = f.next_uid.saturating_add(1);
+                f.messages.push(DeletedMessage {
+                    message,
+                    held_at: *held_at,
+                    deleted_at: now,
+                });
+                added += 1;
+            }
+            added
+        })
+    }
+
+    /// Takes out of every Recently Deleted folder of `user` the messages
+    /// whose content is in `live` (they came back). Returns how many.
+    pub fn forget_deleted(&self, user: &str, live: &HashSet<Hash>) -> Result<usize, StoreError> {
+        self.retain_deleted(user, |d| !live.contains(&d.message.hash))
+    }
+
+    /// Takes out, for every user, the messages held last before `cutoff`
+    /// (retention). Returns how many.
+    pub fn prune_deleted(&self, cutoff: i64) -> Result<usize, StoreError> {
+        let mut users = std::collections::BTreeSet::new();
+        for item in self.db.iterator_cf(self.cf(CF_DELETED)?, rocksdb::IteratorMode::Start) {
+            let (k, _) = item?;
+            users.insert(
+                keys::key_user(&k)
+                    .ok_or_else(|| corrupt("deleted key without user"))?
+                    .to_string(),
+            );
+        }
+        let mut removed = 0;
+        for user in users {
+            removed += self.retain_deleted(&user, |d| d.held_at >= cutoff)?;
+        }
+        Ok(removed)
+    }
+
+    /// Takes one message out of a folder's Recently Deleted (dragged out).
+    pub fn forget_deleted_uid(&self, user: &str, folder: &[u8], uid: u32) -> Result<bool, StoreError> {
+        self.change_deleted(user, folder, |f| {
+            let before = f.messages.len();
+            f.messages.retain(|d| d.message.uid != uid);
+            f.messages.len() != before
+        })
+    }
+
+    fn retain_deleted(&self, user: &str, keep: impl Fn(&DeletedMessage) -> bool) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for (name, f) in self.deleted_folders(user)? {
+            if f.messages.iter().all(&keep) {
+                continue;
+            }
+            removed += self.change_deleted(user, &name, |f| {
+                let before = f.messages.len();
+                f.messages.retain(&keep);
+                before - f.messages.len()
+            })?;
+        }
+        Ok(removed)
+    }
+
+    /// Every selectable folder of a snapshot with its messages.
+    pub fn snapshot_messages(&self, user: &str, date: &str) -> Result<FolderMessages, StoreError> {
+        let mut out = Vec::new();
+        for f in self.folders(user, date)? {
+            if f.selectable {
+                let msgs = self.messages(user, date, &f.name)?;
+                out.push((f.name, msgs));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every hash Recently Deleted references (the sweep keeps them).
+    pub(crate) fn deleted_hashes(&self) -> Result<HashSet<(String, Hash)>, StoreError> {
+        let mut out = HashSet::new();
+        for item in self.db.iterator_cf(self.cf(CF_DELETED)?, rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            let user = keys::key_user(&k).ok_or_else(|| corrupt("deleted key without user"))?;
+            let f: DeletedFolder = decode(&v)?;
+            for d in f.messages {
+                out.insert((user.to_string(), d.message.hash));
+            }
+        }
+        Ok(out)
+    }
+
+    /// After `user`'s snapshot of `date` was committed: every message of
+    /// `before` (the previous snapshot's folders and messages, read before
+    /// the commit, taken at `held_at`) whose content is in no folder now
+    /// enters its folder's Recently Deleted; whatever is live again leaves.
+    /// Returns (added, removed).
+    pub fn reconcile_deleted(
+        &self,
+        user: &str,
+        date: &str,
+        before: &[(Vec<u8>, Vec<MessageRecord>)],
+        held_at: i64,
+        now: i64,
+    ) -> Result<(usize, usize), StoreError> {
+        let mut live = HashSet::new();
+        for f in self.folders(user, date)? {
+            if f.selectable {
+                live.extend(self.messages(user, date, &f.name)?.into_iter().map(|m| m.hash));
+            }
+        }
+        let removed = self.forget_deleted(user, &live)?;
+        let mut added = 0;
+        for (folder, msgs) in before {
+            let gone: Vec<(MessageRecord, i64)> = msgs
+                .iter()
+                .filter(|m| !live.contains(&m.hash))
+                .map(|m| (m.clone(), held_at))
+                .collect();
+            added += self.add_deleted(user, folder, &gone, now)?;
+        }
+        Ok((added, removed))
+    }
+}
