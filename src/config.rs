@@ -158,6 +158,9 @@ pub struct SnapshotConfig {
     /// How many of the newest days are reported subscribed until the user
     /// says otherwise (SPEC section 2).
     pub subscribed_days: u32,
+    /// How long an expunge through the proxy waits for the capture of the
+    /// messages it removes (SPEC section 4); past it the expunge goes on.
+    pub capture_timeout_secs: u64,
 }
 
 impl Default for SnapshotConfig {
@@ -171,6 +174,7 @@ impl Default for SnapshotConfig {
             exclude: Vec::new(),
             folder: "Time Machine".into(),
             subscribed_days: DEFAULT_SUBSCRIBED_DAYS,
+            capture_timeout_secs: DEFAULT_CAPTURE_TIMEOUT_SECS,
         }
     }
 }
@@ -181,6 +185,13 @@ impl Default for SnapshotConfig {
 /// in `Recently Deleted`); older days are one click away in the client's
 /// subscription dialog.
 pub const DEFAULT_SUBSCRIBED_DAYS: u32 = 1;
+
+/// Ten seconds: a capture fetches what the user is deleting, which the
+/// same user's client usually downloaded moments before; a mail client
+/// waits far longer than this for an EXPUNGE, and a user deleting a
+/// thousand large messages at once is better served by a bounded wait
+/// and the nightly snapshot than by a hung client.
+pub const DEFAULT_CAPTURE_TIMEOUT_SECS: u64 = 10;
 
 /// Who may confirm restores, and what a confirmed restore costs.
 #[derive(Debug, Clone, Deserialize)]

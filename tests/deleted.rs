@@ -147,3 +147,125 @@ async fn recently_deleted_after_the_nightly_snapshot() {
     let r = show(&alice.cmd("f", "UID FETCH 1:* UID").await);
     assert!(r.contains("* 1 FETCH (UID 2)"), "{r}");
 }
+
+/// A message APPENDed after the nightly snapshot.
+fn new_message(subject: &str) -> Vec<u8> {
+    format!(
+        "From: carol@example.net\r\nTo: alice@example.org\r\nSubject: {subject}\r\nMessage-ID: <{}@example.net>\r\n\r\nArrived today, {subject}.\r\n",
+        subject.replace(' ', "-")
+    )
+    .into_bytes()
+}
+
+/// The `BODY[]`, `INTERNALDATE` and `FLAGS` of every message of a folder
+/// as the proxy answers, one string each.
+async fn contents(c: &mut Client, folder: &str) -> Vec<String> {
+    let r = show(&c.cmd("s", &format!("EXAMINE \"{folder}\"")).await);
+    if !r.contains("s OK") {
+        return Vec::new();
+    }
+    let r = show(&c.cmd("f", "FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])").await);
+    r.split("\r\n* ")
+        .filter(|m| m.contains("FETCH ("))
+        .map(|m| m.split_once("FETCH (").map(|(_, r)| r).unwrap_or_default().to_string())
+        .map(|m| m.rsplit_once("\r\ns OK").map(|(a, _)| a.to_string()).unwrap_or(m))
+        .map(|m| m.rsplit_once("\r\nf OK").map(|(a, _)| a.to_string()).unwrap_or(m))
+        .collect()
+}
+
+/// Mail that arrives and is deleted the same day, through the proxy, is in
+/// Recently Deleted at once, with its bytes, flags and date, whichever way
+/// the client expunges; a message the client moved (MOVE, or COPY and
+/// EXPUNGE) or that is still in another folder is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_at_expunge_through_the_proxy() {
+    let d = Dovecot::start_seeded('/');
+    let p = Proxy::start(&d);
+    p.snapshot("alice", DAY1).await;
+    let mut alice = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    for (i, subject) in ["one", "two", "three", "moved", "copied away"].iter().enumerate() {
+        let r = alice
+            .append(
+                "a",
+                &format!("Work (\\Flagged) \"0{}-Dec-2026 08:1{i}:00 +0100\"", i + 1),
+                &new_message(subject),
+            )
+            .await;
+        assert!(r.contains("a OK"), "{r}");
+    }
+    let live: Vec<String> = contents(&mut alice, "Work").await;
+    assert_eq!(live.len(), 6, "{live:?}");
+    let expected = |subject: &str| -> String {
+        live.iter()
+            .find(|m| m.contains(&format!("Subject: {subject}\r\n")))
+            .unwrap_or_else(|| panic!("{subject} live"))
+            .replace(" \\Recent", "")
+    };
+
+    alice.cmd("s", "SELECT Work").await;
+    let uid_of = |r: &str, subject: &str| -> u32 {
+        r.split("\r\n")
+            .find(|l| l.contains(&format!("\"{subject}\"")))
+            .and_then(|l| l.split("UID ").nth(1))
+            .and_then(|s| s.split([' ', ')']).next())
+            .and_then(|u| u.parse().ok())
+            .unwrap_or_else(|| panic!("{subject}: {r}"))
+    };
+    let r = show(&alice.cmd("u", "UID FETCH 1:* (UID ENVELOPE)").await);
+    let (one, two, three) = (uid_of(&r, "one"), uid_of(&r, "two"), uid_of(&r, "three"));
+    let (moved, copied) = (uid_of(&r, "moved"), uid_of(&r, "copied away"));
+
+    // STORE \Deleted + EXPUNGE.
+    alice.cmd("d", &format!("UID STORE {one} +FLAGS (\\Deleted)")).await;
+    let r = show(&alice.cmd("x", "EXPUNGE").await);
+    assert!(r.contains(" EXPUNGE\r\n") && r.contains("x OK"), "{r}");
+    let mut other = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    let rd = contents(&mut other, "Time Machine/Recently Deleted/Work").await;
+    assert_eq!(rd, vec![expected("one")], "captured by EXPUNGE");
+
+    // UID EXPUNGE of one of two deleted messages: only that one goes.
+    alice
+        .cmd("d", &format!("UID STORE {two},{three} +FLAGS.SILENT (\\Deleted)"))
+        .await;
+    let r = show(&alice.cmd("x", &format!("UID EXPUNGE {two}")).await);
+    assert!(r.contains("x OK"), "{r}");
+    let rd = contents(&mut other, "Time Machine/Recently Deleted/Work").await;
+    assert_eq!(rd, vec![expected("one"), expected("two")], "captured by UID EXPUNGE");
+
+    // A move is no deletion: MOVE, and COPY followed by EXPUNGE.
+    let r = show(&alice.cmd("m", &format!("UID MOVE {moved} Archive")).await);
+    assert!(r.contains("m OK"), "{r}");
+    let r = show(&alice.cmd("c", &format!("UID COPY {copied} Archive")).await);
+    assert!(r.contains("c OK"), "{r}");
+    alice
+        .cmd("d", &format!("UID STORE {copied} +FLAGS.SILENT (\\Deleted)"))
+        .await;
+    // CLOSE expunges the rest (three, and the copied one).
+    let r = show(&alice.cmd("z", "CLOSE").await);
+    assert!(r.contains("z OK"), "{r}");
+    let rd = contents(&mut other, "Time Machine/Recently Deleted/Work").await;
+    assert_eq!(
+        rd,
+        vec![expected("one"), expected("two"), expected("three")],
+        "captured by CLOSE; moved and copied-away messages are not deleted"
+    );
+
+    // Dragged out, a captured message is live again, exactly.
+    other.cmd("s", "SELECT \"Time Machine/Recently Deleted/Work\"").await;
+    let r = show(&other.cmd("c", "COPY 1 INBOX").await);
+    assert!(r.contains("* 1 EXPUNGE\r\n") && r.contains("c OK [COPYUID "), "{r}");
+    let inbox = contents(&mut alice, "INBOX").await;
+    let back = inbox.last().expect("restored");
+    assert_eq!(
+        back.split_once("INTERNALDATE").map(|(_, b)| b),
+        expected("one").split_once("INTERNALDATE").map(|(_, b)| b),
+        "the restored message's date and bytes"
+    );
+
+    // The next snapshot: the copied-away message is live in Archive, so it
+    // never shows; nothing else changes.
+    let stats = p.snapshot_stats("alice", DAY2).await;
+    assert_eq!(stats.deleted_found, 0, "{stats:?}");
+    let rd = contents(&mut other, "Time Machine/Recently Deleted/Work").await;
+    assert_eq!(rd, vec![expected("two"), expected("three")], "{rd:?}");
+}

@@ -259,10 +259,12 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         local: handler!(op::expunge::handle),
+        before_forward: handler!(op::expunge::before_forward),
         ..row("EXPUNGE", S::SELECTED, Selected)
     },
     Spec {
         local: handler!(op::expunge::handle),
+        before_forward: handler!(op::expunge::before_forward),
         ..row("UID EXPUNGE", S::SELECTED, Selected)
     },
     Spec {
@@ -307,10 +309,12 @@ pub static COMMANDS: &[Spec] = &[
     },
     Spec {
         local: handler!(op::copy::handle),
+        before_forward: handler!(op::copy::before_forward),
         ..row("COPY", S::SELECTED, Target)
     },
     Spec {
         local: handler!(op::copy::handle),
+        before_forward: handler!(op::copy::before_forward),
         ..row("UID COPY", S::SELECTED, Target)
     },
     Spec {

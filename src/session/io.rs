@@ -148,10 +148,23 @@ pub struct Request<'a> {
     pub command: Option<imap_codec::imap_types::command::Command<'a>>,
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
     /// The decoded body, if imap-codec read the command.
     pub fn body(&self) -> Option<&imap_codec::imap_types::command::CommandBody<'_>> {
         self.command.as_ref().map(|c| &c.body)
+    }
+
+    /// The sequence set as the client sent it, for commands that take one
+    /// first (`a UID MOVE 4:6 ...`): the word after the command name,
+    /// checked to hold only set characters, so it can be passed upstream.
+    pub fn set_text(&self) -> Option<&'a str> {
+        let words = self.name.split(' ').count();
+        let set = self
+            .bytes
+            .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
+            .nth(1 + words)?;
+        let ok = !set.is_empty() && set.iter().all(|b| b.is_ascii_digit() || b"*:,".contains(b));
+        std::str::from_utf8(set).ok().filter(|_| ok)
     }
 }
 

@@ -5,6 +5,7 @@
 //! take the plain session state ([`state`]) and a small I/O trait
 //! ([`io`]), so they are tested without a server ([`testing`]).
 
+pub mod capture;
 pub mod commands;
 pub mod dispatch;
 pub mod io;
@@ -140,6 +141,13 @@ async fn authenticated(
     )
     .with_subscribed_days(ctx.config.snapshots.subscribed_days);
     let mut st = State::new(tree, ctx.config.limits.clone(), |c| upstream.has_capability(c));
+    st.capture = ctx.store.as_ref().map(|store| {
+        Arc::new(crate::snapshot::capture::Capturer::new(
+            store.clone(),
+            ctx.connector.clone(),
+            ctx.config.clone(),
+        ))
+    });
     let hide = op::list::hide(st.tree.virtual_root().clone());
     let mut relay = Relay::start(
         reader,

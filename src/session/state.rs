@@ -54,6 +54,9 @@ impl PreAuth {
     }
 }
 
+/// UIDs of copied messages a session remembers at most.
+const COPIED_MAX: usize = 100_000;
+
 /// Which folder the session has selected.
 pub enum Selection {
     None,
@@ -75,6 +78,15 @@ pub struct State {
     /// a MOVE into a request folder took (UID EXPUNGE).
     pub upstream_uidplus: bool,
     selection: Selection,
+    /// The real folder the upstream has selected (as the client named
+    /// it), and whether by SELECT (an expunge may remove messages there).
+    real_folder: Option<(Vec<u8>, bool)>,
+    /// Captures what an expunge of a real folder removes (SPEC section 4);
+    /// `None` without a store.
+    pub capture: Option<Arc<crate::snapshot::capture::Capturer>>,
+    /// UIDs of the selected real folder this session copied to another
+    /// folder: expunged afterwards, they moved rather than went.
+    copied: std::collections::HashSet<u32>,
     /// CONDSTORE (or QRESYNC) is enabled in the session.
     condstore: bool,
 }
@@ -89,6 +101,9 @@ impl State {
             upstream_acl: has("ACL"),
             upstream_uidplus: has("UIDPLUS"),
             selection: Selection::None,
+            real_folder: None,
+            capture: None,
+            copied: Default::default(),
             condstore: false,
         }
     }
@@ -117,7 +132,38 @@ impl State {
 
     /// Sets the selection; the previous one is returned.
     pub fn select(&mut self, selection: Selection) -> Selection {
+        if !matches!(selection, Selection::Upstream) {
+            self.real_folder = None;
+        }
+        self.copied.clear();
         std::mem::replace(&mut self.selection, selection)
+    }
+
+    /// A real folder is being selected upstream (SELECT when `writable`).
+    pub fn select_real(&mut self, name: Vec<u8>, writable: bool) {
+        self.select(Selection::Upstream);
+        self.real_folder = Some((name, writable));
+    }
+
+    /// Remembers UIDs of the selected real folder copied elsewhere (at
+    /// most [`COPIED_MAX`]; past that the oldest knowledge goes).
+    pub fn remember_copied(&mut self, uids: impl IntoIterator<Item = u32>) {
+        if self.copied.len() > COPIED_MAX {
+            self.copied.clear();
+        }
+        self.copied.extend(uids);
+    }
+
+    pub fn copied(&self) -> &std::collections::HashSet<u32> {
+        &self.copied
+    }
+
+    /// The real folder selected upstream by SELECT, if one is.
+    pub fn writable_real_folder(&self) -> Option<&[u8]> {
+        match &self.real_folder {
+            Some((name, true)) if self.upstream_selected() => Some(name),
+            _ => None,
+        }
     }
 
     /// SELECT/EXAMINE with CONDSTORE/QRESYNC parameters, or ENABLE of

@@ -86,7 +86,7 @@ fn without_recent(flags: Vec<String>) -> Vec<String> {
 }
 
 /// One downloaded message on its way to the storage worker.
-struct Downloaded {
+pub(super) struct Downloaded {
     folder: usize,
     uid: u32,
     flags: Vec<String>,
@@ -97,7 +97,7 @@ struct Downloaded {
 }
 
 /// A new message whose sections must be recorded from the upstream.
-struct NeedsView {
+pub(super) struct NeedsView {
     folder: usize,
     uid: u32,
     hash: crate::store::Hash,
@@ -108,15 +108,15 @@ struct NeedsView {
 
 /// What the storage worker hands back.
 #[derive(Default)]
-struct Stored {
-    records: Vec<(usize, MessageRecord)>,
-    new_bodies: u64,
-    needs_view: Vec<NeedsView>,
+pub(super) struct Stored {
+    pub(super) records: Vec<(usize, MessageRecord)>,
+    pub(super) new_bodies: u64,
+    pub(super) needs_view: Vec<NeedsView>,
 }
 
 /// The storage worker: hashes, compresses and stores, checks the proxy's
 /// reading of each new message against the upstream's, returns records.
-fn storage_worker(
+pub(super) fn storage_worker(
     store: Arc<Store>,
     user: String,
     mut rx: tokio::sync::mpsc::Receiver<Downloaded>,
@@ -150,6 +150,65 @@ fn storage_worker(
         ));
     }
     Ok(done)
+}
+
+/// Downloads messages `uids` of the examined folder number `index` and
+/// hands each to the storage worker (the snapshot's missing messages, or
+/// those a capture at expunge must keep).
+pub(super) async fn download(
+    up: &mut crate::upstream::Upstream,
+    index: usize,
+    name_text: &str,
+    uids: &[u32],
+    condstore: bool,
+    tx: &tokio::sync::mpsc::Sender<Downloaded>,
+    stats: &mut JobStats,
+) -> Result<(), SnapshotError> {
+    let modseq = if condstore { " MODSEQ" } else { "" };
+    let cmd = format!(
+        "UID FETCH {} (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY{modseq} BODY.PEEK[])",
+        crate::imap::sequence::compact(uids)
+    );
+    let tag = up.start(&cmd).await?;
+    loop {
+        match up.next(&tag).await? {
+            Next::Untagged(resp) => {
+                let Ok(f) = fetch_scan::scan(&resp) else { continue };
+                let (Some(uid), Some(body)) = (f.number("UID"), f.get("BODY[]")) else {
+                    continue;
+                };
+                let raw = string_value(body)
+                    .ok_or_else(|| SnapshotError::Protocol(format!("BODY[] of UID {uid} in {name_text}")))?;
+                stats.bodies_fetched += 1;
+                stats.bytes_fetched += raw.len() as u64;
+                let d = Downloaded {
+                    folder: index,
+                    uid: uid as u32,
+                    flags: without_recent(f.get("FLAGS").map(atom_list).unwrap_or_default()),
+                    internaldate: f
+                        .get("INTERNALDATE")
+                        .and_then(string_value)
+                        .map(|v| String::from_utf8_lossy(&v).into_owned())
+                        .unwrap_or_default(),
+                    modseq: f.number("MODSEQ").unwrap_or(0),
+                    content: ContentRecord {
+                        size: f.number("RFC822.SIZE").unwrap_or(raw.len() as u64),
+                        envelope: f.get("ENVELOPE").unwrap_or_default().to_vec(),
+                        bodystructure: f.get("BODYSTRUCTURE").unwrap_or_default().to_vec(),
+                        body: f.get("BODY").unwrap_or_default().to_vec(),
+                    },
+                    raw,
+                };
+                // The worker ends early only on a store error: the join
+                // reports it.
+                if tx.send(d).await.is_err() {
+                    return Err(SnapshotError::Worker);
+                }
+            }
+            Next::Done(t) if t.is_ok() => return Ok(()),
+            Next::Done(t) => return Err(t.refusal("UID FETCH (bodies)").into()),
+        }
+    }
 }
 
 /// Everything one snapshot run needs.
@@ -232,7 +291,9 @@ impl Job<'_> {
                 record.highestmodseq = e.highestmodseq;
                 record.messages = e.exists;
                 record.flags = e.flags;
-                let prev_folder = prev_folders.get(&l.name).filter(|p| p.uidvalidity == e.uidvalidity && p.selectable);
+                let prev_folder = prev_folders
+                    .get(&l.name)
+                    .filter(|p| p.uidvalidity == e.uidvalidity && p.selectable);
                 let prev_date = prev.as_ref().map(|p| p.date.as_str()).unwrap_or("");
                 let unchanged = prev_folder.is_some_and(|p| {
                     condstore
@@ -297,51 +358,7 @@ impl Job<'_> {
                 ));
                 if !missing.is_empty() {
                     missing.sort_unstable();
-                    let modseq = if condstore { " MODSEQ" } else { "" };
-                    let cmd = format!(
-                        "UID FETCH {} (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY{modseq} BODY.PEEK[])",
-                        crate::imap::sequence::compact(&missing)
-                    );
-                    let tag = up.start(&cmd).await?;
-                    loop {
-                        match up.next(&tag).await? {
-                            Next::Untagged(resp) => {
-                                let Ok(f) = fetch_scan::scan(&resp) else { continue };
-                                let (Some(uid), Some(body)) = (f.number("UID"), f.get("BODY[]")) else {
-                                    continue;
-                                };
-                                let raw = string_value(body)
-                                    .ok_or_else(|| SnapshotError::Protocol(format!("BODY[] of UID {uid} in {name_text}")))?;
-                                stats.bodies_fetched += 1;
-                                stats.bytes_fetched += raw.len() as u64;
-                                let d = Downloaded {
-                                    folder: index,
-                                    uid: uid as u32,
-                                    flags: without_recent(f.get("FLAGS").map(atom_list).unwrap_or_default()),
-                                    internaldate: f
-                                        .get("INTERNALDATE")
-                                        .and_then(string_value)
-                                        .map(|v| String::from_utf8_lossy(&v).into_owned())
-                                        .unwrap_or_default(),
-                                    modseq: f.number("MODSEQ").unwrap_or(0),
-                                    content: ContentRecord {
-                                        size: f.number("RFC822.SIZE").unwrap_or(raw.len() as u64),
-                                        envelope: f.get("ENVELOPE").unwrap_or_default().to_vec(),
-                                        bodystructure: f.get("BODYSTRUCTURE").unwrap_or_default().to_vec(),
-                                        body: f.get("BODY").unwrap_or_default().to_vec(),
-                                    },
-                                    raw,
-                                };
-                                // The worker ends early only on a store error:
-                                // the join below reports it.
-                                if tx.send(d).await.is_err() {
-                                    return Err(SnapshotError::Worker);
-                                }
-                            }
-                            Next::Done(t) if t.is_ok() => break,
-                            Next::Done(t) => return Err(t.refusal("UID FETCH (bodies)").into()),
-                        }
-                    }
+                    download(&mut up, index, &name_text, &missing, condstore, &tx, &mut stats).await?;
                 }
                 folders.push(record);
             }
@@ -428,7 +445,7 @@ impl Job<'_> {
     /// not read as it does (and the BINARY.SIZE answers that depend on its
     /// storage), folder by folder; returns how many of each. Part of the
     /// snapshot: a failure fails it (nothing is committed).
-    async fn record_views(
+    pub(super) async fn record_views(
         &self,
         up: &mut crate::upstream::Upstream,
         user: &str,

@@ -1,6 +1,7 @@
 //! Snapshots: the job ([`job`]), the nightly schedule ([`schedule`]) and
 //! the operations the CLI and the admin socket offer ([`Service`]).
 
+pub mod capture;
 pub mod job;
 pub mod schedule;
 pub mod views;

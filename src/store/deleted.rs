@@ -42,12 +42,29 @@ pub struct DeletedMessage {
     pub held_at: i64,
     /// When it was found gone.
     pub deleted_at: i64,
+    /// Captured at an expunge after the session copied it elsewhere (a
+    /// move by COPY and EXPUNGE, most likely): not shown, and without a
+    /// UID (0), until the next snapshot says whether its content is
+    /// anywhere (then it goes, or it is shown with the next UID).
+    pub held_back: bool,
 }
 
 impl DeletedFolder {
-    /// The message records, for opening the folder.
+    /// The shown messages' records, for opening the folder.
     pub fn records(&self) -> Vec<MessageRecord> {
-        self.messages.iter().map(|m| m.message.clone()).collect()
+        self.shown().map(|m| m.message.clone()).collect()
+    }
+
+    /// The messages shown (not held back), in UID order.
+    pub fn shown(&self) -> impl Iterator<Item = &DeletedMessage> {
+        self.messages.iter().filter(|m| !m.held_back)
+    }
+
+    /// Gives `m` the next UID and shows it.
+    fn show(&mut self, m: &mut DeletedMessage) {
+        m.message.uid = self.next_uid;
+        m.held_back = false;
+        self.next_uid = self.next_uid.saturating_add(1);
     }
 }
 
@@ -95,13 +112,15 @@ impl Store {
 
     /// Adds messages to a folder's Recently Deleted, each with the time the
     /// snapshot or capture holding it was taken; a content already there is
-    /// not added twice (its flags and date are updated). Returns how many
-    /// were new.
+    /// not added twice (its flags and date are updated). `held_back`: kept
+    /// but not shown until the next snapshot decides ([`DeletedMessage`]).
+    /// Returns how many were new.
     pub fn add_deleted(
         &self,
         user: &str,
         folder: &[u8],
         gone: &[(MessageRecord, i64)],
+        held_back: bool,
         now: i64,
     ) -> Result<usize, StoreError> {
         if gone.is_empty() {
@@ -114,23 +133,36 @@ impl Store {
             }
             let mut added = 0;
             for (m, held_at) in gone {
-                if let Some(have) = f.messages.iter_mut().find(|d| d.message.hash == m.hash) {
+                if let Some(at) = f.messages.iter().position(|d| d.message.hash == m.hash) {
+                    let next_uid = f.next_uid;
+                    let Some(have) = f.messages.get_mut(at) else { continue };
                     if *held_at >= have.held_at {
                         have.held_at = *held_at;
                         have.message.flags = m.flags.clone();
                         have.message.internaldate = m.internaldate.clone();
                     }
+                    if have.held_back && !held_back {
+                        have.held_back = false;
+                        have.message.uid = next_uid;
+                        f.next_uid = next_uid.saturating_add(1);
+                        added += 1;
+                    }
                     continue;
                 }
-                let mut message = m.clone();
-                message.uid = f.next_uid;
-                message.modseq = 0;
-                f.next_uid = f.next_uid.saturating_add(1);
-                f.messages.push(DeletedMessage {
-                    message,
+                let mut d = DeletedMessage {
+                    message: MessageRecord {
+                        uid: 0,
+                        modseq: 0,
+                        ..m.clone()
+                    },
                     held_at: *held_at,
                     deleted_at: now,
-                });
+                    held_back,
+                };
+                if !held_back {
+                    f.show(&mut d);
+                }
+                f.messages.push(d);
                 added += 1;
             }
             added
@@ -233,13 +265,29 @@ impl Store {
         }
         let removed = self.forget_deleted(user, &live)?;
         let mut added = 0;
+        // Held back at a capture and still nowhere: shown now.
+        for (name, f) in self.deleted_folders(user)? {
+            if f.messages.iter().any(|m| m.held_back) {
+                added += self.change_deleted(user, &name, |f| {
+                    let mut shown = 0;
+                    let mut messages = std::mem::take(&mut f.messages);
+                    for m in messages.iter_mut().filter(|m| m.held_back) {
+                        f.show(m);
+                        shown += 1;
+                    }
+                    messages.sort_by_key(|m| m.message.uid);
+                    f.messages = messages;
+                    shown
+                })?;
+            }
+        }
         for (folder, msgs) in before {
             let gone: Vec<(MessageRecord, i64)> = msgs
                 .iter()
                 .filter(|m| !live.contains(&m.hash))
                 .map(|m| (m.clone(), held_at))
                 .collect();
-            added += self.add_deleted(user, folder, &gone, now)?;
+            added += self.add_deleted(user, folder, &gone, false, now)?;
         }
         Ok((added, removed))
     }

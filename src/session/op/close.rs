@@ -24,7 +24,12 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     io.status(Status::ok(req.tag, format!("{what} completed."))).await
 }
 
-pub async fn before_forward(st: &mut State, _: &mut dyn Io, _: &Request<'_>) -> Outcome {
+/// CLOSE or UNSELECT of a real folder, on its way upstream: CLOSE after
+/// SELECT expunges the `\Deleted` messages, which are captured first.
+pub async fn before_forward(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outcome {
+    if req.name == "CLOSE" {
+        super::super::capture::before_expunge(st, io, None).await?;
+    }
     st.select(Selection::None);
     Ok(())
 }

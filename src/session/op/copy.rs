@@ -237,15 +237,6 @@ const REQUEST_PREFIX: usize = 64 << 10;
 /// Messages one COPY/MOVE from a real folder may put into a request folder.
 const REQUEST_MESSAGES: usize = 100;
 
-/// The sequence set as the client sent it: the word after the command
-/// name (`a UID MOVE 4:6 ...`), checked to hold only set characters.
-fn set_text<'a>(req: &Request<'a>) -> Option<&'a str> {
-    let words = req.name.split(' ').count();
-    let set = req.bytes.split(|&b| b == b' ').nth(1 + words)?;
-    let ok = !set.is_empty() && set.iter().all(|b| b.is_ascii_digit() || b"*:,".contains(b));
-    std::str::from_utf8(set).ok().filter(|_| ok)
-}
-
 /// COPY/MOVE from a real folder into a request folder: the messages are
 /// read upstream (a prefix of each) and taken like an APPEND of them.
 /// Responses the upstream sends meanwhile about the selected folder
@@ -260,7 +251,7 @@ async fn from_real_folder(
 ) -> Outcome {
     let tag = req.tag;
     let what = if is_move { "MOVE" } else { "COPY" };
-    let Some(set) = set_text(req) else {
+    let Some(set) = req.set_text() else {
         return io.status(invalid_set(tag, what)).await;
     };
     let prefix = if uid { "UID " } else { "" };
@@ -366,4 +357,13 @@ async fn expunge_from_selection(st: &mut State, io: &mut dyn Io, uids: &[u32]) -
         return Ok(());
     }
     io.send(out.into()).await
+}
+
+/// COPY / UID COPY of a real folder to a real folder, on its way upstream:
+/// the copied UIDs are remembered (an expunge of them is a move).
+pub async fn before_forward(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outcome {
+    match req.set_text() {
+        Some(set) => super::super::capture::before_copy(st, io, req.name == "UID COPY", set).await,
+        None => Ok(()),
+    }
 }

@@ -46,3 +46,17 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     }
     io.status(Status::ok(tag, "Expunge completed.")).await
 }
+
+/// EXPUNGE / UID EXPUNGE of a real folder, on its way upstream: what it
+/// removes is captured first (SPEC section 4).
+pub async fn before_forward(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outcome {
+    let set = match req.name {
+        "UID EXPUNGE" => match req.set_text() {
+            Some(set) => Some(set),
+            // Not a set the proxy can pass on: the upstream answers BAD.
+            None => return Ok(()),
+        },
+        _ => None,
+    };
+    super::super::capture::before_expunge(st, io, set).await
+}

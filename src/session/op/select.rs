@@ -74,7 +74,13 @@ pub async fn before_forward(st: &mut State, io: &mut dyn Io, req: &Request<'_>) 
             st.enable_condstore();
         }
     }
-    if let Selection::Tree(_) = st.select(Selection::Upstream) {
+    let left_tree = matches!(st.select(Selection::Upstream), Selection::Tree(_));
+    match req.body() {
+        Some(CommandBody::Select { mailbox, .. }) => st.select_real(mailbox_bytes(mailbox).to_vec(), true),
+        Some(CommandBody::Examine { mailbox, .. }) => st.select_real(mailbox_bytes(mailbox).to_vec(), false),
+        _ => {}
+    }
+    if left_tree {
         // Leaving a tree folder for a real one: say so as the upstream would.
         io.status(closed()).await?;
     }

@@ -419,7 +419,7 @@ impl Tree {
         let mut folders: Vec<FolderRecord> = store
             .deleted_folders(&self.user)?
             .into_iter()
-            .filter(|(_, f)| !f.messages.is_empty())
+            .filter(|(_, f)| f.shown().next().is_some())
             .map(|(name, f)| self.deleted_record(name, &f))
             .collect();
         if folders.is_empty() {
@@ -469,8 +469,8 @@ impl Tree {
             uidvalidity: f.uidvalidity,
             uidnext: f.next_uid,
             highestmodseq: 0,
-            messages: f.messages.len() as u32,
-            bytes: f.messages.iter().map(|m| m.message.size).sum(),
+            messages: f.shown().count() as u32,
+            bytes: f.shown().map(|m| m.message.size).sum(),
             messages_at: None,
         }
     }
@@ -702,7 +702,7 @@ impl Tree {
             return Err(OpenError::NotFound);
         };
         match store.deleted_folder(&self.user, &name)? {
-            Some(f) if !f.messages.is_empty() => Ok(Openable::Deleted {
+            Some(f) if f.shown().next().is_some() => Ok(Openable::Deleted {
                 messages: f.records(),
                 folder: self.deleted_record(name, &f),
             }),
