@@ -52,12 +52,25 @@ enum Command {
     },
     /// Apply retention now.
     Prune,
-    /// Write one message of a snapshot as .eml (stdout without -o).
+    /// List a user's Recently Deleted messages (captured at expunge or
+    /// found gone by a snapshot).
+    Deleted {
+        #[arg(long)]
+        user: String,
+        /// One folder (as the server names it).
+        #[arg(long)]
+        folder: Option<String>,
+    },
+    /// Write one message of a snapshot (or of Recently Deleted, with
+    /// --deleted) as .eml (stdout without -o).
     Export {
         #[arg(long)]
         user: String,
+        #[arg(long, required_unless_present = "deleted", conflicts_with = "deleted")]
+        date: Option<String>,
+        /// From `Time Machine/Recently Deleted/<folder>` (UIDs as listed by `deleted`).
         #[arg(long)]
-        date: String,
+        deleted: bool,
         #[arg(long)]
         folder: String,
         #[arg(long)]
@@ -213,7 +226,7 @@ fn finish(reply: Reply, output: Option<PathBuf>) -> anyhow::Result<()> {
                 bail!("{failed} of {} snapshots failed", results.len());
             }
         }
-        Reply::Snapshots { list } => {
+        Reply::Snapshots { list, deleted } => {
             println!(
                 "{:<20} {:<10} {:>7} {:>9} {:>12}",
                 "user", "date", "folders", "messages", "bytes"
@@ -222,6 +235,27 @@ fn finish(reply: Reply, output: Option<PathBuf>) -> anyhow::Result<()> {
                 println!(
                     "{:<20} {:<10} {:>7} {:>9} {:>12}",
                     s.user, s.date, s.folders, s.messages, s.bytes
+                );
+            }
+            if !deleted.is_empty() {
+                println!("\n{:<20} recently deleted (captured at expunge or found gone)", "user");
+                for (user, n) in deleted {
+                    println!("{user:<20} {n}");
+                }
+            }
+        }
+        Reply::Deleted { list } => {
+            println!(
+                "{:<24} {:>6} {:>9} {:<28} {:<20} subject",
+                "folder", "uid", "bytes", "internaldate", "deleted"
+            );
+            for d in list {
+                let when = jiff::Timestamp::from_second(d.deleted_at)
+                    .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default();
+                println!(
+                    "{:<24} {:>6} {:>9} {:<28} {:<20} {}",
+                    d.folder, d.uid, d.size, d.internaldate, when, d.subject
                 );
             }
         }
@@ -322,18 +356,21 @@ fn main() -> anyhow::Result<()> {
             None,
         ),
         Command::Billing { month } => (Request::Billing { month }, None),
+        Command::Deleted { user, folder } => (Request::Deleted { user, folder }, None),
         Command::Export {
             user,
             date,
+            deleted,
             folder,
             uid,
             output,
         } => (
             Request::Export {
                 user,
-                date,
+                date: date.unwrap_or_default(),
                 folder,
                 uid,
+                deleted,
             },
             output,
         ),

@@ -269,3 +269,98 @@ async fn captured_at_expunge_through_the_proxy() {
     let rd = contents(&mut other, "Time Machine/Recently Deleted/Work").await;
     assert_eq!(rd, vec![expected("two"), expected("three")], "{rd:?}");
 }
+
+/// Runs the CLI against a running `serve` (through its admin socket).
+fn cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_imap-time-machine"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run the CLI")
+}
+
+/// The deployed binary captures at expunge; `deleted` lists what is in
+/// Recently Deleted, `export --deleted` writes it byte for byte,
+/// `snapshots` counts it per user, and a wrong folder is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_and_exports_recently_deleted() {
+    let d = Dovecot::start_seeded('/');
+    let p = support::ProxyProcess::start(d.addr(), |t| t, false).await;
+    let out = cli(&p.config_path, &["snapshot", "--user", "alice", "--label", DAY1]);
+    assert!(out.status.success(), "{}", show(&out.stderr));
+
+    let message = new_message("gone the same day");
+    let mut alice = Client::login_tls(p.tls, "alice", "alice-pw").await;
+    let r = alice.append("a", "Work", &message).await;
+    assert!(r.contains("a OK"), "{r}");
+    alice.cmd("s", "SELECT Work").await;
+    let r = show(&alice.cmd("d", "STORE 1:* +FLAGS.SILENT (\\Deleted)").await);
+    assert!(r.contains("d OK"), "{r}");
+    let r = show(&alice.cmd("x", "EXPUNGE").await);
+    assert!(r.contains("x OK"), "{r}");
+
+    let out = cli(&p.config_path, &["deleted", "--user", "alice"]);
+    let listing = show(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out.stderr));
+    let line = listing
+        .lines()
+        .find(|l| l.contains("gone the same day"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(line.starts_with("Work "), "{listing}");
+    // The fixture's Work message was in the snapshot and was expunged too.
+    assert_eq!(
+        listing.lines().filter(|l| l.starts_with("Work ")).count(),
+        2,
+        "{listing}"
+    );
+    let uid = line.split_whitespace().nth(1).expect("uid");
+
+    let out = cli(
+        &p.config_path,
+        &[
+            "export",
+            "--user",
+            "alice",
+            "--deleted",
+            "--folder",
+            "Work",
+            "--uid",
+            uid,
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out.stderr));
+    assert_eq!(show(&out.stdout), show(&message), "exported bytes");
+
+    let out = cli(&p.config_path, &["snapshots"]);
+    let text = show(&out.stdout);
+    assert!(
+        text.contains("recently deleted") && text.contains("\nalice                2\n"),
+        "{text}"
+    );
+
+    let out = cli(
+        &p.config_path,
+        &[
+            "export",
+            "--user",
+            "alice",
+            "--deleted",
+            "--folder",
+            "Nope",
+            "--uid",
+            "1",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = show(&out.stderr);
+    assert!(
+        err.contains("nothing in Recently Deleted/Nope") && err.contains("Work"),
+        "{err}"
+    );
+    let out = cli(
+        &p.config_path,
+        &["export", "--user", "alice", "--folder", "Work", "--uid", "1"],
+    );
+    assert!(!out.status.success(), "export needs --date or --deleted");
+}

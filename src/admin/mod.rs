@@ -10,7 +10,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::services::Services;
-use crate::snapshot::{ProgressFn, PruneReport, UserResult};
+use crate::snapshot::{DeletedEntry, ProgressFn, PruneReport, UserResult};
 use crate::store::{RequestState, RestoreRequest, SnapshotInfo};
 
 /// A CLI command, as sent over the socket.
@@ -30,6 +30,13 @@ pub enum Request {
         date: String,
         folder: String,
         uid: u32,
+        /// From Recently Deleted (`date` is not used).
+        #[serde(default)]
+        deleted: bool,
+    },
+    Deleted {
+        user: String,
+        folder: Option<String>,
     },
     RestoreList {
         status: Option<String>,
@@ -65,6 +72,12 @@ pub enum Reply {
     },
     Snapshots {
         list: Vec<SnapshotInfo>,
+        /// Messages in Recently Deleted, per user who has any.
+        #[serde(default)]
+        deleted: Vec<(String, u64)>,
+    },
+    Deleted {
+        list: Vec<DeletedEntry>,
     },
     Prune {
         report: PruneReport,
@@ -105,8 +118,12 @@ pub async fn execute(services: &Services, request: Request, progress: ProgressFn
             Ok(results) => Reply::Snapshot { results },
             Err(e) => error(e),
         },
-        Request::Snapshots { user } => match svc.list(user.as_deref()) {
-            Ok(list) => Reply::Snapshots { list },
+        Request::Snapshots { user } => match (svc.list(user.as_deref()), svc.deleted_counts(user.as_deref())) {
+            (Ok(list), Ok(deleted)) => Reply::Snapshots { list, deleted },
+            (Err(e), _) | (_, Err(e)) => error(e),
+        },
+        Request::Deleted { user, folder } => match svc.deleted(&user, folder.as_deref()) {
+            Ok(list) => Reply::Deleted { list },
             Err(e) => error(e),
         },
         Request::Prune => match svc.prune(now).await {
@@ -161,7 +178,11 @@ pub async fn execute(services: &Services, request: Request, progress: ProgressFn
             date,
             folder,
             uid,
-        } => match svc.export(&user, &date, &folder, uid) {
+            deleted,
+        } => match match deleted {
+            true => svc.export_deleted(&user, &folder, uid),
+            false => svc.export(&user, &date, &folder, uid),
+        } {
             Ok(raw) => Reply::Export {
                 base64: base64::engine::general_purpose::STANDARD.encode(raw),
             },

@@ -18,7 +18,7 @@ use tokio::sync::{RwLock, Semaphore};
 use tracing::{error, info, info_span, Instrument};
 
 use crate::config::{parse_hh_mm, Config};
-use crate::store::{find_folder, RequestState, SnapshotInfo, Store, StoreError, SweepStats};
+use crate::store::{find_folder, FolderRecord, RequestState, SnapshotInfo, Store, StoreError, SweepStats};
 use crate::upstream::Connector;
 
 use self::job::{Job, JobStats};
@@ -29,6 +29,19 @@ use self::schedule::{Clock, Schedule};
 pub struct UserResult {
     pub user: String,
     pub result: Result<JobStats, String>,
+}
+
+/// A message in Recently Deleted, as the CLI lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletedEntry {
+    /// The upstream's folder name.
+    pub folder: String,
+    /// Its UID in `Time Machine/Recently Deleted/<folder>`.
+    pub uid: u32,
+    pub size: u64,
+    pub internaldate: String,
+    pub deleted_at: i64,
+    pub subject: String,
 }
 
 /// What `prune` removed.
@@ -255,6 +268,112 @@ impl Service {
             Some(raw) => Ok(raw),
             None => Err(ServiceError::Store(StoreError::Corrupt(format!(
                 "body of UID {uid} is missing"
+            )))),
+        }
+    }
+
+    /// Recently Deleted of `user` (one folder or all), for the CLI.
+    pub fn deleted(&self, user: &str, folder: Option<&str>) -> Result<Vec<DeletedEntry>, ServiceError> {
+        let mut all = self.store.deleted_folders(user)?;
+        if let Some(wanted) = folder {
+            let f = self.deleted_folder_named(user, &all, wanted)?;
+            all.retain(|(name, _)| *name == f);
+        }
+        let mut out = Vec::new();
+        for (name, f) in all {
+            for d in f.shown() {
+                let raw = self.store.blob(user, &d.message.hash)?.unwrap_or_default();
+                let subject = mail_parser::MessageParser::default()
+                    .parse_headers(&raw)
+                    .and_then(|m| m.subject().map(str::to_string))
+                    .unwrap_or_default();
+                out.push(DeletedEntry {
+                    folder: String::from_utf8_lossy(&name).into_owned(),
+                    uid: d.message.uid,
+                    size: d.message.size,
+                    internaldate: d.message.internaldate.clone(),
+                    deleted_at: d.deleted_at,
+                    subject,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Messages in Recently Deleted per user (`snapshots` shows them).
+    pub fn deleted_counts(&self, user: Option<&str>) -> Result<Vec<(String, u64)>, ServiceError> {
+        let users: Vec<String> = match user {
+            Some(u) => vec![u.to_string()],
+            None => self.all_users()?,
+        };
+        let mut out = Vec::new();
+        for u in users {
+            let n: usize = self
+                .store
+                .deleted_folders(&u)?
+                .iter()
+                .map(|(_, f)| f.shown().count())
+                .sum();
+            if n > 0 {
+                out.push((u, n as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The folder `wanted` names among a user's Recently Deleted folders.
+    fn deleted_folder_named(
+        &self,
+        user: &str,
+        all: &[(Vec<u8>, crate::store::DeletedFolder)],
+        wanted: &str,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let records: Vec<FolderRecord> = all
+            .iter()
+            .map(|(name, _)| FolderRecord {
+                name: name.clone(),
+                delimiter: None,
+                attributes: Vec::new(),
+                flags: Vec::new(),
+                selectable: true,
+                uidvalidity: 0,
+                uidnext: 0,
+                highestmodseq: 0,
+                messages: 0,
+                bytes: 0,
+                messages_at: None,
+            })
+            .collect();
+        match find_folder(&records, wanted) {
+            Some(f) => Ok(f.name.clone()),
+            None => Err(ServiceError::BadRequest(format!(
+                "{user} has nothing in Recently Deleted/{wanted} (folders with deleted mail: {})",
+                all.iter()
+                    .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// One message of Recently Deleted as .eml.
+    pub fn export_deleted(&self, user: &str, folder: &str, uid: u32) -> Result<Vec<u8>, ServiceError> {
+        let all = self.store.deleted_folders(user)?;
+        let name = self.deleted_folder_named(user, &all, folder)?;
+        let found = all
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .flat_map(|(_, f)| f.shown())
+            .find(|d| d.message.uid == uid);
+        let Some(d) = found else {
+            return Err(ServiceError::BadRequest(format!(
+                "no message with UID {uid} in Recently Deleted/{folder} of {user}"
+            )));
+        };
+        match self.store.blob(user, &d.message.hash)? {
+            Some(raw) => Ok(raw),
+            None => Err(ServiceError::Store(StoreError::Corrupt(format!(
+                "body of Recently Deleted UID {uid} is missing"
             )))),
         }
     }
