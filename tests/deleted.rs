@@ -127,6 +127,17 @@ async fn recently_deleted_after_the_nightly_snapshot() {
     let r = show(&bob.cmd("l", "LIST \"\" \"Time Machine/Recently Deleted*\"").await);
     assert!(!r.contains("* LIST"), "{r}");
 
+    // A restore request from it asks for the newest day that had the
+    // folder (Work/Projects is gone from the second snapshot).
+    alice
+        .cmd("s", "EXAMINE \"Time Machine/Recently Deleted/Work/Projects\"")
+        .await;
+    let r = show(&alice.cmd("c", "COPY 1 \"Time Machine/Restore Requests\"").await);
+    assert!(
+        r.contains(&format!("c OK [COPYUID 1 1 ")) && r.contains(&format!("for {DAY1}, Work/Projects filed")),
+        "{r}"
+    );
+
     // Dragged out, it is live again exactly, and leaves Recently Deleted.
     alice.cmd("s", "SELECT \"Time Machine/Recently Deleted/Work\"").await;
     let r = show(&alice.cmd("c", "UID COPY 1 Work").await);

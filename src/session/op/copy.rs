@@ -219,9 +219,21 @@ async fn into_request_folder(
             let Some(&first) = indices.first() else {
                 return io.status(Status::ok(tag, "No messages found.")).await;
             };
-            let date = sel.date.clone();
             let folder = String::from_utf8_lossy(&sel.folder.name).into_owned();
             let src = sel.uids[first];
+            // From Recently Deleted: the newest day that had the folder.
+            let date = match sel.date.as_str() {
+                DELETED_DATE => match st.tree.newest_date_with(&sel.folder.name) {
+                    Ok(Some(date)) => date,
+                    _ => {
+                        let text = format!(
+                            "No retained snapshot has the folder {folder}; drag the message into a real folder to recover it"
+                        );
+                        return io.status(Status::no(tag, Code::NonExistent, text)).await;
+                    }
+                },
+                date => date.to_string(),
+            };
             requests::file(st, io, tag, &date, Some(&folder), Some((src, is_move))).await
         }
         _ => {

@@ -334,6 +334,20 @@ impl Tree {
         }
     }
 
+    /// The newest retained day whose snapshot has `folder` (a restore
+    /// request made from Recently Deleted asks for that day).
+    pub fn newest_date_with(&self, folder: &[u8]) -> Result<Option<String>, StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        for date in self.dates()?.into_iter().rev() {
+            if store.folder(&self.user, &date, folder)?.is_some_and(|f| f.selectable) {
+                return Ok(Some(date));
+            }
+        }
+        Ok(None)
+    }
+
     /// The user's retained dates, oldest first.
     fn dates(&self) -> Result<Vec<String>, StoreError> {
         match &self.store {
