@@ -134,7 +134,7 @@ async fn recently_deleted_after_the_nightly_snapshot() {
         .await;
     let r = show(&alice.cmd("c", "COPY 1 \"Time Machine/Restore Requests\"").await);
     assert!(
-        r.contains(&format!("c OK [COPYUID 1 1 ")) && r.contains(&format!("for {DAY1}, Work/Projects filed")),
+        r.contains("c OK [COPYUID 1 1 ") && r.contains(&format!("for {DAY1}, Work/Projects filed")),
         "{r}"
     );
 
