@@ -18,7 +18,8 @@ use support::{Client, Dovecot, ProxyProcess};
 
 struct Args {
     /// Run one part only: `tm` (Time Machine folders), `restore` (after
-    /// `tm`, whose snapshot it restores) or `snapshots`.
+    /// `tm`, whose snapshot it restores), `snapshots` or `deleted`
+    /// (capture at expunge, Recently Deleted).
     only: Option<String>,
     messages: usize,
     noops: usize,
@@ -153,6 +154,7 @@ async fn main() {
             drop(p);
             return snapshots(&d, &a).await;
         }
+        Some("deleted") => return deleted(&d, &p, &a).await,
         _ => {}
     }
 
@@ -626,4 +628,107 @@ async fn snapshots(d: &Dovecot, a: &Args) {
         raw_bytes as f64 / 1048576.0,
         verdict(size as f64 <= 1.2 * raw_bytes as f64)
     );
+}
+
+/// Issue 13: what capture at expunge adds to `UID EXPUNGE` (messages the
+/// store does not hold, and ones it holds) against Dovecot directly, and
+/// opening Recently Deleted after fifteen days of 2 % daily churn against
+/// SELECT of the live folder. One run each (an expunge is not repeatable).
+async fn deleted(d: &Dovecot, p: &ProxyProcess, a: &Args) {
+    println!("\n## Capture at expunge: UID EXPUNGE 1:* of n messages (one run each, plain client side)");
+    println!(
+        "{:>6} {:>14} {:>22} {:>22}",
+        "n", "direct ms", "proxy, not held ms", "proxy, held ms"
+    );
+    let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    let mut proxy = Client::login_plain(p.plain, "alice", "alice-pw").await;
+    for (i, n) in [1usize, 100, 1000].into_iter().enumerate() {
+        let seed = 7000 + 10 * i as u64;
+        d.generate("alice", "alice-pw", &format!("ExD{n}"), n, 4000, seed);
+        d.generate("alice", "alice-pw", &format!("ExN{n}"), n, 4000, seed + 1);
+        d.generate("alice", "alice-pw", &format!("ExH{n}"), n, 4000, seed + 2);
+        // The held ones are in a snapshot before they are expunged.
+        run_cli(
+            &p.config_path,
+            &["snapshot", "--user", "alice", "--label", "2026-10-31"],
+        );
+        let t_direct = expunge_all(&mut direct, &format!("ExD{n}")).await;
+        let t_new = expunge_all(&mut proxy, &format!("ExN{n}")).await;
+        let t_held = expunge_all(&mut proxy, &format!("ExH{n}")).await;
+        println!(
+            "{n:>6} {t_direct:>14.1} {t_new:>15.1} ({:>4.1}x) {t_held:>15.1} ({:>4.1}x){}",
+            t_new / t_direct,
+            t_held / t_direct,
+            if n >= 100 {
+                format!("  held within 1.5x: {}", verdict(t_held <= 1.5 * t_direct))
+            } else {
+                String::new()
+            }
+        );
+    }
+
+    // Fifteen days of 2 % churn on the bench folder, deleted directly on
+    // the server (found gone by each snapshot).
+    let churn = (a.messages / 50).max(1);
+    let label = |day: i64| format!("2026-11-{day:02}");
+    let t = Instant::now();
+    run_cli(&p.config_path, &["snapshot", "--user", "alice", "--label", &label(1)]);
+    let mut snap_ms = Vec::new();
+    for day in 2..=16i64 {
+        direct.cmd("s", "SELECT Bench").await;
+        direct
+            .cmd("x", &format!("STORE 1:{churn} +FLAGS.SILENT (\\Deleted)"))
+            .await;
+        direct.cmd("y", "EXPUNGE").await;
+        direct.cmd("u", "UNSELECT").await;
+        d.generate("alice", "alice-pw", "Bench", churn, 4000, 8000 + day as u64);
+        snap_ms.push(
+            run_cli(&p.config_path, &["snapshot", "--user", "alice", "--label", &label(day)]).as_secs_f64() * 1000.0,
+        );
+    }
+    println!(
+        "\n15 days of {churn} deleted and {churn} added a day on {} messages in {:.1} s; each snapshot (with its Recently Deleted reconciliation) median {:.0} ms",
+        a.messages,
+        t.elapsed().as_secs_f64(),
+        median(snap_ms)
+    );
+    let mut live = Vec::new();
+    let mut gone = Vec::new();
+    let mut rd_exists = String::new();
+    for _ in 0..a.rounds {
+        for _ in 0..20 {
+            let t = Instant::now();
+            direct.cmd("s", "SELECT Bench").await;
+            live.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let r = proxy.cmd("s", "SELECT \"Time Machine/Recently Deleted/Bench\"").await;
+            gone.push(t.elapsed().as_secs_f64() * 1000.0);
+            rd_exists = support::show(&r)
+                .lines()
+                .find(|l| l.ends_with(" EXISTS"))
+                .unwrap_or_default()
+                .to_string();
+        }
+    }
+    let (live, gone) = (median(live), median(gone));
+    println!(
+        "SELECT Recently Deleted/Bench ({rd_exists}) via proxy median {gone:.2} ms vs SELECT of the live Bench ({} messages) direct {live:.2} ms: {:.2}x (target <= 1.0: {})",
+        a.messages,
+        gone / live,
+        verdict(gone <= live)
+    );
+}
+
+/// Marks every message of `folder` `\Deleted` and times `UID EXPUNGE 1:*`
+/// (milliseconds).
+async fn expunge_all(c: &mut Client, folder: &str) -> f64 {
+    let r = c.cmd("s", &format!("SELECT {folder}")).await;
+    assert!(support::show(&r).contains("s OK"), "{}", support::show(&r));
+    c.cmd("d", "STORE 1:* +FLAGS.SILENT (\\Deleted)").await;
+    let t = Instant::now();
+    let r = c.cmd("x", "UID EXPUNGE 1:*").await;
+    let dt = t.elapsed().as_secs_f64() * 1000.0;
+    assert!(support::show(&r).contains("x OK"), "{}", support::show(&r));
+    c.cmd("u", "UNSELECT").await;
+    dt
 }

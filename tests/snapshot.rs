@@ -262,6 +262,10 @@ async fn retention_keeps_the_newest_dates_and_frees_bodies() {
     let expected: Vec<String> = (0..15).rev().map(day).collect();
     assert_eq!(dates, expected);
     assert_eq!(report.removed.len(), 2);
+    // The short-lived message went to Recently Deleted when the snapshot
+    // of day(14) found it gone; it leaves with day(15), the last day that
+    // held it, and only then is its body freed.
+    assert_eq!(report.deleted_removed, 1);
     assert_eq!(report.sweep.blobs_removed, 1);
     let (blobs_after, size_after) = svc.store.blob_stats().expect("stats");
     assert_eq!(blobs_after, blobs_before - 1);

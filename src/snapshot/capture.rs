@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tracing::info;
 
 use crate::imap::fetch_scan::{self, atom_list};
-use crate::store::{MessageRecord, Store};
+use crate::store::{Held, MessageRecord, Store};
 use crate::upstream::client::Next;
 use crate::upstream::folders::{examine, Listed};
 use crate::upstream::Connector;
@@ -42,9 +42,6 @@ fn as_last_seen(flags: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-/// Messages with the time they were last held.
-type Held = Vec<(MessageRecord, i64)>;
-
 /// Captures messages `uids` of `user`'s folder `folder` before they are
 /// expunged; `copied`: those the session copied elsewhere first.
 async fn capture(
@@ -56,6 +53,13 @@ async fn capture(
     now: i64,
 ) -> Result<Captured, SnapshotError> {
     let (store, connector, config) = (c.store.clone(), c.connector.as_ref(), &c.config.snapshots);
+    // The day it was last held: today where the snapshots are dated.
+    let tz = jiff::tz::TimeZone::get(&config.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let today = jiff::Timestamp::from_second(now)
+        .unwrap_or_default()
+        .to_zoned_datetime(tz)
+        .date()
+        .to_string();
     let mut up = connector.connect_as(user).await?;
     let condstore = up.has_capability("CONDSTORE");
     let examined = examine(&mut up, folder, false).await?;
@@ -146,7 +150,7 @@ async fn capture(
     let (copied_away, gone): (Held, Held) = records
         .iter()
         .filter(|m| !elsewhere.contains(&m.hash))
-        .map(|m| (m.clone(), now))
+        .map(|m| (m.clone(), today.clone()))
         .partition(|(m, _)| copied.contains(&m.uid));
     let added = store.add_deleted(user, folder, &gone, false, now)?;
     store.add_deleted(user, folder, &copied_away, true, now)?;

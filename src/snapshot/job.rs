@@ -410,7 +410,7 @@ impl Job<'_> {
         if let Some(p) = &prev {
             // The snapshot stands; Recently Deleted is derived from it, and a
             // failure here is caught up by the next run.
-            match self.store.reconcile_deleted(user, date, &before, p.taken_at, taken_at) {
+            match self.store.reconcile_deleted(user, date, &before, &p.date, taken_at) {
                 Ok((added, removed)) => {
                     stats.deleted_found = added as u64;
                     if added + removed > 0 {

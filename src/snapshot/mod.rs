@@ -221,9 +221,8 @@ impl Service {
                 report.removed.push((s.user, s.date));
             }
         }
-        // Recently Deleted ages by the time its messages were last held.
-        let held_cutoff = now.as_second() - i64::from(self.config.snapshots.retention_days) * 86_400;
-        report.deleted_removed = self.store.prune_deleted(held_cutoff)?;
+        // Recently Deleted goes with the day that last held a message.
+        report.deleted_removed = self.store.prune_deleted(&cutoff)?;
         report.sweep = self.store.sweep()?;
         info!(
             removed = report.removed.len(),

@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{corrupt, decode, encode, keys, Hash, MessageRecord, Store, StoreError, CF_DELETED};
 
+/// Messages with the date label of the snapshot or capture that last
+/// held them.
+pub type Held = Vec<(MessageRecord, String)>;
+
 /// Folders (by the upstream's name) with their messages.
 pub type FolderMessages = Vec<(Vec<u8>, Vec<MessageRecord>)>;
 
@@ -37,9 +41,9 @@ pub struct DeletedMessage {
     /// Flags and INTERNALDATE as last seen, the content's hash; `uid` is
     /// its UID in Recently Deleted.
     pub message: MessageRecord,
-    /// When the snapshot or capture that last held it was taken: it ages
-    /// out of retention from then.
-    pub held_at: i64,
+    /// The date label of the snapshot (or the day of the capture) that last
+    /// held it: it leaves with that day, when retention prunes it.
+    pub held_on: String,
     /// When it was found gone.
     pub deleted_at: i64,
     /// Captured at an expunge after the session copied it elsewhere (a
@@ -110,8 +114,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Adds messages to a folder's Recently Deleted, each with the time the
-    /// snapshot or capture holding it was taken; a content already there is
+    /// Adds messages to a folder's Recently Deleted, each with the date of
+    /// the snapshot or capture that last held it; a content already there is
     /// not added twice (its flags and date are updated). `held_back`: kept
     /// but not shown until the next snapshot decides ([`DeletedMessage`]).
     /// Returns how many were new.
@@ -119,7 +123,7 @@ impl Store {
         &self,
         user: &str,
         folder: &[u8],
-        gone: &[(MessageRecord, i64)],
+        gone: &[(MessageRecord, String)],
         held_back: bool,
         now: i64,
     ) -> Result<usize, StoreError> {
@@ -132,12 +136,12 @@ impl Store {
                 f.next_uid = 1;
             }
             let mut added = 0;
-            for (m, held_at) in gone {
+            for (m, held_on) in gone {
                 if let Some(at) = f.messages.iter().position(|d| d.message.hash == m.hash) {
                     let next_uid = f.next_uid;
                     let Some(have) = f.messages.get_mut(at) else { continue };
-                    if *held_at >= have.held_at {
-                        have.held_at = *held_at;
+                    if *held_on >= have.held_on {
+                        have.held_on = held_on.clone();
                         have.message.flags = m.flags.clone();
                         have.message.internaldate = m.internaldate.clone();
                     }
@@ -155,7 +159,7 @@ impl Store {
                         modseq: 0,
                         ..m.clone()
                     },
-                    held_at: *held_at,
+                    held_on: held_on.clone(),
                     deleted_at: now,
                     held_back,
                 };
@@ -175,9 +179,9 @@ impl Store {
         self.retain_deleted(user, |d| !live.contains(&d.message.hash))
     }
 
-    /// Takes out, for every user, the messages held last before `cutoff`
-    /// (retention). Returns how many.
-    pub fn prune_deleted(&self, cutoff: i64) -> Result<usize, StoreError> {
+    /// Takes out, for every user, the messages last held on a day before
+    /// `cutoff` (retention's first kept date). Returns how many.
+    pub fn prune_deleted(&self, cutoff: &str) -> Result<usize, StoreError> {
         let mut users = std::collections::BTreeSet::new();
         for item in self.db.iterator_cf(self.cf(CF_DELETED)?, rocksdb::IteratorMode::Start) {
             let (k, _) = item?;
@@ -189,7 +193,7 @@ impl Store {
         }
         let mut removed = 0;
         for user in users {
-            removed += self.retain_deleted(&user, |d| d.held_at >= cutoff)?;
+            removed += self.retain_deleted(&user, |d| d.held_on.as_str() >= cutoff)?;
         }
         Ok(removed)
     }
@@ -245,8 +249,8 @@ impl Store {
     }
 
     /// After `user`'s snapshot of `date` was committed: every message of
-    /// `before` (the previous snapshot's folders and messages, read before
-    /// the commit, taken at `held_at`) whose content is in no folder now
+    /// `before` (the folders and messages of the previous snapshot, dated
+    /// `held_on`, read before the commit) whose content is in no folder now
     /// enters its folder's Recently Deleted; whatever is live again leaves.
     /// Returns (added, removed).
     pub fn reconcile_deleted(
@@ -254,7 +258,7 @@ impl Store {
         user: &str,
         date: &str,
         before: &[(Vec<u8>, Vec<MessageRecord>)],
-        held_at: i64,
+        held_on: &str,
         now: i64,
     ) -> Result<(usize, usize), StoreError> {
         let mut live = HashSet::new();
@@ -282,10 +286,10 @@ impl Store {
             }
         }
         for (folder, msgs) in before {
-            let gone: Vec<(MessageRecord, i64)> = msgs
+            let gone: Held = msgs
                 .iter()
                 .filter(|m| !live.contains(&m.hash))
-                .map(|m| (m.clone(), held_at))
+                .map(|m| (m.clone(), held_on.to_string()))
                 .collect();
             added += self.add_deleted(user, folder, &gone, false, now)?;
         }

@@ -34,7 +34,7 @@ use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOp
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use deleted::{DeletedFolder, DeletedMessage, FolderMessages};
+pub use deleted::{DeletedFolder, DeletedMessage, FolderMessages, Held};
 pub use keys::Hash;
 pub use records::*;
 pub use user_state::{has_seen, set_seen, SeenState};
