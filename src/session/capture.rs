@@ -5,20 +5,32 @@
 //! expunge after it counts as a move. Shared by the EXPUNGE, CLOSE and
 //! COPY handlers.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 
+use crate::imap::fetch_scan;
 use crate::imap::response::tag_of;
+use crate::imap::sequence::compact;
+use crate::snapshot::capture;
+use crate::store::MessageRecord;
 
 use super::io::{Io, Outcome};
 use super::state::State;
 
 /// Captures what the coming expunge removes: the `\Deleted` messages of
-/// the selected folder, within `uid_set` for UID EXPUNGE. Responses the
-/// upstream sends meanwhile about the folder reach the client as they are.
+/// the selected folder, within `uid_set` for UID EXPUNGE. Everything is
+/// read on the session's connection: which messages (UID SEARCH), the
+/// folder's UIDVALIDITY (STATUS), their flags, and the bodies the newest
+/// snapshot lacks (in batches). Responses the upstream sends meanwhile
+/// about the folder reach the client as they are. A failure or running
+/// past `snapshots.capture_timeout_secs` is logged and counted, and the
+/// expunge goes on.
 pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&str>) -> Outcome {
     let (Some(capturer), Some(folder)) = (st.capture.clone(), st.writable_real_folder().map(<[u8]>::to_vec)) else {
         return Ok(());
     };
+    let started = std::time::Instant::now();
     let command = match uid_set {
         Some(set) => format!("UID SEARCH UID {set} DELETED"),
         None => "UID SEARCH DELETED".to_string(),
@@ -30,14 +42,101 @@ pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&st
         }
         match searched(&response) {
             Some(found) => uids.extend(found),
-            None => io.send(Bytes::from(response.to_vec())).await?,
+            None => io.send(response).await?,
         }
     }
     if uids.is_empty() {
         return Ok(());
     }
     let user = st.tree.user().to_string();
-    capturer.before_expunge(&user, &folder, &uids, st.copied()).await;
+    let fail = |why: &str| capture::failed(&user, &folder, uids.len(), why);
+    let Some(arg) = crate::imap::quoted(&folder) else {
+        fail("folder name not quotable");
+        return Ok(());
+    };
+    let mut uidvalidity = None;
+    for response in io.upstream(&format!("STATUS {arg} (UIDVALIDITY)")).await? {
+        match status_uidvalidity(&response) {
+            Some(v) => uidvalidity = Some(v),
+            None if tag_of(&response) == b"*" => io.send(response).await?,
+            None => {}
+        }
+    }
+    let Some(uidvalidity) = uidvalidity else {
+        fail("no UIDVALIDITY for the folder");
+        return Ok(());
+    };
+    let known = match capturer.known(&user, &folder, uidvalidity).await {
+        Ok(k) => k,
+        Err(e) => {
+            fail(&e.to_string());
+            return Ok(());
+        }
+    };
+    // The flags now (and which are still there); these FETCH responses
+    // are flag news the client may see as well.
+    let mut flags: HashMap<u32, Vec<String>> = HashMap::new();
+    for response in io
+        .upstream(&format!("UID FETCH {} (UID FLAGS)", compact(&uids)))
+        .await?
+    {
+        if tag_of(&response) != b"*" {
+            continue;
+        }
+        if let Ok(f) = fetch_scan::scan(&response) {
+            if let (Some(uid), Some(fl)) = (f.number("UID").and_then(|u| u32::try_from(u).ok()), f.get("FLAGS")) {
+                flags.insert(uid, fetch_scan::atom_list(fl));
+            }
+        }
+        io.send(response).await?;
+    }
+    let mut held: Vec<MessageRecord> = Vec::new();
+    let mut missing: Vec<u32> = Vec::new();
+    for uid in flags.keys() {
+        match known.get(uid) {
+            Some(m) => held.push(m.clone()),
+            None => missing.push(*uid),
+        }
+    }
+    missing.sort_unstable();
+    let mut pending = capture::Pending::default();
+    for batch in missing.chunks(BODIES_PER_FETCH) {
+        if started.elapsed() > capturer.timeout() {
+            fail("timed out");
+            return Ok(());
+        }
+        let command = format!(
+            "UID FETCH {} {}",
+            compact(batch),
+            crate::snapshot::job::body_items(false)
+        );
+        let mut bodies = Vec::new();
+        for response in io.upstream(&command).await? {
+            if tag_of(&response) != b"*" {
+                continue;
+            }
+            let has_body = fetch_scan::scan(&response).is_ok_and(|f| f.get("BODY[]").is_some());
+            if has_body {
+                bodies.push(response);
+            } else {
+                io.send(response).await?;
+            }
+        }
+        pending = match capturer.store_batch(&user, &folder, bodies, pending).await {
+            Ok(p) => p,
+            Err(e) => {
+                fail(&e.to_string());
+                return Ok(());
+            }
+        };
+    }
+    let left = capturer.timeout().saturating_sub(started.elapsed());
+    let finish = capturer.finish(&user, &folder, held, pending, flags, st.copied());
+    match tokio::time::timeout(left, finish).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => fail(&e.to_string()),
+        Err(_) => fail("timed out"),
+    }
     Ok(())
 }
 
@@ -53,13 +152,28 @@ pub async fn before_copy(st: &mut State, io: &mut dyn Io, uid: bool, set: &str) 
         if tag_of(&response) != b"*" {
             continue;
         }
-        match crate::imap::fetch_scan::scan(&response) {
+        match fetch_scan::scan(&response) {
             Ok(f) if f.items.len() == 1 => uids.extend(f.number("UID").and_then(|u| u32::try_from(u).ok())),
             _ => io.send(Bytes::from(response.to_vec())).await?,
         }
     }
     st.remember_copied(uids);
     Ok(())
+}
+
+/// Bodies asked for per FETCH while capturing: bounded memory.
+const BODIES_PER_FETCH: usize = 20;
+
+/// The UIDVALIDITY of a `* STATUS` response.
+fn status_uidvalidity(line: &[u8]) -> Option<u32> {
+    line.get(..9).filter(|p| p.eq_ignore_ascii_case(b"* STATUS "))?;
+    let text = std::str::from_utf8(line).ok()?;
+    let at = text.to_ascii_uppercase().rfind("UIDVALIDITY ")?;
+    text.get(at + 12..)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The numbers of a `* SEARCH` response (`None` for any other response).
@@ -80,5 +194,20 @@ mod tests {
         assert_eq!(searched(b"* search 7\r\n"), Some(vec![7]));
         assert_eq!(searched(b"* 3 EXISTS\r\n"), None);
         assert_eq!(searched(b"* SEARC"), None);
+    }
+
+    #[test]
+    fn status_responses() {
+        use super::status_uidvalidity;
+        assert_eq!(
+            status_uidvalidity(b"* STATUS Work (UIDVALIDITY 1764000000)\r\n"),
+            Some(1764000000)
+        );
+        assert_eq!(
+            status_uidvalidity(b"* STATUS \"a b\" (MESSAGES 3 UIDVALIDITY 7)\r\n"),
+            Some(7)
+        );
+        assert_eq!(status_uidvalidity(b"* 3 EXISTS\r\n"), None);
+        assert_eq!(status_uidvalidity(b"* STATUS x ()\r\n"), None);
     }
 }

@@ -4,22 +4,21 @@
 //! items, same storage, the same recorded views), and every removed
 //! message enters the folder's Recently Deleted at once.
 //!
-//! The capture runs on its own upstream connection (the master login the
-//! snapshots use), with the folder EXAMINEd: the user's session is not
-//! disturbed, and nothing changes in the mailbox.
+//! The session reads what it needs on its own upstream connection, where
+//! the folder is selected (`session::capture`): no second login, one FETCH
+//! of what the store lacks. Views that must be recorded (rare: messages the
+//! proxy does not read as the upstream does) use a connection of their own.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tracing::info;
 
-use crate::imap::fetch_scan::{self, atom_list};
 use crate::store::{Held, MessageRecord, Store};
-use crate::upstream::client::Next;
 use crate::upstream::folders::{examine, Listed};
 use crate::upstream::Connector;
 
-use super::job::{download, storage_worker, Job, JobStats, SnapshotError};
+use super::job::{downloaded, store_one, Job, SnapshotError, Stored};
 
 /// What one capture did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,134 +41,6 @@ fn as_last_seen(flags: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-/// Captures messages `uids` of `user`'s folder `folder` before they are
-/// expunged; `copied`: those the session copied elsewhere first.
-async fn capture(
-    c: &Capturer,
-    user: &str,
-    folder: &[u8],
-    uids: &[u32],
-    copied: &HashSet<u32>,
-    now: i64,
-) -> Result<Captured, SnapshotError> {
-    let (store, connector, config) = (c.store.clone(), c.connector.as_ref(), &c.config.snapshots);
-    // The day it was last held: today where the snapshots are dated.
-    let tz = jiff::tz::TimeZone::get(&config.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
-    let today = jiff::Timestamp::from_second(now)
-        .unwrap_or_default()
-        .to_zoned_datetime(tz)
-        .date()
-        .to_string();
-    let mut up = connector.connect_as(user).await?;
-    let condstore = up.has_capability("CONDSTORE");
-    let examined = examine(&mut up, folder, false).await?;
-    let name_text = String::from_utf8_lossy(folder).into_owned();
-
-    // What the newest snapshot holds of the folder under this UIDVALIDITY,
-    // and every content it holds elsewhere.
-    let newest = store
-        .snapshots(Some(user))?
-        .into_iter()
-        .max_by(|a, b| a.date.cmp(&b.date));
-    let mut known: HashMap<u32, MessageRecord> = HashMap::new();
-    let mut elsewhere: HashSet<crate::store::Hash> = HashSet::new();
-    if let Some(n) = &newest {
-        for (name, msgs) in store.snapshot_messages(user, &n.date)? {
-            if name == folder {
-                let same = store
-                    .folder(user, &n.date, folder)?
-                    .is_some_and(|f| f.uidvalidity == examined.uidvalidity);
-                if same {
-                    known.extend(msgs.into_iter().map(|m| (m.uid, m)));
-                }
-            } else {
-                elsewhere.extend(msgs.into_iter().map(|m| m.hash));
-            }
-        }
-    }
-
-    // The flags now, and which of the UIDs are still there.
-    let mut flags: HashMap<u32, Vec<String>> = HashMap::new();
-    let cmd = format!("UID FETCH {} (UID FLAGS)", crate::imap::sequence::compact(uids));
-    let tag = up.start(&cmd).await?;
-    loop {
-        match up.next(&tag).await? {
-            Next::Untagged(resp) => {
-                let Ok(f) = fetch_scan::scan(&resp) else { continue };
-                if let Some(uid) = f.number("UID").and_then(|u| u32::try_from(u).ok()) {
-                    flags.insert(uid, f.get("FLAGS").map(atom_list).unwrap_or_default());
-                }
-            }
-            Next::Done(t) if t.is_ok() => break,
-            Next::Done(t) => return Err(t.refusal(&cmd).into()),
-        }
-    }
-    let mut present: Vec<u32> = flags.keys().copied().collect();
-    present.sort_unstable();
-    let missing: Vec<u32> = present.iter().copied().filter(|u| !known.contains_key(u)).collect();
-
-    let mut records: Vec<MessageRecord> = Vec::new();
-    let mut stats = JobStats::default();
-    if !missing.is_empty() {
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let worker = {
-            let (store, user) = (store.clone(), user.to_string());
-            tokio::task::spawn_blocking(move || storage_worker(store, user, rx))
-        };
-        let fetched = download(&mut up, 0, &name_text, &missing, condstore, &tx, &mut stats).await;
-        drop(tx);
-        let stored = worker.await.map_err(|_| SnapshotError::Worker)?;
-        fetched?;
-        let stored = stored?;
-        let listed = [Listed {
-            name: folder.to_vec(),
-            delimiter: None,
-            attributes: Vec::new(),
-        }];
-        let job = Job {
-            store: store.clone(),
-            connector,
-            config,
-        };
-        job.record_views(&mut up, user, &listed, &stored.needs_view).await?;
-        records.extend(stored.records.into_iter().map(|(_, m)| m));
-    }
-    let _ = up.start("LOGOUT").await;
-    for uid in &present {
-        if let Some(m) = known.get(uid) {
-            records.push(m.clone());
-        }
-    }
-    for m in &mut records {
-        m.flags = as_last_seen(flags.remove(&m.uid).unwrap_or_else(|| std::mem::take(&mut m.flags)));
-    }
-    records.sort_unstable_by_key(|m| m.uid);
-    // Still in another folder: not deleted from the mailbox. Copied
-    // elsewhere by this session (a move by COPY and EXPUNGE): kept back
-    // until the next snapshot tells.
-    let (copied_away, gone): (Held, Held) = records
-        .iter()
-        .filter(|m| !elsewhere.contains(&m.hash))
-        .map(|m| (m.clone(), today.clone()))
-        .partition(|(m, _)| copied.contains(&m.uid));
-    let added = store.add_deleted(user, folder, &gone, false, now)?;
-    store.add_deleted(user, folder, &copied_away, true, now)?;
-    let out = Captured {
-        messages: records.len(),
-        downloaded: stats.bodies_fetched,
-        added,
-    };
-    info!(
-        user,
-        folder = %name_text,
-        messages = out.messages,
-        downloaded = out.downloaded,
-        added = out.added,
-        "captured at expunge"
-    );
-    Ok(out)
-}
-
 /// Captures that failed or ran out of time since the process started
 /// (each also logged): the expunge went on without them.
 static FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -179,7 +50,28 @@ pub fn failures() -> u64 {
     FAILURES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// What a session needs to capture before an expunge.
+/// Counts and logs a capture that did not happen; the expunge goes on.
+pub fn failed(user: &str, folder: &[u8], messages: usize, why: &str) {
+    FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::error!(
+        user,
+        folder = %String::from_utf8_lossy(folder),
+        messages,
+        why,
+        "capture failed; the expunge goes on"
+    );
+}
+
+/// Messages of one capture stored so far.
+#[derive(Default)]
+pub struct Pending {
+    stored: Stored,
+    downloaded: u64,
+}
+
+/// What a session needs to capture before an expunge. The session reads
+/// the messages on its own upstream connection (the folder is selected
+/// there); this stores them and keeps the Recently Deleted records.
 pub struct Capturer {
     store: Arc<Store>,
     connector: Arc<Connector>,
@@ -195,32 +87,158 @@ impl Capturer {
         }
     }
 
-    /// Captures `uids` of `folder` within `snapshots.capture_timeout_secs`;
-    /// a failure or a timeout is logged and counted, never returned: the
-    /// user's expunge goes on either way.
-    pub async fn before_expunge(
+    /// How long a capture may take before the expunge goes on without it.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.config.snapshots.capture_timeout_secs)
+    }
+
+    /// The records the newest snapshot holds of `folder` under
+    /// `uidvalidity`, by UID (their bodies need no download).
+    pub async fn known(
         &self,
         user: &str,
         folder: &[u8],
-        uids: &[u32],
+        uidvalidity: u32,
+    ) -> Result<HashMap<u32, MessageRecord>, SnapshotError> {
+        let (store, user, folder) = (self.store.clone(), user.to_string(), folder.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let Some(newest) = store
+                .snapshots(Some(&user))?
+                .into_iter()
+                .max_by(|a, b| a.date.cmp(&b.date))
+            else {
+                return Ok(HashMap::new());
+            };
+            match store.folder(&user, &newest.date, &folder)? {
+                Some(f) if f.uidvalidity == uidvalidity && f.selectable => Ok(store
+                    .messages_shared(&user, &newest.date, &folder)?
+                    .iter()
+                    .map(|m| (m.uid, m.clone()))
+                    .collect()),
+                _ => Ok(HashMap::new()),
+            }
+        })
+        .await
+        .map_err(|_| SnapshotError::Worker)?
+    }
+
+    /// Stores downloaded messages (the upstream's FETCH responses with
+    /// bodies, [`super::job::body_items`]) as a snapshot stores them.
+    pub async fn store_batch(
+        &self,
+        user: &str,
+        folder: &[u8],
+        responses: Vec<bytes::Bytes>,
+        pending: Pending,
+    ) -> Result<Pending, SnapshotError> {
+        let (store, user, name) = (
+            self.store.clone(),
+            user.to_string(),
+            String::from_utf8_lossy(folder).into_owned(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut pending = pending;
+            for resp in responses {
+                if let Some(d) = downloaded(&resp, 0, &name)? {
+                    pending.downloaded += 1;
+                    store_one(&store, &user, d, &mut pending.stored)?;
+                }
+            }
+            Ok(pending)
+        })
+        .await
+        .map_err(|_| SnapshotError::Worker)?
+    }
+
+    /// Ends a capture: records the upstream's views of stored messages
+    /// that need them (on a connection of its own, rarely), then puts every
+    /// message that left the mailbox into the folder's Recently Deleted in
+    /// one write. `known` are the snapshot's records of the others, `flags`
+    /// every message's flags now, `copied` the UIDs the session copied
+    /// elsewhere first (held back until the next snapshot).
+    pub async fn finish(
+        &self,
+        user: &str,
+        folder: &[u8],
+        known: Vec<MessageRecord>,
+        pending: Pending,
+        mut flags: HashMap<u32, Vec<String>>,
         copied: &HashSet<u32>,
-    ) -> Option<Captured> {
-        let limit = std::time::Duration::from_secs(self.config.snapshots.capture_timeout_secs);
-        let now = jiff::Timestamp::now().as_second();
-        let work = capture(self, user, folder, uids, copied, now);
-        let folder = String::from_utf8_lossy(folder);
-        match tokio::time::timeout(limit, work).await {
-            Ok(Ok(done)) => Some(done),
-            Ok(Err(e)) => {
-                FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(user, folder = %folder, messages = uids.len(), error = %e, "capture failed; the expunge goes on");
-                None
-            }
-            Err(_) => {
-                FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(user, folder = %folder, messages = uids.len(), secs = limit.as_secs(), "capture timed out; the expunge goes on");
-                None
-            }
+    ) -> Result<Captured, SnapshotError> {
+        let Pending { stored, downloaded } = pending;
+        if !stored.needs_view.is_empty() {
+            let mut up = self.connector.connect_as(user).await?;
+            examine(&mut up, folder, false).await?;
+            let listed = [Listed {
+                name: folder.to_vec(),
+                delimiter: None,
+                attributes: Vec::new(),
+            }];
+            let job = Job {
+                store: self.store.clone(),
+                connector: &self.connector,
+                config: &self.config.snapshots,
+            };
+            job.record_views(&mut up, user, &listed, &stored.needs_view).await?;
+            let _ = up.start("LOGOUT").await;
         }
+        let mut records: Vec<MessageRecord> = known;
+        records.extend(stored.records.into_iter().map(|(_, m)| m));
+        for m in &mut records {
+            m.flags = as_last_seen(flags.remove(&m.uid).unwrap_or_else(|| std::mem::take(&mut m.flags)));
+        }
+        records.sort_unstable_by_key(|m| m.uid);
+        let messages = records.len();
+        let tz = jiff::tz::TimeZone::get(&self.config.snapshots.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let now = jiff::Timestamp::now();
+        let today = now.to_zoned_datetime(tz).date().to_string();
+        let (store, user_s, folder_v, copied) = (self.store.clone(), user.to_string(), folder.to_vec(), copied.clone());
+        let added = tokio::task::spawn_blocking(move || -> Result<usize, SnapshotError> {
+            // Still in another folder of the newest snapshot: not deleted
+            // from the mailbox.
+            let mut elsewhere: HashSet<crate::store::Hash> = HashSet::new();
+            let wanted: HashSet<crate::store::Hash> = records.iter().map(|m| m.hash).collect();
+            if let Some(n) = store
+                .snapshots(Some(&user_s))?
+                .into_iter()
+                .max_by(|a, b| a.date.cmp(&b.date))
+            {
+                for f in store.folders(&user_s, &n.date)? {
+                    if f.name == folder_v || !f.selectable {
+                        continue;
+                    }
+                    for m in store.messages_shared(&user_s, &n.date, &f.name)?.iter() {
+                        if wanted.contains(&m.hash) {
+                            elsewhere.insert(m.hash);
+                        }
+                    }
+                }
+            }
+            // Copied elsewhere by this session (a move by COPY and
+            // EXPUNGE): held back until the next snapshot tells.
+            let (copied_away, gone): (Held, Held) = records
+                .iter()
+                .filter(|m| !elsewhere.contains(&m.hash))
+                .map(|m| (m.clone(), today.clone()))
+                .partition(|(m, _)| copied.contains(&m.uid));
+            let added = store.add_deleted(&user_s, &folder_v, &gone, false, now.as_second())?;
+            store.add_deleted(&user_s, &folder_v, &copied_away, true, now.as_second())?;
+            Ok(added)
+        })
+        .await
+        .map_err(|_| SnapshotError::Worker)??;
+        let out = Captured {
+            messages,
+            downloaded,
+            added,
+        };
+        info!(
+            user,
+            folder = %String::from_utf8_lossy(folder),
+            downloaded,
+            added,
+            "captured at expunge"
+        );
+        Ok(out)
     }
 }

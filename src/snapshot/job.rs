@@ -123,33 +123,79 @@ pub(super) fn storage_worker(
 ) -> Result<Stored, StoreError> {
     let mut done = Stored::default();
     while let Some(d) = rx.blocking_recv() {
-        let hash = *blake3::hash(&d.raw).as_bytes();
-        if store.put_content(&user, &hash, &d.raw, &d.content)? {
-            done.new_bodies += 1;
-            let need = views::needed(&d.raw, &d.content.bodystructure);
-            if need != views::Need::Nothing {
-                done.needs_view.push(NeedsView {
-                    folder: d.folder,
-                    uid: d.uid,
-                    hash,
-                    bodystructure: d.content.bodystructure.clone(),
-                    sizes_only: need == views::Need::Sizes,
-                });
-            }
-        }
-        done.records.push((
-            d.folder,
-            MessageRecord {
-                uid: d.uid,
-                flags: d.flags,
-                internaldate: d.internaldate,
-                hash,
-                modseq: d.modseq,
-                size: d.content.size,
-            },
-        ));
+        store_one(&store, &user, d, &mut done)?;
     }
     Ok(done)
+}
+
+/// Hashes, compresses and stores one downloaded message, noting whether
+/// its sections must be recorded from the upstream.
+pub(super) fn store_one(store: &Store, user: &str, d: Downloaded, done: &mut Stored) -> Result<(), StoreError> {
+    let hash = *blake3::hash(&d.raw).as_bytes();
+    if store.put_content(user, &hash, &d.raw, &d.content)? {
+        done.new_bodies += 1;
+        let need = views::needed(&d.raw, &d.content.bodystructure);
+        if need != views::Need::Nothing {
+            done.needs_view.push(NeedsView {
+                folder: d.folder,
+                uid: d.uid,
+                hash,
+                bodystructure: d.content.bodystructure.clone(),
+                sizes_only: need == views::Need::Sizes,
+            });
+        }
+    }
+    done.records.push((
+        d.folder,
+        MessageRecord {
+            uid: d.uid,
+            flags: d.flags,
+            internaldate: d.internaldate,
+            hash,
+            modseq: d.modseq,
+            size: d.content.size,
+        },
+    ));
+    Ok(())
+}
+
+/// The message a `UID FETCH (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE
+/// BODYSTRUCTURE BODY [MODSEQ] BODY.PEEK[])` response carries (`None` for
+/// a response without a body, e.g. a flag change).
+pub(super) fn downloaded(resp: &[u8], index: usize, name_text: &str) -> Result<Option<Downloaded>, SnapshotError> {
+    let Ok(f) = fetch_scan::scan(resp) else { return Ok(None) };
+    let (Some(uid), Some(body)) = (f.number("UID"), f.get("BODY[]")) else {
+        return Ok(None);
+    };
+    let raw =
+        string_value(body).ok_or_else(|| SnapshotError::Protocol(format!("BODY[] of UID {uid} in {name_text}")))?;
+    Ok(Some(Downloaded {
+        folder: index,
+        uid: uid as u32,
+        flags: without_recent(f.get("FLAGS").map(atom_list).unwrap_or_default()),
+        internaldate: f
+            .get("INTERNALDATE")
+            .and_then(string_value)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default(),
+        modseq: f.number("MODSEQ").unwrap_or(0),
+        content: ContentRecord {
+            size: f.number("RFC822.SIZE").unwrap_or(raw.len() as u64),
+            envelope: f.get("ENVELOPE").unwrap_or_default().to_vec(),
+            bodystructure: f.get("BODYSTRUCTURE").unwrap_or_default().to_vec(),
+            body: f.get("BODY").unwrap_or_default().to_vec(),
+        },
+        raw,
+    }))
+}
+
+/// The FETCH items of a downloaded message.
+pub fn body_items(condstore: bool) -> &'static str {
+    if condstore {
+        "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY MODSEQ BODY.PEEK[])"
+    } else {
+        "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY BODY.PEEK[])"
+    }
 }
 
 /// Downloads messages `uids` of the examined folder number `index` and
@@ -164,41 +210,20 @@ pub(super) async fn download(
     tx: &tokio::sync::mpsc::Sender<Downloaded>,
     stats: &mut JobStats,
 ) -> Result<(), SnapshotError> {
-    let modseq = if condstore { " MODSEQ" } else { "" };
     let cmd = format!(
-        "UID FETCH {} (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY{modseq} BODY.PEEK[])",
-        crate::imap::sequence::compact(uids)
+        "UID FETCH {} {}",
+        crate::imap::sequence::compact(uids),
+        body_items(condstore)
     );
     let tag = up.start(&cmd).await?;
     loop {
         match up.next(&tag).await? {
             Next::Untagged(resp) => {
-                let Ok(f) = fetch_scan::scan(&resp) else { continue };
-                let (Some(uid), Some(body)) = (f.number("UID"), f.get("BODY[]")) else {
+                let Some(d) = downloaded(&resp, index, name_text)? else {
                     continue;
                 };
-                let raw = string_value(body)
-                    .ok_or_else(|| SnapshotError::Protocol(format!("BODY[] of UID {uid} in {name_text}")))?;
                 stats.bodies_fetched += 1;
-                stats.bytes_fetched += raw.len() as u64;
-                let d = Downloaded {
-                    folder: index,
-                    uid: uid as u32,
-                    flags: without_recent(f.get("FLAGS").map(atom_list).unwrap_or_default()),
-                    internaldate: f
-                        .get("INTERNALDATE")
-                        .and_then(string_value)
-                        .map(|v| String::from_utf8_lossy(&v).into_owned())
-                        .unwrap_or_default(),
-                    modseq: f.number("MODSEQ").unwrap_or(0),
-                    content: ContentRecord {
-                        size: f.number("RFC822.SIZE").unwrap_or(raw.len() as u64),
-                        envelope: f.get("ENVELOPE").unwrap_or_default().to_vec(),
-                        bodystructure: f.get("BODYSTRUCTURE").unwrap_or_default().to_vec(),
-                        body: f.get("BODY").unwrap_or_default().to_vec(),
-                    },
-                    raw,
-                };
+                stats.bytes_fetched += d.raw.len() as u64;
                 // The worker ends early only on a store error: the join
                 // reports it.
                 if tx.send(d).await.is_err() {
