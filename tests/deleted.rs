@@ -192,9 +192,18 @@ async fn contents(c: &mut Client, folder: &str) -> Vec<String> {
 async fn captured_at_expunge_through_the_proxy() {
     let d = Dovecot::start_seeded('/');
     let p = Proxy::start(&d);
+    // One message in two folders when the snapshot is taken.
+    let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    for folder in ["Work", "Archive"] {
+        let r = direct.append("a", folder, &new_message("in two folders")).await;
+        assert!(r.contains("a OK"), "{r}");
+    }
     p.snapshot("alice", DAY1).await;
     let mut alice = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
-    for (i, subject) in ["one", "two", "three", "moved", "copied away"].iter().enumerate() {
+    for (i, subject) in ["one", "two", "three", "moved", "copied away", "shift deleted"]
+        .iter()
+        .enumerate()
+    {
         let r = alice
             .append(
                 "a",
@@ -205,7 +214,7 @@ async fn captured_at_expunge_through_the_proxy() {
         assert!(r.contains("a OK"), "{r}");
     }
     let live: Vec<String> = contents(&mut alice, "Work").await;
-    assert_eq!(live.len(), 6, "{live:?}");
+    assert_eq!(live.len(), 8, "{live:?}");
     let expected = |subject: &str| -> String {
         live.iter()
             .find(|m| m.contains(&format!("Subject: {subject}\r\n")))
@@ -225,6 +234,7 @@ async fn captured_at_expunge_through_the_proxy() {
     let r = show(&alice.cmd("u", "UID FETCH 1:* (UID ENVELOPE)").await);
     let (one, two, three) = (uid_of(&r, "one"), uid_of(&r, "two"), uid_of(&r, "three"));
     let (moved, copied) = (uid_of(&r, "moved"), uid_of(&r, "copied away"));
+    let (shift, twice) = (uid_of(&r, "shift deleted"), uid_of(&r, "in two folders"));
 
     // STORE \Deleted + EXPUNGE.
     alice.cmd("d", &format!("UID STORE {one} +FLAGS (\\Deleted)")).await;
@@ -243,6 +253,28 @@ async fn captured_at_expunge_through_the_proxy() {
     let rd = contents(&mut other, "Time Machine/Recently Deleted/Work").await;
     assert_eq!(rd, vec![expected("one"), expected("two")], "captured by UID EXPUNGE");
 
+    // Thunderbird's Shift+Delete in a real folder, as it sends it.
+    alice
+        .cmd("t", &format!("uid store {shift} +Flags (\\Seen \\Deleted)"))
+        .await;
+    let r = show(&alice.cmd("t", &format!("uid expunge {shift}")).await);
+    assert!(r.contains("t OK"), "{r}");
+    let rd = contents(&mut other, "Time Machine/Recently Deleted/Work").await;
+    let mut shift_expected = expected("shift deleted").replace("FLAGS (\\Flagged)", "FLAGS (\\Flagged \\Seen)");
+    assert_eq!(rd.get(2), Some(&shift_expected), "captured after Shift+Delete: {rd:?}");
+    shift_expected = rd[2].clone();
+
+    // Deleted from one of two folders holding it: not deleted.
+    alice
+        .cmd("d", &format!("UID STORE {twice} +FLAGS.SILENT (\\Deleted)"))
+        .await;
+    let r = show(&alice.cmd("x", &format!("UID EXPUNGE {twice}")).await);
+    assert!(r.contains("x OK"), "{r}");
+    assert_eq!(
+        contents(&mut other, "Time Machine/Recently Deleted/Work").await.len(),
+        3
+    );
+
     // A move is no deletion: MOVE, and COPY followed by EXPUNGE.
     let r = show(&alice.cmd("m", &format!("UID MOVE {moved} Archive")).await);
     assert!(r.contains("m OK"), "{r}");
@@ -257,7 +289,12 @@ async fn captured_at_expunge_through_the_proxy() {
     let rd = contents(&mut other, "Time Machine/Recently Deleted/Work").await;
     assert_eq!(
         rd,
-        vec![expected("one"), expected("two"), expected("three")],
+        vec![
+            expected("one"),
+            expected("two"),
+            shift_expected.clone(),
+            expected("three")
+        ],
         "captured by CLOSE; moved and copied-away messages are not deleted"
     );
 
@@ -278,7 +315,14 @@ async fn captured_at_expunge_through_the_proxy() {
     let stats = p.snapshot_stats("alice", DAY2).await;
     assert_eq!(stats.deleted_found, 0, "{stats:?}");
     let rd = contents(&mut other, "Time Machine/Recently Deleted/Work").await;
-    assert_eq!(rd, vec![expected("two"), expected("three")], "{rd:?}");
+    assert_eq!(rd, vec![expected("two"), shift_expected, expected("three")], "{rd:?}");
+
+    // Read there, it stays read for the user (rights `lrs`).
+    other.cmd("s", "SELECT \"Time Machine/Recently Deleted/Work\"").await;
+    let r = show(&other.cmd("r", "STORE 1 +FLAGS (\\Seen)").await);
+    assert!(r.contains("r OK"), "{r}");
+    let rd = contents(&mut alice, "Time Machine/Recently Deleted/Work").await;
+    assert!(rd[0].starts_with("FLAGS (\\Flagged \\Seen)"), "{rd:?}");
 }
 
 /// Runs the CLI against a running `serve` (through its admin socket).
