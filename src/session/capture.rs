@@ -66,7 +66,7 @@ pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&st
         fail("no UIDVALIDITY for the folder");
         return Ok(());
     };
-    let known = match capturer.known(&user, &folder, uidvalidity).await {
+    let known = match capturer.known(&user, &folder, uidvalidity, &uids).await {
         Ok(k) => k,
         Err(e) => {
             fail(&e.to_string());

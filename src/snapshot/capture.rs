@@ -93,28 +93,30 @@ impl Capturer {
     }
 
     /// The records the newest snapshot holds of `folder` under
-    /// `uidvalidity`, by UID (their bodies need no download).
+    /// `uidvalidity` for `uids` (their bodies need no download).
     pub async fn known(
         &self,
         user: &str,
         folder: &[u8],
         uidvalidity: u32,
+        uids: &[u32],
     ) -> Result<HashMap<u32, MessageRecord>, SnapshotError> {
-        let (store, user, folder) = (self.store.clone(), user.to_string(), folder.to_vec());
+        let (store, user, folder, uids) = (self.store.clone(), user.to_string(), folder.to_vec(), uids.to_vec());
         tokio::task::spawn_blocking(move || {
-            let Some(newest) = store
-                .snapshots(Some(&user))?
-                .into_iter()
-                .max_by(|a, b| a.date.cmp(&b.date))
-            else {
+            let Some(newest) = store.snapshots(Some(&user))?.into_iter().max_by(|a, b| a.date.cmp(&b.date)) else {
                 return Ok(HashMap::new());
             };
             match store.folder(&user, &newest.date, &folder)? {
-                Some(f) if f.uidvalidity == uidvalidity && f.selectable => Ok(store
-                    .messages_shared(&user, &newest.date, &folder)?
-                    .iter()
-                    .map(|m| (m.uid, m.clone()))
-                    .collect()),
+                Some(f) if f.uidvalidity == uidvalidity && f.selectable => {
+                    // The cached list, in UID order: look up only these.
+                    let list = store.messages_shared(&user, &newest.date, &folder)?;
+                    Ok(uids
+                        .iter()
+                        .filter_map(|u| list.binary_search_by_key(u, |m| m.uid).ok())
+                        .filter_map(|i| list.get(i))
+                        .map(|m| (m.uid, m.clone()))
+                        .collect())
+                }
                 _ => Ok(HashMap::new()),
             }
         })
