@@ -244,6 +244,11 @@ async fn captured_at_expunge_through_the_proxy() {
     let rd = contents(&mut other, "Time Machine/Recently Deleted/Work").await;
     assert_eq!(rd, vec![expected("one")], "captured by EXPUNGE");
 
+    // A session looking at Recently Deleted sees new captures on NOOP.
+    let mut watcher = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
+    let r = show(&watcher.cmd("s", "SELECT \"Time Machine/Recently Deleted/Work\"").await);
+    assert!(r.contains("* 1 EXISTS"), "{r}");
+
     // UID EXPUNGE of one of two deleted messages: only that one goes.
     alice
         .cmd("d", &format!("UID STORE {two},{three} +FLAGS.SILENT (\\Deleted)"))
@@ -252,6 +257,8 @@ async fn captured_at_expunge_through_the_proxy() {
     assert!(r.contains("x OK"), "{r}");
     let rd = contents(&mut other, "Time Machine/Recently Deleted/Work").await;
     assert_eq!(rd, vec![expected("one"), expected("two")], "captured by UID EXPUNGE");
+    let r = show(&watcher.cmd("n", "NOOP").await);
+    assert!(r.starts_with("* 2 EXISTS\r\nn OK"), "{r}");
 
     // Thunderbird's Shift+Delete in a real folder, as it sends it.
     alice

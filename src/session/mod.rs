@@ -6,6 +6,7 @@
 //! ([`io`]), so they are tested without a server ([`testing`]).
 
 pub mod capture;
+pub mod changes;
 pub mod commands;
 pub mod dispatch;
 pub mod io;

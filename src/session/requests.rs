@@ -10,7 +10,7 @@ use crate::restore::RestoreError;
 use crate::store::RestoreRequest;
 
 use super::io::{Io, Outcome};
-use super::state::{Selection, State};
+use super::state::State;
 use super::tree::RequestFolder;
 
 /// Both ways to ask for a restore, named in every refusal of a request.
@@ -302,35 +302,9 @@ pub async fn decide(
     io.status(reply).await
 }
 
-/// Re-reads a selected request folder and tells the client what changed
-/// (`* n EXPUNGE` from the highest number down, then `* n EXISTS`).
-pub async fn refresh(st: &mut State, io: &mut dyn Io) -> Outcome {
-    let Some((kind, _)) = st.selected().and_then(|s| s.synthetic.clone()) else {
-        return Ok(());
-    };
-    let Ok(fresh) = st.tree.open_requests(kind) else {
-        return Ok(());
-    };
-    let Some(old) = st.selected() else {
-        return Ok(());
-    };
-    let mut out = String::new();
-    let mut remaining = old.uids.clone();
-    for seq in (1..=old.uids.len()).rev() {
-        if !fresh.uids.contains(&old.uids[seq - 1]) {
-            out.push_str(&format!("* {seq} EXPUNGE\r\n"));
-            remaining.remove(seq - 1);
-        }
-    }
-    if fresh.uids.len() != remaining.len() {
-        out.push_str(&format!("* {} EXISTS\r\n", fresh.uids.len()));
-    }
-    st.select(Selection::Tree(Box::new(fresh)));
-    if out.is_empty() {
-        return Ok(());
-    }
-    io.send(out.into()).await
-}
+/// Re-reads a selected folder whose contents change and tells the client
+/// ([`super::changes::refresh`]).
+pub use super::changes::refresh;
 
 #[cfg(test)]
 mod tests {

@@ -103,7 +103,11 @@ impl Capturer {
     ) -> Result<HashMap<u32, MessageRecord>, SnapshotError> {
         let (store, user, folder, uids) = (self.store.clone(), user.to_string(), folder.to_vec(), uids.to_vec());
         tokio::task::spawn_blocking(move || {
-            let Some(newest) = store.snapshots(Some(&user))?.into_iter().max_by(|a, b| a.date.cmp(&b.date)) else {
+            let Some(newest) = store
+                .snapshots(Some(&user))?
+                .into_iter()
+                .max_by(|a, b| a.date.cmp(&b.date))
+            else {
                 return Ok(HashMap::new());
             };
             match store.folder(&user, &newest.date, &folder)? {

@@ -1,6 +1,6 @@
 //! IDLE on a tree folder: a snapshot never changes, so the proxy waits for
 //! DONE, keeping the upstream connection alive meanwhile; request folders
-//! change and are looked at every two seconds. The session's idle limit
+//! and Recently Deleted change and are looked at every two seconds. The session's idle limit
 //! applies.
 
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     let started = Instant::now();
     let limit = Duration::from_secs(st.limits.idle_timeout_secs);
     let mut tick = Duration::from_secs(st.limits.upstream_keepalive_secs);
-    let dynamic = st.selected().is_some_and(|s| s.synthetic.is_some());
+    let dynamic = super::super::changes::changes(st);
     if dynamic {
         tick = tick.min(Duration::from_secs(2));
     }

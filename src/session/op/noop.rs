@@ -1,5 +1,6 @@
 //! NOOP and CHECK. Before login: OK. On a tree folder: keeps the upstream
-//! connection alive, and reports changes of a request folder.
+//! connection alive, and reports changes of a request folder or of
+//! Recently Deleted.
 
 use crate::imap::response::Status;
 

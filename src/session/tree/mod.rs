@@ -724,23 +724,38 @@ impl Tree {
         }
     }
 
+    /// A Recently Deleted folder as selected (NOOP and IDLE re-read it:
+    /// captures and snapshots change it).
+    fn deleted_selected(&self, folder: FolderRecord, messages: Vec<MessageRecord>) -> Result<Selected, OpenError> {
+        let messages = self.with_seen(DELETED_DATE, &folder, Arc::new(messages))?;
+        let uids = messages.iter().map(|m| m.uid).collect();
+        Ok(Selected {
+            date: DELETED_DATE.to_string(),
+            folder,
+            messages,
+            uids,
+            synthetic: None,
+            seen_writable: false,
+        })
+    }
+
+    /// Re-reads the Recently Deleted folder of the upstream's `folder`
+    /// (empty when nothing is left in it).
+    pub fn reopen_deleted(&self, folder: &[u8]) -> Result<Selected, OpenError> {
+        let Some(store) = &self.store else {
+            return Err(OpenError::NotFound);
+        };
+        let f = store.deleted_folder(&self.user, folder)?.unwrap_or_default();
+        let record = self.deleted_record(folder.to_vec(), &f);
+        self.deleted_selected(record, f.records())
+    }
+
     /// Opens a snapshot folder for SELECT/EXAMINE.
     pub fn open(&self, virtual_name: &[u8]) -> Result<Selected, OpenError> {
         let (date, folder) = match self.openable(virtual_name)? {
             Openable::Requests(kind) => return self.open_requests(kind),
             Openable::Snapshot { date, folder } => (date, folder),
-            Openable::Deleted { folder, messages } => {
-                let messages = self.with_seen(DELETED_DATE, &folder, Arc::new(messages))?;
-                let uids = messages.iter().map(|m| m.uid).collect();
-                return Ok(Selected {
-                    date: DELETED_DATE.to_string(),
-                    folder,
-                    messages,
-                    uids,
-                    synthetic: None,
-                    seen_writable: false,
-                });
-            }
+            Openable::Deleted { folder, messages } => return self.deleted_selected(folder, messages),
         };
         let messages = match &self.store {
             Some(s) => {
