@@ -76,6 +76,7 @@ pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&st
     // The flags now (and which are still there); these FETCH responses
     // are flag news the client may see as well.
     let mut flags: HashMap<u32, Vec<String>> = HashMap::new();
+    let mut news = bytes::BytesMut::new();
     for response in io
         .upstream(&format!("UID FETCH {} (UID FLAGS)", compact(&uids)))
         .await?
@@ -88,7 +89,11 @@ pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&st
                 flags.insert(uid, fetch_scan::atom_list(fl));
             }
         }
-        io.send(response).await?;
+        news.extend_from_slice(&response);
+    }
+    // One write for all of them (an expunge of thousands).
+    if !news.is_empty() {
+        io.send(news.freeze()).await?;
     }
     let mut held: Vec<MessageRecord> = Vec::new();
     let mut missing: Vec<u32> = Vec::new();
