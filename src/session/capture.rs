@@ -54,18 +54,22 @@ pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&st
         fail("folder name not quotable");
         return Ok(());
     };
-    let mut uidvalidity = None;
-    for response in io.upstream(&format!("STATUS {arg} (UIDVALIDITY)")).await? {
-        match status_uidvalidity(&response) {
-            Some(v) => uidvalidity = Some(v),
-            None if tag_of(&response) == b"*" => io.send(response).await?,
-            None => {}
+    // Asked once per selection: it does not change while selected.
+    let mut uidvalidity = st.real_uidvalidity();
+    if uidvalidity.is_none() {
+        for response in io.upstream(&format!("STATUS {arg} (UIDVALIDITY)")).await? {
+            match status_uidvalidity(&response) {
+                Some(v) => uidvalidity = Some(v),
+                None if tag_of(&response) == b"*" => io.send(response).await?,
+                None => {}
+            }
         }
     }
     let Some(uidvalidity) = uidvalidity else {
         fail("no UIDVALIDITY for the folder");
         return Ok(());
     };
+    st.set_real_uidvalidity(uidvalidity);
     let known = match capturer.known(&user, &folder, uidvalidity, &uids).await {
         Ok(k) => k,
         Err(e) => {

@@ -81,6 +81,9 @@ pub struct State {
     /// The real folder the upstream has selected (as the client named
     /// it), and whether by SELECT (an expunge may remove messages there).
     real_folder: Option<(Vec<u8>, bool)>,
+    /// Its UIDVALIDITY once a capture asked for it (it does not change
+    /// while the folder stays selected).
+    real_uidvalidity: Option<u32>,
     /// Captures what an expunge of a real folder removes (SPEC section 4);
     /// `None` without a store.
     pub capture: Option<Arc<crate::snapshot::capture::Capturer>>,
@@ -102,6 +105,7 @@ impl State {
             upstream_uidplus: has("UIDPLUS"),
             selection: Selection::None,
             real_folder: None,
+            real_uidvalidity: None,
             capture: None,
             copied: Default::default(),
             condstore: false,
@@ -135,6 +139,7 @@ impl State {
         if !matches!(selection, Selection::Upstream) {
             self.real_folder = None;
         }
+        self.real_uidvalidity = None;
         self.copied.clear();
         std::mem::replace(&mut self.selection, selection)
     }
@@ -156,6 +161,15 @@ impl State {
 
     pub fn copied(&self) -> &std::collections::HashSet<u32> {
         &self.copied
+    }
+
+    /// The selected real folder's UIDVALIDITY, if a capture learnt it.
+    pub fn real_uidvalidity(&self) -> Option<u32> {
+        self.real_uidvalidity
+    }
+
+    pub fn set_real_uidvalidity(&mut self, v: u32) {
+        self.real_uidvalidity = Some(v);
     }
 
     /// The real folder selected upstream by SELECT, if one is.
