@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+# The config holds the master password: only this account reads it.
+chmod 600 config.toml
 dir=.demo/upstream
 scripts/upstream.sh stop "$dir" 2>/dev/null || true
 rm -rf "$dir"

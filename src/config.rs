@@ -292,6 +292,23 @@ impl Default for LogConfig {
     }
 }
 
+/// The config holds the master password: a file other accounts can read
+/// gives every local user every mailbox. Warned about (a refusal would
+/// break installs that keep it in a group the service shares), on stderr
+/// because logging is not set up yet when the config is read.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o007 != 0 {
+            eprintln!(
+                "warning: {} is readable by every account on this host (mode {mode:o}) and holds the upstream master password; chmod 640 (or 600) it",
+                path.display()
+            );
+        }
+    }
+}
+
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -300,6 +317,7 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        warn_if_readable_by_others(path);
         Self::from_toml(&text, base).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),

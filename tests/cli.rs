@@ -122,3 +122,52 @@ async fn mail_that_panics_the_mail_parser_is_a_warning() {
     assert!(log.contains("mail-parser could not read a malformed message"), "{log}");
     assert!(!log.contains("panicked at"), "{log}");
 }
+
+/// Nobody else on the host reads the mail: a store directory other
+/// accounts could enter is tightened to 0700 when the store opens, and a
+/// config (it holds the master password) readable by everyone is warned
+/// about; a private one is not.
+#[test]
+fn the_store_is_private_and_a_readable_config_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config_file("127.0.0.1:1".parse().expect("addr"), dir.path(), |t| t);
+    let text = std::fs::read_to_string(&path).expect("config");
+    let store = text
+        .lines()
+        .find_map(|l| l.strip_prefix("path = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .map(std::path::PathBuf::from)
+        .expect("store path in the config");
+    std::fs::create_dir_all(&store).expect("store dir");
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+
+    let out = Command::new(BIN)
+        .args(["snapshots", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", show(&out.stderr));
+    let err = show(&out.stderr);
+    assert!(
+        err.contains("readable by every account") && err.contains("mode 644"),
+        "{err}"
+    );
+    assert!(err.contains("tightened to 0700"), "{err}");
+    assert_eq!(mode(&store), 0o700, "the store directory");
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let out = Command::new(BIN)
+        .args(["snapshots", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", show(&out.stderr));
+    let err = show(&out.stderr);
+    assert!(
+        !err.contains("readable by every account") && !err.contains("tightened"),
+        "{err}"
+    );
+}

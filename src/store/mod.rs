@@ -102,6 +102,23 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+/// The store holds every user's mail: only the service's own account may
+/// enter its directory. A looser directory (made before, or by hand) is
+/// tightened to 0700, and the log says so.
+fn private_dir(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+        tracing::warn!(
+            path = %path.display(),
+            was = format_args!("{mode:o}"),
+            "the store directory was readable by other accounts; tightened to 0700"
+        );
+    }
+    Ok(())
+}
+
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
@@ -145,6 +162,7 @@ impl Store {
     /// Opens or creates the store, checking its schema version.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path)?;
+        private_dir(path)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
