@@ -284,29 +284,47 @@ impl Default for AdminConfig {
 pub struct LogConfig {
     /// A `tracing` filter such as `info` or `imap_time_machine=debug`.
     pub level: String,
+    /// `text` for people, `json` (one object per line, with the session or
+    /// job span: `session.id`, `snapshot.user`/`date`, `restore.request`)
+    /// for log collectors.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
     }
 }
 
 /// The config holds the master password: a file other accounts can read
-/// gives every local user every mailbox. Warned about (a refusal would
-/// break installs that keep it in a group the service shares), on stderr
-/// because logging is not set up yet when the config is read.
-fn warn_if_readable_by_others(path: &Path) {
+/// gives every local user every mailbox. Its mode when every account may
+/// read it (`None` otherwise); the binary warns (a refusal would break
+/// installs that keep it in a group the service shares).
+pub fn readable_by_others(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o007 != 0 {
-            eprintln!(
-                "warning: {} is readable by every account on this host (mode {mode:o}) and holds the upstream master password; chmod 640 (or 600) it",
-                path.display()
-            );
-        }
-    }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o007 != 0).then_some(mode)
+}
+
+/// The warning for [`readable_by_others`].
+pub fn readable_warning(path: &Path, mode: u32) -> String {
+    format!(
+        "{} is readable by every account on this host (mode {mode:o}) and holds the upstream master password; chmod 640 (or 600) it",
+        path.display()
+    )
 }
 
 impl Config {
@@ -317,7 +335,6 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        warn_if_readable_by_others(path);
         Self::from_toml(&text, base).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),

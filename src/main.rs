@@ -9,7 +9,7 @@ use base64::Engine;
 use clap::{Parser, Subcommand};
 
 use imap_time_machine::admin::{self, Reply, Request};
-use imap_time_machine::config::Config;
+use imap_time_machine::config::{Config, LogFormat};
 use imap_time_machine::server::Server;
 use imap_time_machine::services::Services;
 use imap_time_machine::snapshot::schedule::SystemClock;
@@ -124,14 +124,24 @@ enum RestoreAction {
     },
 }
 
-fn init_logging(level: &str) {
+/// Warns, in the log, when the config can be read by every account.
+fn warn_if_readable(path: &std::path::Path) {
+    if let Some(mode) = imap_time_machine::config::readable_by_others(path) {
+        tracing::warn!("{}", imap_time_machine::config::readable_warning(path, mode));
+    }
+}
+
+fn init_logging(log: &imap_time_machine::config::LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The session or job span rides on every line (ids for grouping).
+        LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).init(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -336,11 +346,18 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig => {
             imap_time_machine::net::tls::server_config(&config)?;
             Connector::from_config(&config)?;
+            if let Some(mode) = imap_time_machine::config::readable_by_others(&cli.config) {
+                eprintln!(
+                    "warning: {}",
+                    imap_time_machine::config::readable_warning(&cli.config, mode)
+                );
+            }
             println!("{}: OK", cli.config.display());
             return Ok(());
         }
         Command::Serve => {
-            init_logging(&config.log.level);
+            init_logging(&config.log);
+            warn_if_readable(&cli.config);
             return rt()?.block_on(serve(config));
         }
         Command::Snapshot { users, label } => (Request::Snapshot { users, label }, None),
@@ -376,7 +393,8 @@ fn main() -> anyhow::Result<()> {
         ),
     };
     // Jobs run here (no server) log like the service would.
-    init_logging(&config.log.level);
+    init_logging(&config.log);
+    warn_if_readable(&cli.config);
     let reply = rt()?.block_on(admin_command(config, request))?;
     finish(reply, output)
 }

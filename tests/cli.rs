@@ -171,3 +171,47 @@ fn the_store_is_private_and_a_readable_config_is_warned_about() {
         "{err}"
     );
 }
+
+/// `log.format = "json"`: every line `serve` writes is one JSON object,
+/// a session's lines carry its span (id, user) and a snapshot's its job
+/// span (user, date).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_session_and_job_spans() {
+    let d = Dovecot::start_seeded('/');
+    let p = ProxyProcess::start(
+        d.addr(),
+        |t| t.replace("level = \"warn\"", "level = \"info\"\nformat = \"json\""),
+        true,
+    )
+    .await;
+    let mut c = Client::login_tls(p.tls, "alice", "alice-pw").await;
+    c.cmd("z", "LOGOUT").await;
+    c.read_to_close().await;
+    let out = Command::new(BIN)
+        .args(["snapshot", "--user", "alice", "--label", "2026-11-20", "-c"])
+        .arg(&p.config_path)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", show(&out.stderr));
+    let (out, _dir) = p.stop();
+    let log = show(&out.stderr);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let login = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == "logged in")
+        .unwrap_or_else(|| panic!("no login line: {log}"));
+    assert_eq!(login["span"]["name"], "session", "{login}");
+    assert!(login["span"]["id"].is_u64(), "{login}");
+    assert_eq!(login["span"]["user"], "alice", "{login}");
+    let committed = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == "snapshot committed")
+        .unwrap_or_else(|| panic!("no snapshot line: {log}"));
+    assert_eq!(committed["span"]["name"], "snapshot", "{committed}");
+    assert_eq!(committed["span"]["user"], "alice", "{committed}");
+    assert_eq!(committed["span"]["date"], "2026-11-20", "{committed}");
+    assert!(!log.contains("alice-pw"), "the log leaks a password");
+}
