@@ -188,7 +188,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let admin_task = tokio::spawn(admin::server::run(admin, services.clone()));
     let schedule_task = tokio::spawn(services.snapshots.clone().run_schedule(Arc::new(SystemClock)));
-    server.run(shutdown_signal()).await;
+    // systemd's Type=notify: ready once every listener and the admin
+    // socket are bound (without NOTIFY_SOCKET this does nothing).
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "could not tell the service manager that the proxy is ready");
+    }
+    server
+        .run(async {
+            shutdown_signal().await;
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        })
+        .await;
     admin_task.abort();
     schedule_task.abort();
     let _ = std::fs::remove_file(&config.admin.socket);

@@ -215,3 +215,46 @@ async fn json_logs_carry_session_and_job_spans() {
     assert_eq!(committed["span"]["date"], "2026-11-20", "{committed}");
     assert!(!log.contains("alice-pw"), "the log leaks a password");
 }
+
+/// systemd's `Type=notify`: `serve` says `READY=1` on the NOTIFY_SOCKET the
+/// service manager (here the test) owns once it listens, and `STOPPING=1`
+/// on SIGTERM, then exits 0.
+#[test]
+fn serve_notifies_readiness_and_stopping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config_file("127.0.0.1:1".parse().expect("addr"), dir.path(), |t| t);
+    let socket_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    let mut child = Command::new(BIN)
+        .args(["serve", "-c"])
+        .arg(&path)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("READY=1 within a minute");
+    assert_eq!(show(&buf[..n]).trim_end(), "READY=1");
+    // Ready means listening: the admin socket is there.
+    let text = std::fs::read_to_string(&path).expect("config");
+    let admin = text
+        .lines()
+        .find_map(|l| l.strip_prefix("socket = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("admin socket in the config");
+    assert!(
+        std::path::Path::new(admin).exists(),
+        "admin socket {admin} missing when ready"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let n = notify.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(show(&buf[..n]).trim_end(), "STOPPING=1");
+    assert!(child.wait().expect("wait").success(), "serve exits 0 on SIGTERM");
+}
