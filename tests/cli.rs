@@ -258,3 +258,37 @@ fn serve_notifies_readiness_and_stopping() {
     assert_eq!(show(&buf[..n]).trim_end(), "STOPPING=1");
     assert!(child.wait().expect("wait").success(), "serve exits 0 on SIGTERM");
 }
+
+/// The systemd unit the package installs passes `systemd-analyze verify`
+/// (with its ExecStart pointed at the built binary, and a user that exists
+/// on the test machine), and keeps its hardening.
+#[test]
+fn the_systemd_unit_passes_verify() {
+    let unit = std::fs::read_to_string(repo_root().join("packaging/imap-time-machine.service")).expect("unit");
+    for must in [
+        "Type=notify",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "ReadWritePaths=/var/lib/imap-time-machine /run/imap-time-machine",
+    ] {
+        assert!(unit.contains(must), "the unit lacks {must}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("imap-time-machine.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/bin/imap-time-machine", BIN)
+            .replace("User=imap-time-machine", "User=root")
+            .replace("Group=imap-time-machine", "Group=root"),
+    )
+    .expect("write unit");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("run systemd-analyze (Debian package systemd)");
+    assert!(out.status.success(), "{}", show(&out.stderr));
+    assert_eq!(show(&out.stderr), "", "systemd-analyze complains");
+}
