@@ -18,7 +18,7 @@ use tokio::sync::{RwLock, Semaphore};
 use tracing::{error, info, info_span, Instrument};
 
 use crate::config::{parse_hh_mm, Config};
-use crate::store::{find_folder, FolderRecord, RequestState, SnapshotInfo, Store, StoreError, SweepStats};
+use crate::store::{find_folder, find_named, RequestState, SnapshotInfo, Store, StoreError, SweepStats};
 use crate::upstream::Connector;
 
 use self::job::{Job, JobStats};
@@ -327,24 +327,8 @@ impl Service {
         all: &[(Vec<u8>, crate::store::DeletedFolder)],
         wanted: &str,
     ) -> Result<Vec<u8>, ServiceError> {
-        let records: Vec<FolderRecord> = all
-            .iter()
-            .map(|(name, _)| FolderRecord {
-                name: name.clone(),
-                delimiter: None,
-                attributes: Vec::new(),
-                flags: Vec::new(),
-                selectable: true,
-                uidvalidity: 0,
-                uidnext: 0,
-                highestmodseq: 0,
-                messages: 0,
-                bytes: 0,
-                messages_at: None,
-            })
-            .collect();
-        match find_folder(&records, wanted) {
-            Some(f) => Ok(f.name.clone()),
+        match find_named(all, wanted, |(name, _)| (name.as_slice(), None)) {
+            Some((name, _)) => Ok(name.clone()),
             None => Err(ServiceError::BadRequest(format!(
                 "{user} has nothing in Recently Deleted/{wanted} (folders with deleted mail: {})",
                 all.iter()

@@ -161,7 +161,10 @@ const FOLDER_CACHE_RECORDS: usize = 500_000;
 impl Store {
     /// Opens or creates the store, checking its schema version.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(path)?;
+        if !path.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+        }
         private_dir(path)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);

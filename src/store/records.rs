@@ -163,21 +163,25 @@ pub struct SweepStats {
 /// A folder by the name a person typed: the upstream's exact name, its
 /// modified UTF-7 form, or either without the namespace prefix.
 pub fn find_folder<'a>(folders: &'a [FolderRecord], wanted: &str) -> Option<&'a FolderRecord> {
+    find_named(folders, wanted, |f| (&f.name, f.delimiter))
+}
+
+/// [`find_folder`] over anything that has a folder name (and maybe its
+/// delimiter; `/` when unknown).
+pub fn find_named<'a, T>(items: &'a [T], wanted: &str, name: impl Fn(&T) -> (&[u8], Option<char>)) -> Option<&'a T> {
     let encoded = mutf7::encode(wanted);
     let candidates = [wanted.as_bytes(), encoded.as_bytes()];
-    folders
-        .iter()
-        .find(|f| candidates.contains(&f.name.as_slice()))
-        .or_else(|| {
-            // Courier/Cyrus style: `Sent` means `INBOX.Sent`.
-            folders.iter().find(|f| {
-                let d = f.delimiter.map(|d| d as u8).unwrap_or(b'/');
-                candidates.iter().any(|c| {
-                    let mut full = b"INBOX".to_vec();
-                    full.push(d);
-                    full.extend_from_slice(c);
-                    f.name == full
-                })
+    items.iter().find(|f| candidates.contains(&name(f).0)).or_else(|| {
+        // Courier/Cyrus style: `Sent` means `INBOX.Sent`.
+        items.iter().find(|f| {
+            let (n, delimiter) = name(f);
+            let d = delimiter.map(|d| d as u8).unwrap_or(b'/');
+            candidates.iter().any(|c| {
+                let mut full = b"INBOX".to_vec();
+                full.push(d);
+                full.extend_from_slice(c);
+                n == full.as_slice()
             })
         })
+    })
 }

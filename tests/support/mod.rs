@@ -358,7 +358,15 @@ pub fn config_file(upstream: SocketAddr, dir: &Path, edit: impl FnOnce(String) -
     let text = proxy_config_text(upstream, dir).replace("\"certs/", &format!("\"{}/certs/", repo_root().display()));
     let path = dir.join("config.toml");
     std::fs::write(&path, edit(text)).expect("write config");
+    private(&path);
     path
+}
+
+/// A config holds the master password: only this account reads it (the
+/// binary warns otherwise).
+fn private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod config");
 }
 
 /// The snapshot service in-process on a store in `data`, in front of `d`.
@@ -394,6 +402,7 @@ impl ProxyProcess {
             .replace("\"certs/", &format!("\"{}/certs/", repo_root().display()));
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, edit(text)).expect("write config");
+        private(&config_path);
         Self::spawn(
             dir,
             config_path,
