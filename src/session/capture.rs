@@ -7,15 +7,12 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
-
 use crate::imap::fetch_scan;
-use crate::imap::response::tag_of;
 use crate::imap::sequence::compact;
 use crate::snapshot::capture;
 use crate::store::MessageRecord;
 
-use super::io::{Io, Outcome};
+use super::io::{ask_upstream, Io, Outcome};
 use super::state::State;
 
 /// Captures what the coming expunge removes: the `\Deleted` messages of
@@ -35,16 +32,8 @@ pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&st
         Some(set) => format!("UID SEARCH UID {set} DELETED"),
         None => "UID SEARCH DELETED".to_string(),
     };
-    let mut uids: Vec<u32> = Vec::new();
-    for response in io.upstream(&command).await? {
-        if tag_of(&response) != b"*" {
-            continue;
-        }
-        match searched(&response) {
-            Some(found) => uids.extend(found),
-            None => io.send(response).await?,
-        }
-    }
+    let found = ask_upstream(io, &command, |r| searched(r).is_some()).await?;
+    let uids: Vec<u32> = found.ours.iter().filter_map(|r| searched(r)).flatten().collect();
     if uids.is_empty() {
         return Ok(());
     }
@@ -57,13 +46,11 @@ pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&st
     // Asked once per selection: it does not change while selected.
     let mut uidvalidity = st.real_uidvalidity();
     if uidvalidity.is_none() {
-        for response in io.upstream(&format!("STATUS {arg} (UIDVALIDITY)")).await? {
-            match status_uidvalidity(&response) {
-                Some(v) => uidvalidity = Some(v),
-                None if tag_of(&response) == b"*" => io.send(response).await?,
-                None => {}
-            }
-        }
+        let status = ask_upstream(io, &format!("STATUS {arg} (UIDVALIDITY)"), |r| {
+            status_uidvalidity(r).is_some()
+        })
+        .await?;
+        uidvalidity = status.ours.iter().find_map(|r| status_uidvalidity(r));
     }
     let Some(uidvalidity) = uidvalidity else {
         fail("no UIDVALIDITY for the folder");
@@ -77,27 +64,19 @@ pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&st
             return Ok(());
         }
     };
-    // The flags now (and which are still there); these FETCH responses
-    // are flag news the client may see as well.
+    // The flags now (and which are still there). These responses are
+    // flag news the client may see as well: passed on in one write.
+    let now = ask_upstream(io, &format!("UID FETCH {} (UID FLAGS)", compact(&uids)), |_| true).await?;
     let mut flags: HashMap<u32, Vec<String>> = HashMap::new();
-    let mut news = bytes::BytesMut::new();
-    for response in io
-        .upstream(&format!("UID FETCH {} (UID FLAGS)", compact(&uids)))
-        .await?
-    {
-        if tag_of(&response) != b"*" {
-            continue;
-        }
-        if let Ok(f) = fetch_scan::scan(&response) {
+    for response in &now.ours {
+        if let Ok(f) = fetch_scan::scan(response) {
             if let (Some(uid), Some(fl)) = (f.number("UID").and_then(|u| u32::try_from(u).ok()), f.get("FLAGS")) {
                 flags.insert(uid, fetch_scan::atom_list(fl));
             }
         }
-        news.extend_from_slice(&response);
     }
-    // One write for all of them (an expunge of thousands).
-    if !news.is_empty() {
-        io.send(news.freeze()).await?;
+    if !now.ours.is_empty() {
+        io.send(now.ours.concat().into()).await?;
     }
     let mut held: Vec<MessageRecord> = Vec::new();
     let mut missing: Vec<u32> = Vec::new();
@@ -119,18 +98,7 @@ pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&st
             compact(batch),
             crate::snapshot::job::body_items(false)
         );
-        let mut bodies = Vec::new();
-        for response in io.upstream(&command).await? {
-            if tag_of(&response) != b"*" {
-                continue;
-            }
-            let has_body = fetch_scan::scan(&response).is_ok_and(|f| f.get("BODY[]").is_some());
-            if has_body {
-                bodies.push(response);
-            } else {
-                io.send(response).await?;
-            }
-        }
+        let bodies = ask_upstream(io, &command, has_body).await?.ours;
         pending = match capturer.store_batch(&user, &folder, bodies, pending).await {
             Ok(p) => p,
             Err(e) => {
@@ -156,18 +124,22 @@ pub async fn before_copy(st: &mut State, io: &mut dyn Io, uid: bool, set: &str) 
         return Ok(());
     }
     let prefix = if uid { "UID " } else { "" };
-    let mut uids = Vec::new();
-    for response in io.upstream(&format!("{prefix}FETCH {set} (UID)")).await? {
-        if tag_of(&response) != b"*" {
-            continue;
-        }
-        match fetch_scan::scan(&response) {
-            Ok(f) if f.items.len() == 1 => uids.extend(f.number("UID").and_then(|u| u32::try_from(u).ok())),
-            _ => io.send(Bytes::from(response.to_vec())).await?,
-        }
-    }
+    let only_uid = |r: &[u8]| fetch_scan::scan(r).is_ok_and(|f| f.items.len() == 1 && f.number("UID").is_some());
+    let answer = ask_upstream(io, &format!("{prefix}FETCH {set} (UID)"), only_uid).await?;
+    let uids: Vec<u32> = answer
+        .ours
+        .iter()
+        .filter_map(|r| fetch_scan::scan(r).ok()?.number("UID"))
+        .filter_map(|u| u32::try_from(u).ok())
+        .collect();
     st.remember_copied(uids);
     Ok(())
+}
+
+/// Whether a FETCH response carries a message body (a download), not
+/// flag news.
+pub fn has_body(response: &[u8]) -> bool {
+    fetch_scan::scan(response).is_ok_and(|f| f.get("BODY[]").is_some())
 }
 
 /// Bodies asked for per FETCH while capturing: bounded memory.

@@ -137,6 +137,55 @@ impl Io for Relay {
     }
 }
 
+/// What one of the proxy's own upstream commands answered, as
+/// [`ask_upstream`] sorts it.
+pub struct OwnAnswer {
+    /// The untagged responses the caller asked to keep.
+    pub ours: Vec<Bytes>,
+    /// The tagged completion (`None` if the upstream never sent it).
+    pub tagged: Option<Bytes>,
+}
+
+impl OwnAnswer {
+    /// The upstream answered, and not OK: its tagged line. (A connection
+    /// lost meanwhile ends the session elsewhere.)
+    pub fn refusal(&self) -> Option<&Bytes> {
+        self.tagged
+            .as_ref()
+            .filter(|t| !Status::parse(t).is_some_and(|s| s.is_ok()))
+    }
+}
+
+/// Runs a command of the proxy's own while a real folder is selected:
+/// the untagged responses `ours` picks are kept; every other one is news
+/// about the selected folder (EXISTS, EXPUNGE, flag changes) and goes to
+/// the client as it came, in one write, so nothing the client must know
+/// is swallowed.
+pub async fn ask_upstream(
+    io: &mut dyn Io,
+    command: &str,
+    ours: impl Fn(&[u8]) -> bool + Send,
+) -> Result<OwnAnswer, SessionEnd> {
+    let mut answer = OwnAnswer {
+        ours: Vec::new(),
+        tagged: None,
+    };
+    let mut news = bytes::BytesMut::new();
+    for response in io.upstream(command).await? {
+        if crate::imap::response::tag_of(&response) != b"*" {
+            answer.tagged = Some(response);
+        } else if ours(&response) {
+            answer.ours.push(response);
+        } else {
+            news.extend_from_slice(&response);
+        }
+    }
+    if !news.is_empty() {
+        io.send(news.freeze()).await?;
+    }
+    Ok(answer)
+}
+
 /// One command as a handler gets it: the original bytes, and imap-codec's
 /// reading of them when it has one (extensions it does not know come as
 /// bytes only).

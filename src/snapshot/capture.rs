@@ -103,11 +103,7 @@ impl Capturer {
     ) -> Result<HashMap<u32, MessageRecord>, SnapshotError> {
         let (store, user, folder, uids) = (self.store.clone(), user.to_string(), folder.to_vec(), uids.to_vec());
         tokio::task::spawn_blocking(move || {
-            let Some(newest) = store
-                .snapshots(Some(&user))?
-                .into_iter()
-                .max_by(|a, b| a.date.cmp(&b.date))
-            else {
+            let Some(newest) = store.newest_snapshot(&user)? else {
                 return Ok(HashMap::new());
             };
             match store.folder(&user, &newest.date, &folder)? {
@@ -204,11 +200,7 @@ impl Capturer {
             // from the mailbox.
             let mut elsewhere: HashSet<crate::store::Hash> = HashSet::new();
             let wanted: HashSet<crate::store::Hash> = records.iter().map(|m| m.hash).collect();
-            if let Some(n) = store
-                .snapshots(Some(&user_s))?
-                .into_iter()
-                .max_by(|a, b| a.date.cmp(&b.date))
-            {
+            if let Some(n) = store.newest_snapshot(&user_s)? {
                 for f in store.folders(&user_s, &n.date)? {
                     if f.name == folder_v || !f.selectable {
                         continue;

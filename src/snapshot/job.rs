@@ -260,11 +260,7 @@ impl Job<'_> {
         let listed = list_folders(&mut up, &root, &self.config.exclude, &ns.prefix).await?;
         let condstore = up.has_capability("CONDSTORE");
         // The previous snapshot to build on (the latest one, any date).
-        let prev = self
-            .store
-            .snapshots(Some(user))?
-            .into_iter()
-            .max_by(|a, b| a.date.cmp(&b.date));
+        let prev = self.store.newest_snapshot(user)?;
         let prev_folders: HashMap<Vec<u8>, FolderRecord> = match &prev {
             Some(p) => self
                 .store

@@ -112,6 +112,14 @@ impl Store {
             .collect()
     }
 
+    /// The user's newest snapshot (the latest date).
+    pub fn newest_snapshot(&self, user: &str) -> Result<Option<SnapshotInfo>, StoreError> {
+        Ok(self
+            .snapshots(Some(user))?
+            .into_iter()
+            .max_by(|a, b| a.date.cmp(&b.date)))
+    }
+
     pub fn snapshot(&self, user: &str, date: &str) -> Result<Option<SnapshotInfo>, StoreError> {
         match self.db.get_cf(self.cf(CF_SNAPSHOTS)?, keys::snapshot(user, date))? {
             Some(v) => Ok(Some(decode(&v)?)),

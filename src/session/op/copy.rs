@@ -24,12 +24,12 @@ use imap_codec::imap_types::sequence::SequenceSet;
 
 use crate::imap::command::mailbox_bytes;
 use crate::imap::fetch_scan;
-use crate::imap::response::{retag, tag_of, Code, Status};
+use crate::imap::response::{retag, Code, Status};
 use crate::imap::sequence::{compact, expand, resolve};
 use crate::store::MessageRecord;
 use crate::upstream::AppendMessage;
 
-use super::super::io::{Io, Outcome, Request};
+use super::super::io::{ask_upstream, Io, Outcome, Request};
 use super::super::reply::{blocking, invalid_set, not_understood};
 use super::super::requests;
 use super::super::state::State;
@@ -161,14 +161,14 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         let mut moved = Status::untagged_ok("Moved UIDs.");
         moved.code = code;
         io.status(moved).await?;
-        expunge_from_selection(st, io, &left).await?;
+        super::super::changes::refresh(st, io).await?;
         let text = match left.is_empty() {
             true => "Move completed; the snapshot keeps its copy.",
             false => "Move completed.",
         };
         io.status(Status::ok(tag, text)).await
     } else {
-        expunge_from_selection(st, io, &left).await?;
+        super::super::changes::refresh(st, io).await?;
         let mut copied = Status::ok(tag, "Copy completed.");
         copied.code = code;
         io.status(copied).await
@@ -268,23 +268,17 @@ async fn from_real_folder(
     };
     let prefix = if uid { "UID " } else { "" };
     let command = format!("{prefix}FETCH {set} (UID BODY.PEEK[]<0.{REQUEST_PREFIX}>)");
-    let mut messages: Vec<(u32, Vec<u8>)> = Vec::new();
-    for response in io.upstream(&command).await? {
-        if tag_of(&response) != b"*" {
-            match Status::parse(&response) {
-                Some(s) if s.is_ok() => continue,
-                _ => return io.send(Bytes::from(retag(&response, tag))).await,
-            }
-        }
-        let ours = fetch_scan::scan(&response).ok().and_then(|f| {
-            let body = f.items.iter().find(|(n, _)| n.starts_with(b"BODY[]"))?;
-            Some((u32::try_from(f.number("UID")?).ok()?, fetch_scan::string_value(body.1)?))
-        });
-        match ours {
-            Some(m) => messages.push(m),
-            None => io.send(response).await?,
-        }
+    let prefix_of = |response: &[u8]| {
+        let f = fetch_scan::scan(response).ok()?;
+        let body = f.items.iter().find(|(n, _)| n.starts_with(b"BODY[]"))?;
+        Some((u32::try_from(f.number("UID")?).ok()?, fetch_scan::string_value(body.1)?))
+    };
+    let answer = ask_upstream(io, &command, |r| prefix_of(r).is_some()).await?;
+    if let Some(line) = answer.refusal() {
+        // The upstream's own words (e.g. a bad set), under the client's tag.
+        return io.send(Bytes::from(retag(line, tag))).await;
     }
+    let messages: Vec<(u32, Vec<u8>)> = answer.ours.iter().filter_map(|r| prefix_of(r)).collect();
     if messages.is_empty() {
         return io.status(Status::ok(tag, "No messages found.")).await;
     }
@@ -339,36 +333,13 @@ async fn from_real_folder(
         format!("UID STORE {uids} +FLAGS.SILENT (\\Deleted)"),
         format!("UID EXPUNGE {uids}"),
     ] {
-        for response in io.upstream(&command).await? {
-            if tag_of(&response) == b"*" {
-                io.send(response).await?;
-            } else if !Status::parse(&response).is_some_and(|s| s.is_ok()) {
-                let text = "Move completed for the request, but the mail server kept the messages where they were";
-                return io.status(Status::ok(tag, text)).await;
-            }
+        // Its EXPUNGEs are the client's news: all passed on.
+        if ask_upstream(io, &command, |_| false).await?.refusal().is_some() {
+            let text = "Move completed for the request, but the mail server kept the messages where they were";
+            return io.status(Status::ok(tag, text)).await;
         }
     }
     io.status(Status::ok(tag, "Move completed.")).await
-}
-
-/// Takes messages out of the selected tree folder and tells the client
-/// (`* n EXPUNGE`, highest sequence number first).
-async fn expunge_from_selection(st: &mut State, io: &mut dyn Io, uids: &[u32]) -> Outcome {
-    let Some(sel) = st.selected_mut() else {
-        return Ok(());
-    };
-    let mut out = String::new();
-    for seq in (1..=sel.uids.len()).rev() {
-        if uids.contains(&sel.uids[seq - 1]) {
-            out.push_str(&format!("* {seq} EXPUNGE\r\n"));
-            sel.uids.remove(seq - 1);
-            std::sync::Arc::make_mut(&mut sel.messages).remove(seq - 1);
-        }
-    }
-    if out.is_empty() {
-        return Ok(());
-    }
-    io.send(out.into()).await
 }
 
 /// COPY / UID COPY of a real folder to a real folder, on its way upstream:
