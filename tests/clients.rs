@@ -170,23 +170,9 @@ fn maildir_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Every message of a live folder, read from Dovecot, sorted.
+/// Every message of a live folder of alice, read from Dovecot, sorted.
 async fn live_messages(d: &Dovecot, folder: &str) -> Vec<Vec<u8>> {
-    let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
-    c.cmd("e", &format!("EXAMINE \"{folder}\"")).await;
-    let answer = c.cmd("f", "FETCH 1:* BODY.PEEK[]").await;
-    let mut out = Vec::new();
-    let mut rest = &answer[..];
-    // Each `BODY[] {n}` literal, taken by its own length.
-    while let Some(pos) = rest.windows(8).position(|w| w == b"BODY[] {") {
-        let after = &rest[pos + 8..];
-        let close = after.iter().position(|&b| b == b'}').expect("literal");
-        let len: usize = std::str::from_utf8(&after[..close]).expect("len").parse().expect("len");
-        out.push(after[close + 3..close + 3 + len].to_vec());
-        rest = &after[close + 3 + len..];
-    }
-    out.sort();
-    out
+    d.messages("alice", folder).await.expect("the live folder")
 }
 
 /// Runs offlineimap once with `rc`; its status and output.

@@ -8,32 +8,19 @@ mod support;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use support::{repo_root, show, Client, Dovecot, Proxy, FIXTURE_FOLDERS};
+use support::{repo_root, show, Dovecot, Proxy, FIXTURE_FOLDERS};
 
 const DATE: &str = "2026-11-20";
 
 /// The live messages of a folder, read directly from Dovecot, with the
 /// line ends a Maildir uses.
 async fn live_bodies(d: &Dovecot, folder: &str) -> Vec<Vec<u8>> {
-    let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
-    let examined = show(&c.cmd("e", &format!("EXAMINE \"{}\"", d.name(folder))).await);
-    let exists: usize = examined
-        .lines()
-        .find_map(|l| l.strip_prefix("* ")?.strip_suffix(" EXISTS")?.parse().ok())
-        .expect("EXISTS");
-    let mut out = Vec::new();
-    for n in 1..=exists {
-        let r = c.cmd("f", &format!("FETCH {n} BODY.PEEK[]")).await;
-        let open = r.iter().position(|&b| b == b'{').expect("literal");
-        let close = open + r[open..].iter().position(|&b| b == b'}').expect("literal end");
-        let len: usize = std::str::from_utf8(&r[open + 1..close])
-            .expect("len")
-            .parse()
-            .expect("len");
-        let body = &r[close + 3..close + 3 + len];
-        // Maildir stores LF line ends.
-        out.push(String::from_utf8_lossy(body).replace("\r\n", "\n").into_bytes());
-    }
+    let live = d.messages("alice", &d.name(folder)).await.expect("EXISTS");
+    // Maildir stores LF line ends.
+    let mut out: Vec<Vec<u8>> = live
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).replace("\r\n", "\n").into_bytes())
+        .collect();
     out.sort();
     out
 }

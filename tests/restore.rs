@@ -25,24 +25,13 @@ fn proxy(d: &Dovecot) -> Proxy {
 /// Every message body of a live folder (read directly from Dovecot), as
 /// BLAKE3 hashes; `None` when the folder does not exist.
 async fn live_hashes(d: &Dovecot, user: &str, folder: &str) -> Option<Vec<[u8; 32]>> {
-    let mut c = Client::login_plain(d.addr(), user, &format!("{user}-pw")).await;
-    let r = show(&c.cmd("e", &format!("EXAMINE \"{folder}\"")).await);
-    if !r.contains("e OK") {
-        return None;
-    }
-    let r = c.cmd("f", "FETCH 1:* BODY.PEEK[]").await;
-    let mut out = Vec::new();
-    let mut rest = &r[..];
-    while let Some(pos) = rest.windows(8).position(|w| w == b"BODY[] {") {
-        let after = &rest[pos + 8..];
-        let close = after.iter().position(|&b| b == b'}').expect("literal");
-        let len: usize = std::str::from_utf8(&after[..close]).expect("len").parse().expect("len");
-        let body = &after[close + 3..close + 3 + len];
-        out.push(*blake3::hash(body).as_bytes());
-        rest = &after[close + 3 + len..];
-    }
+    let mut out: Vec<[u8; 32]> = d
+        .messages(user, folder)
+        .await?
+        .iter()
+        .map(|m| *blake3::hash(m).as_bytes())
+        .collect();
     out.sort();
-    c.cmd("z", "LOGOUT").await;
     Some(out)
 }
 
@@ -303,13 +292,7 @@ fn cli(config: &std::path::Path, args: &[&str]) -> String {
 }
 
 async fn status_messages(d: &Dovecot, folder: &str) -> usize {
-    let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
-    let r = show(&c.cmd("s", &format!("STATUS \"{folder}\" (MESSAGES)")).await);
-    r.split("MESSAGES ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    d.count("alice", folder).await.unwrap_or(0)
 }
 
 /// The CLI drives the same workflow through the running server's admin

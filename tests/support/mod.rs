@@ -193,6 +193,36 @@ impl Dovecot {
 
     /// A folder name as this server spells it (`Work/Projects` ->
     /// `INBOX.Work.Projects` with separator `.`); ASCII names only.
+    /// Every message of a live folder of `user` (password `<user>-pw`),
+    /// read directly, sorted; `None` when the folder cannot be opened.
+    pub async fn messages(&self, user: &str, folder: &str) -> Option<Vec<Vec<u8>>> {
+        let mut c = Client::login_plain(self.addr(), user, &format!("{user}-pw")).await;
+        if !show(&c.cmd("e", &format!("EXAMINE \"{folder}\"")).await).contains("e OK") {
+            return None;
+        }
+        let answer = c.cmd("f", "FETCH 1:* BODY.PEEK[]").await;
+        let mut out = Vec::new();
+        let mut rest = &answer[..];
+        // Each `BODY[] {n}` literal, taken by its own length.
+        while let Some(pos) = rest.windows(8).position(|w| w == b"BODY[] {") {
+            let after = &rest[pos + 8..];
+            let close = after.iter().position(|&b| b == b'}').expect("literal");
+            let len: usize = std::str::from_utf8(&after[..close]).expect("len").parse().expect("len");
+            out.push(after[close + 3..close + 3 + len].to_vec());
+            rest = &after[close + 3 + len..];
+        }
+        out.sort();
+        Some(out)
+    }
+
+    /// How many messages a live folder of `user` holds (STATUS, read
+    /// directly); `None` when the server does not say.
+    pub async fn count(&self, user: &str, folder: &str) -> Option<usize> {
+        let mut c = Client::login_plain(self.addr(), user, &format!("{user}-pw")).await;
+        let r = show(&c.cmd("s", &format!("STATUS \"{folder}\" (MESSAGES)")).await);
+        r.split("MESSAGES ").nth(1)?.split(')').next()?.parse().ok()
+    }
+
     pub fn name(&self, folder: &str) -> String {
         if folder.eq_ignore_ascii_case("INBOX") {
             return "INBOX".into();
