@@ -18,8 +18,9 @@ use support::{Client, Dovecot, ProxyProcess};
 
 struct Args {
     /// Run one part only: `tm` (Time Machine folders), `restore` (after
-    /// `tm`, whose snapshot it restores), `snapshots` or `deleted`
-    /// (capture at expunge, Recently Deleted).
+    /// `tm`, whose snapshot it restores), `snapshots`, `deleted`
+    /// (capture at expunge, Recently Deleted) or `noop` (the NOOP round
+    /// trips alone: the per-command cost of the relay, e.g. of metrics).
     only: Option<String>,
     messages: usize,
     noops: usize,
@@ -155,6 +156,15 @@ async fn main() {
             return snapshots(&d, &a).await;
         }
         Some("deleted") => return deleted(&d, &p, &a).await,
+        Some("noop") => {
+            let mut sessions = Vec::new();
+            for v in variants {
+                let mut c = session(v, &d, imaps, &p).await;
+                c.cmd("s", "EXAMINE Bench").await;
+                sessions.push(c);
+            }
+            return noops(&mut sessions, &a, &variants).await;
+        }
         _ => {}
     }
 
@@ -203,34 +213,8 @@ async fn main() {
         );
     }
 
-    // 2. Sequential NOOP round trips, interleaved one by one so every
-    // variant sees the same machine state.
-    let mut rtts: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    for _ in 0..a.noops {
-        for (i, c) in sessions.iter_mut().enumerate() {
-            let t = Instant::now();
-            c.cmd("n", "NOOP").await;
-            rtts[i].push(t.elapsed().as_secs_f64() * 1e6);
-        }
-    }
-    println!("\n## {} sequential NOOP round trips per variant", a.noops);
-    let p50s: Vec<f64> = rtts.iter_mut().map(|r| percentile(r, 0.5)).collect();
-    for (i, v) in variants.iter().enumerate() {
-        let p50 = p50s[i];
-        let p99 = percentile(&mut rtts[i], 0.99);
-        let note = match v.baseline() {
-            None => String::new(),
-            Some(b) => {
-                let added = p50 - p50s[b];
-                format!(
-                    "  added p50 vs {} {added:6.1} us (target <= 50: {})",
-                    variants[b].name(),
-                    verdict(added <= 50.0)
-                )
-            }
-        };
-        println!("{:28} p50 {p50:7.1} us  p99 {p99:7.1} us{note}", v.name());
-    }
+    // 2. Sequential NOOP round trips.
+    noops(&mut sessions, &a, &variants).await;
     drop(sessions);
 
     // 3. Idle authenticated connections: proxy RSS per connection.
@@ -736,4 +720,35 @@ async fn expunge_all(c: &mut Client, folder: &str) -> f64 {
     assert!(support::show(&r).contains("x OK"), "{}", support::show(&r));
     c.cmd("u", "UNSELECT").await;
     dt
+}
+
+/// Sequential NOOP round trips, interleaved one by one so every variant
+/// sees the same machine state.
+async fn noops(sessions: &mut [Client], a: &Args, variants: &[Variant]) {
+    let mut rtts: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for _ in 0..a.noops {
+        for (i, c) in sessions.iter_mut().enumerate() {
+            let t = Instant::now();
+            c.cmd("n", "NOOP").await;
+            rtts[i].push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    println!("\n## {} sequential NOOP round trips per variant", a.noops);
+    let p50s: Vec<f64> = rtts.iter_mut().map(|r| percentile(r, 0.5)).collect();
+    for (i, v) in variants.iter().enumerate() {
+        let p50 = p50s[i];
+        let p99 = percentile(&mut rtts[i], 0.99);
+        let note = match v.baseline() {
+            None => String::new(),
+            Some(b) => {
+                let added = p50 - p50s[b];
+                format!(
+                    "  added p50 vs {} {added:6.1} us (target <= 50: {})",
+                    variants[b].name(),
+                    verdict(added <= 50.0)
+                )
+            }
+        };
+        println!("{:28} p50 {p50:7.1} us  p99 {p99:7.1} us{note}", v.name());
+    }
 }

@@ -3,7 +3,7 @@
 # every unit and integration test. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh isync neomutt tmux offlineimap3
+scripts/deps.sh isync neomutt tmux offlineimap3 prometheus
 # A target dir outside the clone, shared by checkouts on this machine.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/imap-time-machine/target}
 # The structure rules (no import cycles, status lines only in the response

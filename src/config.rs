@@ -3,6 +3,7 @@
 //! instead of surfacing later as a confusing runtime failure.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -27,7 +28,7 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 
 /// The whole configuration. Paths are resolved relative to the directory of
 /// the config file, so a checkout's `config.toml` works from any cwd.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: ListenConfig,
@@ -46,10 +47,104 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
+/// The Prometheus endpoint (`/metrics`) and the health check (`/health`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` of the HTTP endpoint; empty turns it off. Loopback by
+    /// default: the numbers name users and show activity.
+    pub listen: String,
+    /// One series per user for the time of the newest snapshot (what an
+    /// alert on a user without a snapshot needs). Off for fleets whose
+    /// Prometheus should not hold a series per mailbox.
+    pub per_user: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_METRICS_LISTEN.into(),
+            per_user: true,
+        }
+    }
+}
+
+/// The running configuration, replaced whole by a reload (SIGHUP). A
+/// session or a job takes the current one when it starts and keeps it, so
+/// nothing changes under a command; the scheduler is woken to re-plan.
+#[derive(Clone)]
+pub struct Live(Arc<tokio::sync::watch::Sender<Arc<Config>>>);
+
+impl Live {
+    pub fn new(config: Arc<Config>) -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(config)))
+    }
+
+    /// The configuration now.
+    pub fn get(&self) -> Arc<Config> {
+        self.0.borrow().clone()
+    }
+
+    /// Replaces it (a reload).
+    pub fn set(&self, config: Arc<Config>) {
+        self.0.send_replace(config);
+    }
+
+    /// Resolves at each replacement.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<Arc<Config>> {
+        self.0.subscribe()
+    }
+}
+
+/// What a reload (SIGHUP) changes: the sections that differ, certificates
+/// always (their files may have been replaced under the same names). A
+/// section the running process cannot change (bound sockets, the opened
+/// store, the upstream every session logs in to, the log's format) refuses
+/// the whole reload: `Err` names those sections, and a restart applies them.
+pub fn reload_changes(old: &Config, new: &Config) -> Result<Vec<&'static str>, Vec<&'static str>> {
+    let fixed: Vec<&'static str> = [
+        ("listen", old.listen != new.listen),
+        ("upstream", old.upstream != new.upstream),
+        ("store", old.store != new.store),
+        ("admin", old.admin != new.admin),
+        ("metrics", old.metrics != new.metrics),
+        ("log.format", old.log.format != new.log.format),
+        (
+            "limits.upstream_timeout_secs",
+            old.limits.upstream_timeout_secs != new.limits.upstream_timeout_secs,
+        ),
+        (
+            "limits.max_message_size",
+            old.limits.max_message_size != new.limits.max_message_size,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, differs)| differs.then_some(key))
+    .collect();
+    if !fixed.is_empty() {
+        return Err(fixed);
+    }
+    Ok([
+        ("tls (certificate and key read again)", true),
+        ("snapshots", old.snapshots != new.snapshots),
+        ("restore", old.restore != new.restore),
+        ("limits", old.limits != new.limits),
+        ("log.level", old.log.level != new.log.level),
+    ]
+    .into_iter()
+    .filter_map(|(key, differs)| differs.then_some(key))
+    .collect())
+}
+
+/// Loopback, on a port of its own beside the IMAP ones.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9930";
+
 /// Where clients connect.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenConfig {
     /// Implicit TLS listener (`host:port`), usually port 993.
@@ -63,7 +158,7 @@ pub struct ListenConfig {
 }
 
 /// The proxy's own certificate, presented to clients.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain.
@@ -92,7 +187,7 @@ pub enum MasterLoginStyle {
 }
 
 /// The real mail server behind the proxy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// `host:port` of the upstream IMAP server.
@@ -125,7 +220,7 @@ fn default_master_separator() -> String {
 }
 
 /// The embedded snapshot store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     pub path: PathBuf,
@@ -140,7 +235,7 @@ impl Default for StoreConfig {
 }
 
 /// When and what to snapshot, and how the snapshots are shown.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotConfig {
     /// Local time of the nightly run, `HH:MM`.
@@ -161,6 +256,10 @@ pub struct SnapshotConfig {
     /// How long an expunge through the proxy waits for the capture of the
     /// messages it removes (SPEC section 4); past it the expunge goes on.
     pub capture_timeout_secs: u64,
+    /// A user whose nightly snapshot failed (the upstream down, the disk
+    /// full) is tried again this many times, `retry_delay_secs` apart.
+    pub retries: u32,
+    pub retry_delay_secs: u64,
 }
 
 impl Default for SnapshotConfig {
@@ -175,6 +274,8 @@ impl Default for SnapshotConfig {
             folder: "Time Machine".into(),
             subscribed_days: DEFAULT_SUBSCRIBED_DAYS,
             capture_timeout_secs: DEFAULT_CAPTURE_TIMEOUT_SECS,
+            retries: 3,
+            retry_delay_secs: 300,
         }
     }
 }
@@ -194,7 +295,7 @@ pub const DEFAULT_SUBSCRIBED_DAYS: u32 = 1;
 pub const DEFAULT_CAPTURE_TIMEOUT_SECS: u64 = 10;
 
 /// Who may confirm restores, and what a confirmed restore costs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestoreConfig {
     pub admins: Vec<String>,
@@ -215,7 +316,7 @@ impl Default for RestoreConfig {
 }
 
 /// Protection against bad or hostile input (SPEC section 8).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Concurrent client connections; more get `* BYE` at once.
@@ -244,6 +345,9 @@ pub struct Limits {
     /// upstream a NOOP so the server's own autologout does not end the
     /// session of a client that is active in the tree.
     pub upstream_keepalive_secs: u64,
+    /// On SIGTERM: how long sessions may finish their current command and
+    /// a running snapshot or restore may reach a safe point.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -258,6 +362,7 @@ impl Default for Limits {
             idle_timeout_secs: 30 * 60,
             login_timeout_secs: 60,
             upstream_timeout_secs: 30,
+            shutdown_timeout_secs: 30,
             upstream_response_timeout_secs: 300,
             upstream_keepalive_secs: 240,
         }
@@ -265,7 +370,7 @@ impl Default for Limits {
 }
 
 /// The local admin socket used by the CLI while `serve` runs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub socket: PathBuf,
@@ -279,7 +384,7 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// A `tracing` filter such as `info` or `imap_time_machine=debug`.
@@ -459,10 +564,15 @@ impl Config {
                 l.upstream_response_timeout_secs,
             ),
             ("limits.upstream_keepalive_secs", l.upstream_keepalive_secs),
+            ("limits.shutdown_timeout_secs", l.shutdown_timeout_secs),
+            ("snapshots.retry_delay_secs", self.snapshots.retry_delay_secs),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1 second"));
             }
+        }
+        if !self.metrics.listen.is_empty() {
+            check_host_port("metrics.listen", &self.metrics.listen)?;
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("`{}` is not a valid filter: {e}", self.log.level)))?;

@@ -5,6 +5,8 @@
 
 pub mod admin;
 pub mod config;
+pub mod metrics;
+pub mod monitor;
 pub mod net;
 pub mod relay;
 pub mod restore;

@@ -3,14 +3,15 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use base64::Engine;
 use clap::{Parser, Subcommand};
 
 use imap_time_machine::admin::{self, Reply, Request};
-use imap_time_machine::config::{Config, LogFormat};
-use imap_time_machine::server::Server;
+use imap_time_machine::config::{Config, Live, LogFormat};
+use imap_time_machine::server::{Handle as ServerHandle, Server};
 use imap_time_machine::services::Services;
 use imap_time_machine::snapshot::schedule::SystemClock;
 use imap_time_machine::snapshot::ProgressFn;
@@ -131,32 +132,125 @@ fn warn_if_readable(path: &std::path::Path) {
     }
 }
 
-fn init_logging(log: &imap_time_machine::config::LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+/// Changes the log filter of the running process (a reload).
+type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+fn init_logging(log: &imap_time_machine::config::LogConfig) -> SetLogLevel {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    fn setter<L, S>(handle: tracing_subscriber::reload::Handle<L, S>) -> SetLogLevel
+    where
+        L: From<EnvFilter> + 'static + Send + Sync,
+        S: 'static,
+    {
+        Box::new(move |level: &str| {
+            let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        })
+    }
     match log.format {
-        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => {
+            let fmt = fmt.with_ansi(std::io::stderr().is_terminal()).with_filter_reloading();
+            let set = setter(fmt.reload_handle());
+            fmt.init();
+            set
+        }
         // The session or job span rides on every line (ids for grouping).
-        LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).init(),
+        LogFormat::Json => {
+            let fmt = fmt
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_filter_reloading();
+            let set = setter(fmt.reload_handle());
+            fmt.init();
+            set
+        }
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = ctrl_c.await;
-            return;
+/// What `serve` waits for between signals.
+enum Signal {
+    Reload,
+    Stop,
+}
+
+/// SIGHUP reloads; SIGTERM and SIGINT stop.
+struct Signals {
+    hup: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            hup: signal(SignalKind::hangup()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
     }
+
+    async fn next(&mut self) -> Signal {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.hup) => Signal::Reload,
+            _ = recv(&mut self.term) => Signal::Stop,
+            _ = tokio::signal::ctrl_c() => Signal::Stop,
+        }
+    }
+}
+
+/// SIGHUP: reads the config file again and applies what may change while
+/// running; says what it changed, or why it refused (then nothing changes).
+fn reload(path: &std::path::Path, services: &Services, server: &ServerHandle, set_level: &SetLogLevel) {
+    // systemd wants the monotonic time with RELOADING=1 (sd_notify(3)).
+    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        reloading.push(now);
+    }
+    let _ = sd_notify::notify(false, &reloading);
+    let result = (|| -> Result<Vec<&'static str>, String> {
+        let new = Config::load(path).map_err(|e| e.to_string())?;
+        let old = services.config.get();
+        let changed = imap_time_machine::config::reload_changes(&old, &new).map_err(|fixed| {
+            format!(
+                "{} cannot change while running (restart the service to apply)",
+                fixed.join(", ")
+            )
+        })?;
+        let new = Arc::new(new);
+        server.reload(new.clone()).map_err(|e| e.to_string())?;
+        if old.log.level != new.log.level {
+            set_level(&new.log.level).map_err(|e| format!("log.level: {e}"))?;
+        }
+        services.config.set(new);
+        Ok(changed)
+    })();
+    match result {
+        Ok(changed) => {
+            imap_time_machine::metrics::get().reload(true);
+            tracing::info!(
+                changed = %changed.join(", "),
+                "configuration reloaded; open sessions keep their settings until they end"
+            );
+        }
+        Err(why) => {
+            imap_time_machine::metrics::get().reload(false);
+            tracing::error!(path = %path.display(), "reload refused, the running configuration is unchanged: {why}");
+        }
+    }
+    warn_if_readable(path);
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
@@ -168,40 +262,78 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
     })
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let config = Arc::new(config);
-    let services = Arc::new(Services::new(config.clone(), open_store(&config)?)?);
+async fn serve(path: PathBuf, config: Config, set_level: SetLogLevel) -> anyhow::Result<()> {
+    let config = Live::new(Arc::new(config));
+    let services = Arc::new(Services::new(config.clone(), open_store(&config.get())?)?);
+    let socket = config.get().admin.socket.clone();
     // The admin socket first: once the IMAP ports accept, everything does
     // (clients and scripts take a connectable port for a ready server).
-    let admin = admin::server::bind(&config.admin.socket).with_context(|| {
-        format!(
-            "config key `admin.socket`: cannot listen on {}",
-            config.admin.socket.display()
-        )
-    })?;
-    let server = match Server::bind(&services).await {
-        Ok(server) => server,
+    let admin = admin::server::bind(&socket)
+        .with_context(|| format!("config key `admin.socket`: cannot listen on {}", socket.display()))?;
+    let bound = async {
+        let monitor = imap_time_machine::monitor::bind(&services).await?;
+        let server = Server::bind(&services).await?;
+        anyhow::Ok((monitor, server))
+    };
+    let (monitor, server) = match bound.await {
+        Ok(bound) => bound,
         Err(e) => {
-            let _ = std::fs::remove_file(&config.admin.socket);
-            return Err(e.into());
+            let _ = std::fs::remove_file(&socket);
+            return Err(e);
         }
     };
-    let admin_task = tokio::spawn(admin::server::run(admin, services.clone()));
+    let handle = server.handle();
+    let mut signals = Signals::new();
+    let admin_task = tokio::spawn(admin::server::run(admin, socket.clone(), services.clone()));
     let schedule_task = tokio::spawn(services.snapshots.clone().run_schedule(Arc::new(SystemClock)));
+    let monitor_task = monitor.map(|listener| {
+        let handle = handle.clone();
+        tokio::spawn(imap_time_machine::monitor::run(
+            listener,
+            services.clone(),
+            Arc::new(move || !handle.is_stopping()),
+        ))
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(server.run(async {
+        let _ = stop_rx.await;
+    }));
     // systemd's Type=notify: ready once every listener and the admin
     // socket are bound (without NOTIFY_SOCKET this does nothing).
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!(error = %e, "could not tell the service manager that the proxy is ready");
     }
-    server
-        .run(async {
-            shutdown_signal().await;
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-        })
-        .await;
+    while let Signal::Reload = signals.next().await {
+        reload(&path, &services, &handle, &set_level);
+    }
+    // SIGTERM: stop accepting, let sessions finish their current command
+    // and running jobs reach a safe point, all within one time limit.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    let limit = Duration::from_secs(config.get().limits.shutdown_timeout_secs);
+    let _ = stop_tx.send(());
+    let _ = server_task.await;
+    let (sessions, snapshots, restores) = tokio::join!(
+        handle.drained(limit),
+        services.snapshots.stop(limit),
+        services.restores.stop(limit),
+    );
+    if sessions && snapshots && restores {
+        tracing::info!("stopped cleanly");
+    } else {
+        tracing::warn!(
+            sessions_ended = sessions,
+            snapshots_ended = snapshots,
+            restore_ended = restores,
+            limit_secs = limit.as_secs(),
+            "stopped at the time limit; an unfinished snapshot left nothing, an unfinished restore resumes at the next start"
+        );
+    }
     admin_task.abort();
     schedule_task.abort();
-    let _ = std::fs::remove_file(&config.admin.socket);
+    if let Some(t) = monitor_task {
+        t.abort();
+    }
+    let _ = std::fs::remove_file(&socket);
     Ok(())
 }
 
@@ -219,8 +351,8 @@ async fn admin_command(config: Config, request: Request) -> anyhow::Result<Reply
     if let Some(stream) = admin::client::connect(&config.admin.socket).await {
         return Ok(admin::client::call(stream, &request, print).await?);
     }
-    let config = Arc::new(config);
-    let services = Services::new(config.clone(), open_store(&config)?)?;
+    let store = open_store(&config)?;
+    let services = Services::new(Live::new(Arc::new(config)), store)?;
     let progress: ProgressFn = Arc::new(move |line: &str| print(line));
     Ok(admin::execute(&services, request, progress).await)
 }
@@ -366,9 +498,9 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Serve => {
-            init_logging(&config.log);
+            let set_level = init_logging(&config.log);
             warn_if_readable(&cli.config);
-            return rt()?.block_on(serve(config));
+            return rt()?.block_on(serve(cli.config, config, set_level));
         }
         Command::Snapshot { users, label } => (Request::Snapshot { users, label }, None),
         Command::Snapshots { user } => (Request::Snapshots { user }, None),
@@ -403,7 +535,7 @@ fn main() -> anyhow::Result<()> {
         ),
     };
     // Jobs run here (no server) log like the service would.
-    init_logging(&config.log);
+    let _ = init_logging(&config.log);
     warn_if_readable(&cli.config);
     let reply = rt()?.block_on(admin_command(config, request))?;
     finish(reply, output)

@@ -40,10 +40,87 @@ enum Kind {
 
 /// A server with its listeners bound (so tests can use port 0 and ask).
 pub struct Server {
-    ctx: Arc<Ctx>,
-    limiter: Arc<Semaphore>,
+    handle: Handle,
     tls_listener: Option<TcpListener>,
     plain_listener: Option<TcpListener>,
+}
+
+/// What `serve` keeps of a running server: reload it, stop it, wait for
+/// its sessions.
+#[derive(Clone)]
+pub struct Handle {
+    /// What the next connection's session gets; a reload replaces it.
+    ctx: Arc<tokio::sync::watch::Sender<Arc<Ctx>>>,
+    limiter: Arc<Semaphore>,
+    /// Permits the limiter was given in all (`limits.max_connections`).
+    permits: Arc<std::sync::atomic::AtomicUsize>,
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    services: Arc<ServicesRef>,
+}
+
+/// The parts of [`Services`] a reload rebuilds a session context from.
+struct ServicesRef {
+    connector: Arc<crate::upstream::Connector>,
+    store: Arc<crate::store::Store>,
+    restores: Arc<crate::restore::Restores>,
+}
+
+impl Handle {
+    /// Applies a new configuration to the connections that come next:
+    /// certificate and key read again, limits, snapshot and restore
+    /// settings (sessions already open keep theirs until they end). The
+    /// caller has checked with `config::reload_changes` that nothing a
+    /// running process cannot change differs.
+    pub fn reload(&self, config: Arc<Config>) -> Result<(), TlsSetupError> {
+        let server_tls = tls::server_config(&config)?;
+        let want = config.limits.max_connections;
+        let had = self.permits.load(Ordering::SeqCst);
+        if want > had {
+            self.limiter.add_permits(want - had);
+            self.permits.store(want, Ordering::SeqCst);
+        } else {
+            // Only free slots can go; a lower limit than the sessions open
+            // now takes what it can (the rest when a reload finds them free).
+            let gone = self.limiter.forget_permits(had - want);
+            self.permits.store(had - gone, Ordering::SeqCst);
+            if had - gone > want {
+                warn!(
+                    limit = had - gone,
+                    wanted = want,
+                    "limits.max_connections lowered only as far as free slots allow"
+                );
+            }
+        }
+        self.ctx.send_replace(Arc::new(Ctx {
+            config,
+            server_tls,
+            connector: self.services.connector.clone(),
+            store: Some(self.services.store.clone()),
+            restores: Some(self.services.restores.clone()),
+            stopping: self.stopping.subscribe(),
+        }));
+        Ok(())
+    }
+
+    /// Waits up to `limit` for every session to end; says whether they did.
+    pub async fn drained(&self, limit: Duration) -> bool {
+        let all = u32::try_from(self.permits.load(Ordering::SeqCst)).unwrap_or(u32::MAX);
+        tokio::time::timeout(limit, self.limiter.acquire_many(all))
+            .await
+            .is_ok_and(|p| p.is_ok())
+    }
+
+    /// Shutdown has begun (no new connections).
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Sessions open now.
+    pub fn sessions(&self) -> usize {
+        self.permits
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.limiter.available_permits())
+    }
 }
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -52,7 +129,7 @@ impl Server {
     /// Loads certificates and binds the configured listeners. Users who log
     /// in are remembered in the store (snapshotted nightly).
     pub async fn bind(services: &Services) -> Result<Self, ServeError> {
-        let config: Arc<Config> = services.config.clone();
+        let config: Arc<Config> = services.config.get();
         let server_tls = tls::server_config(&config)?;
         let bind = |key: &'static str, address: Option<String>| async move {
             match address {
@@ -65,18 +142,35 @@ impl Server {
         };
         let tls_listener = bind("listen.tls", config.listen.tls.clone()).await?;
         let plain_listener = bind("listen.starttls", config.listen.starttls.clone()).await?;
+        let stopping = Arc::new(tokio::sync::watch::Sender::new(false));
+        let max = config.limits.max_connections;
         Ok(Self {
-            limiter: Arc::new(Semaphore::new(config.limits.max_connections)),
-            ctx: Arc::new(Ctx {
-                config,
-                server_tls,
-                connector: services.connector.clone(),
-                store: Some(services.store.clone()),
-                restores: Some(services.restores.clone()),
-            }),
+            handle: Handle {
+                limiter: Arc::new(Semaphore::new(max)),
+                permits: Arc::new(std::sync::atomic::AtomicUsize::new(max)),
+                ctx: Arc::new(tokio::sync::watch::Sender::new(Arc::new(Ctx {
+                    config,
+                    server_tls,
+                    connector: services.connector.clone(),
+                    store: Some(services.store.clone()),
+                    restores: Some(services.restores.clone()),
+                    stopping: stopping.subscribe(),
+                }))),
+                stopping,
+                services: Arc::new(ServicesRef {
+                    connector: services.connector.clone(),
+                    store: services.store.clone(),
+                    restores: services.restores.clone(),
+                }),
+            },
             tls_listener,
             plain_listener,
         })
+    }
+
+    /// Reload, stop and drain the server while it runs.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
     }
 
     /// Address of the implicit-TLS listener.
@@ -90,12 +184,11 @@ impl Server {
     }
 
     /// Accepts connections (and runs confirmed restores in the background)
-    /// until `shutdown` resolves.
+    /// until `shutdown` resolves; then stops accepting and tells every
+    /// session to end after its current command (see [`Handle::drained`]).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let mut tasks = tokio::task::JoinSet::new();
-        if let Some(r) = self.ctx.restores.clone() {
-            tasks.spawn(r.run());
-        }
+        tasks.spawn(self.handle.services.restores.clone().run());
         for (listener, kind) in [
             (self.tls_listener, Kind::ImplicitTls),
             (self.plain_listener, Kind::Plain),
@@ -104,18 +197,31 @@ impl Server {
                 if let Ok(addr) = listener.local_addr() {
                     info!(%addr, ?kind, "listening");
                 }
-                tasks.spawn(accept_loop(listener, kind, self.ctx.clone(), self.limiter.clone()));
+                tasks.spawn(accept_loop(listener, kind, self.handle.clone()));
             }
         }
         shutdown.await;
-        info!("shutting down");
-        tasks.abort_all();
+        info!(
+            sessions = self.handle.sessions(),
+            "shutting down: no new connections; sessions end after their current command"
+        );
+        self.handle.stopping.send_replace(true);
+        // The restore runner ends by itself once told (`Restores::stop`).
+        tasks.detach_all();
+        drop(tasks);
     }
 }
 
-async fn accept_loop(listener: TcpListener, kind: Kind, ctx: Arc<Ctx>, limiter: Arc<Semaphore>) {
+async fn accept_loop(listener: TcpListener, kind: Kind, handle: Handle) {
+    let mut stopping = handle.stopping.subscribe();
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Ok(()) = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => return,
+        };
+        let ctx = handle.ctx.borrow().clone();
+        let limiter = handle.limiter.clone();
+        let (tcp, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -127,15 +233,18 @@ async fn accept_loop(listener: TcpListener, kind: Kind, ctx: Arc<Ctx>, limiter: 
         let _ = tcp.set_nodelay(true);
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("session", id, %peer, user = tracing::field::Empty);
-        let ctx = ctx.clone();
-        match limiter.clone().try_acquire_owned() {
+        match limiter.try_acquire_owned() {
             Ok(permit) => {
+                let m = crate::metrics::get();
+                m.sessions.inc();
+                m.sessions_open.inc();
                 tokio::spawn(
                     async move {
                         debug!(?kind, "connected");
                         if let Some(stream) = handshake(&ctx, tcp, kind).await {
                             session::run(ctx, stream, peer).await;
                         }
+                        crate::metrics::get().sessions_open.dec();
                         drop(permit);
                     }
                     .instrument(span),

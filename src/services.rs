@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::Live;
 use crate::net::tls::TlsSetupError;
 use crate::restore::Restores;
 use crate::snapshot::{Service, ServiceError};
@@ -21,7 +21,8 @@ pub enum ServicesError {
 }
 
 pub struct Services {
-    pub config: Arc<Config>,
+    /// The configuration now; a reload (SIGHUP) replaces it.
+    pub config: Live,
     pub store: Arc<Store>,
     pub connector: Arc<Connector>,
     pub restores: Arc<Restores>,
@@ -29,8 +30,8 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(config: Arc<Config>, store: Arc<Store>) -> Result<Self, ServicesError> {
-        let connector = Arc::new(Connector::from_config(&config)?);
+    pub fn new(config: Live, store: Arc<Store>) -> Result<Self, ServicesError> {
+        let connector = Arc::new(Connector::from_config(&config.get())?);
         let restores = Arc::new(Restores::new(config.clone(), store.clone(), connector.clone()));
         let snapshots = Arc::new(Service::new(config.clone(), store.clone(), connector.clone())?);
         Ok(Self {

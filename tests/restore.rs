@@ -237,7 +237,11 @@ async fn request_confirm_restore_and_bill() {
     // Billing: one line for the confirmation.
     let connector =
         std::sync::Arc::new(imap_time_machine::upstream::Connector::from_config(&p.config).expect("connector"));
-    let restores = imap_time_machine::restore::Restores::new(p.config.clone(), p.store.clone(), connector);
+    let restores = imap_time_machine::restore::Restores::new(
+        imap_time_machine::config::Live::new(p.config.clone()),
+        p.store.clone(),
+        connector,
+    );
     let csv = restores.billing_csv(None).expect("billing");
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 2, "{csv}");
@@ -436,7 +440,11 @@ async fn rejection_copy_requests_and_expiry() {
     p.store.delete_snapshot("alice", "2026-11-21").expect("prune");
     let connector =
         std::sync::Arc::new(imap_time_machine::upstream::Connector::from_config(&p.config).expect("connector"));
-    let restores = imap_time_machine::restore::Restores::new(p.config.clone(), p.store.clone(), connector);
+    let restores = imap_time_machine::restore::Restores::new(
+        imap_time_machine::config::Live::new(p.config.clone()),
+        p.store.clone(),
+        connector,
+    );
     assert_eq!(restores.expire(jiff::Timestamp::now()).expect("expire"), vec![2]);
     assert_eq!(p.store.request(2).unwrap().unwrap().state, RequestState::Expired);
     p.store.delete_snapshot("alice", DATE).expect("prune");

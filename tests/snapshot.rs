@@ -302,7 +302,7 @@ async fn master_login_with_sasl_plain_authorization_identity() {
     let config = Arc::new(config);
     let store = Arc::new(Store::open(&config.store.path).expect("store"));
     let connector = Arc::new(Connector::from_config(&config).expect("connector"));
-    let svc = Arc::new(Service::new(config, store, connector).expect("service"));
+    let svc = Arc::new(Service::new(imap_time_machine::config::Live::new(config), store, connector).expect("service"));
     let stats = snap(&svc, "bob", "2026-11-20").await;
     assert_eq!((stats.folders, stats.messages), (2, 2), "{stats:?}");
     let e = svc
@@ -316,7 +316,7 @@ async fn master_login_with_sasl_plain_authorization_identity() {
     let bad = Arc::new(bad);
     let store = Arc::new(Store::open(&bad.store.path).expect("store"));
     let connector = Arc::new(Connector::from_config(&bad).expect("connector"));
-    let svc = Arc::new(Service::new(bad, store, connector).expect("service"));
+    let svc = Arc::new(Service::new(imap_time_machine::config::Live::new(bad), store, connector).expect("service"));
     let r = svc
         .snapshot(&["bob".into()], None, Timestamp::now(), quiet())
         .await

@@ -32,10 +32,39 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     bound
 }
 
-/// Serves CLI requests until the task is dropped.
-pub async fn run(listener: UnixListener, services: Arc<Services>) {
+/// How often `serve` checks that its socket is still where the CLI looks.
+const SOCKET_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The inode of what is at `path` now.
+fn inode(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| m.ino())
+}
+
+/// Serves CLI requests until the task is dropped. A socket (or its
+/// directory) removed behind the server's back, e.g. by a tmpfiles
+/// cleaner, is bound again within [`SOCKET_CHECK`].
+pub async fn run(mut listener: UnixListener, path: std::path::PathBuf, services: Arc<Services>) {
+    let mut bound = inode(&path);
+    let mut check = tokio::time::interval(SOCKET_CHECK);
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = check.tick() => {
+                if inode(&path).is_none() || inode(&path) != bound {
+                    match bind(&path) {
+                        Ok(l) => {
+                            warn!(path = %path.display(), "the admin socket was removed; bound it again");
+                            listener = l;
+                            bound = inode(&path);
+                        }
+                        Err(e) => warn!(path = %path.display(), error = %e, "the admin socket was removed and cannot be bound again"),
+                    }
+                }
+                continue;
+            }
+        };
+        match accepted {
             Ok((stream, _)) => {
                 let svc = services.clone();
                 tokio::spawn(async move {

@@ -24,6 +24,9 @@ pub enum SessionEnd {
     /// Writing to the upstream failed.
     #[error("the connection to the mail server was lost")]
     UpstreamLost,
+    /// The server shuts down (SIGTERM); the current command was finished.
+    #[error("the server shuts down")]
+    Shutdown,
 }
 
 impl SessionEnd {
@@ -36,6 +39,9 @@ impl SessionEnd {
             Self::LiteralUnskippable => Some(Status::bye("Cannot skip a non-synchronising literal")),
             Self::UpstreamLost => {
                 Some(Status::bye("Connection to the mail server was lost").with_code(Code::Unavailable))
+            }
+            Self::Shutdown => {
+                Some(Status::bye("Server shutting down; reconnect in a moment").with_code(Code::Unavailable))
             }
         }
     }

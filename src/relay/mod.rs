@@ -290,6 +290,21 @@ impl Relay {
         Ok(())
     }
 
+    /// Remembers a command's name for the metrics of its result.
+    pub fn track(&self, tag: Bytes, name: &'static str) {
+        self.shared.track(tag, name);
+    }
+
+    /// Counts the proxy's own tagged answer of a tracked command.
+    pub fn answered(&self, tag: &[u8], kind: crate::imap::response::Kind) {
+        self.shared.answered(tag, kind);
+    }
+
+    /// An IDLE is in flight.
+    pub fn idling(&self) -> bool {
+        self.shared.idling()
+    }
+
     /// How long the upstream has not seen a command.
     pub fn upstream_idle_for(&self) -> Duration {
         self.last_upstream.elapsed()

@@ -201,10 +201,14 @@ async fn relay_response(
             if let Some(exp) = shared.take_expectation_for(tag) {
                 let _ = exp.reply.send(Continuation::Rejected);
             }
+            let kind = Status::parse(&line).map(|s| s.kind);
             if let Some(lines) = shared.take_injection(tag) {
-                if Status::parse(&line).is_some_and(|s| s.kind == Kind::Ok) {
+                if kind == Some(Kind::Ok) {
                     out.write_all(&lines).await?;
                 }
+            }
+            if let Some(kind) = kind {
+                shared.answered(tag, kind);
             }
             shared.tagged_done();
         }

@@ -50,6 +50,8 @@ pub(super) struct Shared {
     pub divert: Mutex<Option<Diversion>>,
     /// Lines to write just before the tagged OK of a forwarded command.
     inject: Mutex<Vec<(Bytes, Bytes)>>,
+    /// Commands in flight by tag, for the metrics of their results.
+    commands: Mutex<Vec<(Bytes, &'static str)>>,
     /// The response pump has ended (upstream or client gone).
     ended: AtomicBool,
     ended_notify: Notify,
@@ -115,6 +117,32 @@ impl Shared {
         }
         let since = self.progress.lock().ok().and_then(|p| *p)?;
         Some(since + limit)
+    }
+
+    /// Remembers a command's name until its tagged response.
+    pub fn track(&self, tag: Bytes, name: &'static str) {
+        if let Ok(mut c) = self.commands.lock() {
+            // A client that never waits for answers must not grow this.
+            if c.len() < 1024 {
+                c.push((tag, name));
+            }
+        }
+    }
+
+    /// Counts the tagged response of a tracked command.
+    pub fn answered(&self, tag: &[u8], kind: crate::imap::response::Kind) {
+        let name = self.commands.lock().ok().and_then(|mut c| {
+            let i = c.iter().position(|(t, _)| t == tag)?;
+            Some(c.swap_remove(i).1)
+        });
+        if let Some(name) = name {
+            crate::metrics::get().command(name, kind);
+        }
+    }
+
+    /// An IDLE is in flight (the client has not sent DONE yet).
+    pub fn idling(&self) -> bool {
+        self.idling.load(Ordering::Acquire)
     }
 
     pub fn tagged_done(&self) {

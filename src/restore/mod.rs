@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio::sync::Notify;
 use tracing::{info, warn, Instrument};
 
-use crate::config::Config;
+use crate::config::Live;
 use crate::store::{find_folder, FolderProgress, LedgerEntry, RequestState, RestoreRequest, Store, StoreError};
 use crate::upstream::{AppendMessage, Connector, UpstreamError};
 
@@ -90,19 +90,24 @@ pub fn internaldate(at: i64) -> String {
 
 /// The shared restore service.
 pub struct Restores {
-    config: Arc<Config>,
+    config: Live,
     store: Arc<Store>,
     connector: Arc<Connector>,
     wake: Notify,
+    /// Held while a restore runs (shutdown waits for it).
+    busy: tokio::sync::Mutex<()>,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Restores {
-    pub fn new(config: Arc<Config>, store: Arc<Store>, connector: Arc<Connector>) -> Self {
+    pub fn new(config: Live, store: Arc<Store>, connector: Arc<Connector>) -> Self {
         Self {
             config,
             store,
             connector,
             wake: Notify::new(),
+            busy: tokio::sync::Mutex::new(()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -111,7 +116,7 @@ impl Restores {
     }
 
     pub fn is_admin(&self, user: &str) -> bool {
-        self.config.restore.admins.iter().any(|a| a == user)
+        self.config.get().restore.admins.iter().any(|a| a == user)
     }
 
     /// Files a request: `folder` as the upstream names it (with or without
@@ -186,7 +191,7 @@ impl Restores {
             error: None,
         })?;
         info!(request = req.id, user, date, "restore requested");
-        for admin in self.config.restore.admins.clone() {
+        for admin in self.config.get().restore.admins.clone() {
             let text = format!(
                 "{user} asks to restore {} from the snapshot of {date}.\n\n\
                  Request: #{}\nUser: {user}\nSnapshot date: {date}\nScope: {}\nPrice if confirmed: {}\n\
@@ -197,10 +202,10 @@ impl Restores {
                 scope_text(&req),
                 req.id,
                 scope_text(&req),
-                self.config.restore.price,
+                self.config.get().restore.price,
                 req.id,
                 req.id,
-                root = self.config.snapshots.folder,
+                root = self.config.get().snapshots.folder,
                 until = self.confirmable_until(date),
             );
             let subject = format!("Restore request #{} from {user}: {date}, {}", req.id, scope_text(&req));
@@ -238,7 +243,7 @@ impl Restores {
         if self.store.request(id)?.is_none() {
             return Err(RestoreError::NotFound(id));
         }
-        let price = self.config.restore.price.clone();
+        let price = self.config.get().restore.price.clone();
         self.store.update_request(id, |r| {
             if r.state != RequestState::Pending {
                 return Err(RestoreError::NotPending {
@@ -279,7 +284,7 @@ impl Restores {
             scope_text(&req),
             req.date,
             reason.unwrap_or("none given"),
-            self.config.snapshots.folder,
+            self.config.get().snapshots.folder,
         );
         let subject = format!("Restore request #{id} rejected: {}, {}", req.date, scope_text(&req));
         self.notify(&req.user, &subject, &text, &format!("rejected-{id}"), now)
@@ -363,7 +368,7 @@ impl Restores {
     /// goes when it is no longer among the newest `retention_days` dates,
     /// i.e. with a snapshot every night, after this day.
     fn confirmable_until(&self, date: &str) -> String {
-        let days = i64::from(self.config.snapshots.retention_days.saturating_sub(1));
+        let days = i64::from(self.config.get().snapshots.retention_days.saturating_sub(1));
         match date.parse::<jiff::civil::Date>() {
             Ok(d) => d
                 .checked_add(jiff::Span::new().days(days))
@@ -373,14 +378,16 @@ impl Restores {
         }
     }
 
-    fn mail_domain(&self) -> &str {
+    fn mail_domain(&self) -> String {
         self.config
+            .get()
             .restore
             .from
             .rsplit('@')
             .next()
             .map(|d| d.trim_end_matches('>'))
             .unwrap_or("localhost")
+            .to_string()
     }
 
     /// The status message of a request as the `Restore Requests` folder
@@ -388,7 +395,8 @@ impl Restores {
     /// Deterministic for a given status number, so its bytes never change
     /// under one UID.
     pub fn status_message(&self, req: &RestoreRequest, admin_view: bool) -> mail::Composed {
-        let from = &self.config.restore.from;
+        let config = self.config.get();
+        let from = &config.restore.from;
         let domain = self.mail_domain();
         let state = req.state.as_str();
         let subject = if admin_view {
@@ -466,7 +474,8 @@ impl Restores {
     /// Appends a notification to `to`'s INBOX through the master login.
     /// Failures are logged: a lost notification must not undo a decision.
     async fn notify(&self, to: &str, subject: &str, text: &str, kind: &str, now: Timestamp) {
-        let from = &self.config.restore.from;
+        let config = self.config.get();
+        let from = &config.restore.from;
         let domain = self.mail_domain();
         let id = format!("itm-{kind}-{}@{domain}", now.as_millisecond());
         let mail = mail::compose(from, &self.address(to), subject, &rfc2822(now.as_second()), &id, text);
@@ -503,6 +512,10 @@ impl Restores {
     pub async fn run(self: Arc<Self>) {
         loop {
             let notified = self.wake.notified();
+            let busy = self.busy.lock().await;
+            if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
             if let Err(e) = self.expire(Timestamp::now()) {
                 warn!(error = %e, "cannot expire restore requests");
             }
@@ -513,7 +526,9 @@ impl Restores {
             match next {
                 Some(req) => {
                     let span = tracing::info_span!("restore", request = req.id, user = %req.user);
-                    if let Err(e) = self.run_one(req).instrument(span).await {
+                    let result = self.run_one(req).instrument(span).await;
+                    drop(busy);
+                    if let Err(e) = result {
                         warn!(error = %e, "restore failed; it stays confirmed and is retried");
                         tokio::select! {
                             _ = notified => {}
@@ -522,6 +537,7 @@ impl Restores {
                     }
                 }
                 None => {
+                    drop(busy);
                     tokio::select! {
                         _ = notified => {}
                         _ = tokio::time::sleep(Duration::from_secs(60)) => {}
@@ -529,6 +545,15 @@ impl Restores {
                 }
             }
         }
+    }
+
+    /// Shutdown: no restore starts any more; waits up to `limit` for the
+    /// running one to end. One cut off resumes at the next start (it stays
+    /// `running`; a restore adds only what is missing, so nothing doubles).
+    pub async fn stop(&self, limit: Duration) -> bool {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_waiters();
+        tokio::time::timeout(limit, self.busy.lock()).await.is_ok()
     }
 
     /// Runs one confirmed (or interrupted) restore to its end.
@@ -541,10 +566,11 @@ impl Restores {
             r.changed_at = now;
             Ok::<_, RestoreError>((changed, None))
         })??;
+        let config = self.config.get();
         let job = job::RestoreJob {
             store: &self.store,
             connector: &self.connector,
-            config: &self.config.snapshots,
+            config: &config.snapshots,
         };
         let journal = |progress: &[FolderProgress]| -> Result<(), JobError> {
             let progress = progress.to_vec();
@@ -590,7 +616,7 @@ impl Restores {
                     count(restored, "message"),
                     done.date,
                     done.decided_by.clone().unwrap_or_default(),
-                    self.config.restore.price,
+                    self.config.get().restore.price,
                 );
                 let subject = format!(
                     "Restore #{id} complete: {} restored from {}",

@@ -11,10 +11,28 @@ use super::commands::{self, Destination};
 use super::io::{Io, Outcome, Plan, Request, SessionEnd};
 use super::state::State;
 
-/// Runs commands until the session ends, and says why it ended.
-pub async fn run(st: &mut State, io: &mut dyn Io) -> SessionEnd {
+/// Runs commands until the session ends, and says why it ended. When
+/// `stopping` turns true (the server shuts down) the session ends between
+/// two commands, once the upstream has answered every forwarded one.
+pub async fn run(st: &mut State, io: &mut dyn Io, mut stopping: tokio::sync::watch::Receiver<bool>) -> SessionEnd {
     loop {
-        if let Err(end) = step(st, io).await {
+        let line = tokio::select! {
+            biased;
+            Ok(()) = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => {
+                // An IDLE never ends by itself: end it as the client would.
+                if io.idling() {
+                    if let Err(end) = io.forward_line(b"DONE\r\n").await {
+                        return end;
+                    }
+                }
+                return match io.quiet().await {
+                    Ok(()) => SessionEnd::Shutdown,
+                    Err(end) => end,
+                };
+            }
+            line = io.read_line() => line,
+        };
+        if let Err(end) = handle(st, io, line).await {
             return end;
         }
     }
@@ -22,7 +40,13 @@ pub async fn run(st: &mut State, io: &mut dyn Io) -> SessionEnd {
 
 /// Reads and handles one command (or one line of continuation data).
 pub async fn step(st: &mut State, io: &mut dyn Io) -> Outcome {
-    let line = io.read_line().await?;
+    let line = io.read_line().await;
+    handle(st, io, line).await
+}
+
+/// Handles one command whose first line was read.
+async fn handle(st: &mut State, io: &mut dyn Io, line: Result<Bytes, SessionEnd>) -> Outcome {
+    let line = line?;
     // Continuation data the upstream asked for (IDLE's DONE, SASL).
     if io.take_client_continuation() || strip_eol(&line).eq_ignore_ascii_case(b"DONE") {
         return io.forward_line(&line).await;
@@ -35,6 +59,7 @@ pub async fn step(st: &mut State, io: &mut dyn Io) -> Outcome {
     let tag_text = head.tag_str().to_string();
     let name = head.name.clone();
     let spec = commands::lookup(&name);
+    io.track(&tag, spec.map_or("OTHER", |s| s.name));
     let plan = spec.and_then(|s| s.plan).and_then(|plan| plan(st, &head, &line));
     let limit = match plan {
         Some(Plan::Stream(lit)) => return io.stream_append(tag, line, lit).await,

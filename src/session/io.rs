@@ -68,12 +68,25 @@ pub trait Io: ClientIo {
     ) -> Result<Vec<Bytes>, SessionEnd>;
     /// How long the upstream has not seen a command.
     fn upstream_idle_for(&self) -> Duration;
+    /// An IDLE is in flight (ended by the client's DONE).
+    fn idling(&self) -> bool {
+        false
+    }
+    /// Remembers a command's name until its tagged answer (metrics).
+    fn track(&mut self, _tag: &Bytes, _name: &'static str) {}
 }
 
 #[async_trait]
 impl ClientIo for Relay {
     async fn send(&mut self, bytes: Bytes) -> Outcome {
         Relay::send(self, bytes).await
+    }
+
+    async fn status(&mut self, status: Status) -> Outcome {
+        if let Some(tag) = &status.tag {
+            Relay::answered(self, tag.as_bytes(), status.kind);
+        }
+        self.send(Bytes::from(status.encode())).await
     }
 
     async fn read_line(&mut self) -> Result<Bytes, SessionEnd> {
@@ -134,6 +147,14 @@ impl Io for Relay {
 
     fn upstream_idle_for(&self) -> Duration {
         Relay::upstream_idle_for(self)
+    }
+
+    fn idling(&self) -> bool {
+        Relay::idling(self)
+    }
+
+    fn track(&mut self, tag: &Bytes, name: &'static str) {
+        Relay::track(self, tag.clone(), name);
     }
 }
 

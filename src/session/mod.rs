@@ -62,12 +62,20 @@ pub async fn run(ctx: Arc<Ctx>, stream: ClientStream, peer: SocketAddr) {
         bad_commands: 0,
         next: None,
     };
+    let mut stopping = ctx.stopping.clone();
     loop {
         let mut io = PreAuthIo {
             reader: &mut reader,
             writer: &mut wr,
         };
-        let leave = match tokio::time::timeout(login_limit, preauth::run(&mut st, &mut io)).await {
+        let preauth = tokio::select! {
+            biased;
+            // Shutdown before login: nothing to finish (a login cut short
+            // is one the client repeats elsewhere).
+            Ok(()) = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => Ok(Err(relay::SessionEnd::Shutdown)),
+            r = tokio::time::timeout(login_limit, preauth::run(&mut st, &mut io)) => r,
+        };
+        let leave = match preauth {
             Ok(Ok(leave)) => leave,
             Ok(Err(end)) => {
                 if let Some(bye) = end.bye() {
@@ -160,7 +168,7 @@ async fn authenticated(
     );
     let pump = relay.ended();
     let end = tokio::select! {
-        end = dispatch::run(&mut st, &mut relay) => end,
+        end = dispatch::run(&mut st, &mut relay, ctx.stopping.clone()) => end,
         // The pump has said what there was to say (e.g. the upstream's
         // loss): the session ends at once, not when the client next speaks.
         _ = pump.wait() => relay::SessionEnd::ClientGone,

@@ -20,6 +20,9 @@ pub struct Ctx {
     pub store: Option<Arc<Store>>,
     /// Restore requests (the `Restore Requests` and `Admin` folders).
     pub restores: Option<Arc<Restores>>,
+    /// Becomes true when the server shuts down: the session ends after its
+    /// current command.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The not-authenticated state.

@@ -118,7 +118,8 @@ async fn replay_with(name: &str, upstream_acl: bool) {
     let tree = Tree::new(Some(store), None, "alice", "Time Machine", &Namespace::default());
     let mut st = State::new(tree, config.limits.clone(), |c| c != "ACL" || upstream_acl);
     let mut io = FakeIo::new(&t);
-    let end = dispatch::run(&mut st, &mut io).await;
+    let (_running, stopping) = tokio::sync::watch::channel(false);
+    let end = dispatch::run(&mut st, &mut io, stopping).await;
     assert_eq!(
         end,
         super::io::SessionEnd::ClientGone,
@@ -179,6 +180,7 @@ async fn preauth() {
         config,
         store: None,
         restores: None,
+        stopping: tokio::sync::watch::channel(false).1,
     });
     let mut st = PreAuth {
         ctx,

@@ -53,6 +53,7 @@ pub fn failures() -> u64 {
 /// Counts and logs a capture that did not happen; the expunge goes on.
 pub fn failed(user: &str, folder: &[u8], messages: usize, why: &str) {
     FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    crate::metrics::get().capture(false);
     tracing::error!(
         user,
         folder = %String::from_utf8_lossy(folder),
@@ -237,6 +238,7 @@ impl Capturer {
             added,
             "captured at expunge"
         );
+        crate::metrics::get().capture(true);
         Ok(out)
     }
 }

@@ -45,6 +45,8 @@ pub enum SnapshotError {
     Protocol(String),
     #[error("storage worker failed")]
     Worker,
+    #[error("not started: the service is shutting down")]
+    ShuttingDown,
 }
 
 /// What one user's snapshot did.
@@ -388,8 +390,13 @@ impl Job<'_> {
         .await;
         drop(tx);
         let worked = worker.await.map_err(|_| SnapshotError::Worker)?;
-        result?;
-        let stored = worked?;
+        // A download cut short because the worker stopped: the worker's
+        // own error (e.g. the disk is full) says what happened.
+        let stored = match (result, worked) {
+            (Err(SnapshotError::Worker) | Ok(()), Err(e)) => return Err(e.into()),
+            (Err(e), _) => return Err(e),
+            (Ok(()), Ok(stored)) => stored,
+        };
         stats.new_bodies = stored.new_bodies;
         (stats.views_recorded, stats.sizes_recorded) =
             self.record_views(&mut up, user, &listed, &stored.needs_view).await?;

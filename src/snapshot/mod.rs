@@ -17,11 +17,11 @@ use thiserror::Error;
 use tokio::sync::{RwLock, Semaphore};
 use tracing::{error, info, info_span, Instrument};
 
-use crate::config::{parse_hh_mm, Config};
+use crate::config::{parse_hh_mm, Live, SnapshotConfig};
 use crate::store::{find_folder, find_named, RequestState, SnapshotInfo, Store, StoreError, SweepStats};
 use crate::upstream::Connector;
 
-use self::job::{Job, JobStats};
+use self::job::{Job, JobStats, SnapshotError};
 use self::schedule::{Clock, Schedule};
 
 /// One user's outcome of a snapshot run.
@@ -72,39 +72,65 @@ pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
 pub struct Service {
     pub store: Arc<Store>,
     pub connector: Arc<Connector>,
-    pub config: Arc<Config>,
+    pub config: Live,
     /// Snapshot jobs hold it shared; pruning (which sweeps unreferenced
-    /// bodies, including those of a job not yet committed) exclusively.
+    /// bodies, including those of a job not yet committed) exclusively,
+    /// and so does shutdown (every running job has committed or failed).
     jobs: RwLock<()>,
-    schedule: Schedule,
+    /// Set on shutdown: no job starts any more.
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+/// The schedule `snapshots.at` and `snapshots.timezone` describe.
+pub fn schedule_of(config: &SnapshotConfig) -> Result<Schedule, ServiceError> {
+    let (hour, minute) = parse_hh_mm(&config.at)
+        .ok_or_else(|| ServiceError::BadRequest("config key `snapshots.at` is not HH:MM".into()))?;
+    let tz = jiff::tz::TimeZone::get(&config.timezone)
+        .map_err(|e| ServiceError::BadRequest(format!("config key `snapshots.timezone`: {e}")))?;
+    Ok(Schedule {
+        hour: hour as i8,
+        minute: minute as i8,
+        tz,
+    })
 }
 
 impl Service {
-    pub fn new(config: Arc<Config>, store: Arc<Store>, connector: Arc<Connector>) -> Result<Self, ServiceError> {
-        let (hour, minute) = parse_hh_mm(&config.snapshots.at)
-            .ok_or_else(|| ServiceError::BadRequest("config key `snapshots.at` is not HH:MM".into()))?;
-        let tz = jiff::tz::TimeZone::get(&config.snapshots.timezone)
-            .map_err(|e| ServiceError::BadRequest(format!("config key `snapshots.timezone`: {e}")))?;
+    pub fn new(config: Live, store: Arc<Store>, connector: Arc<Connector>) -> Result<Self, ServiceError> {
+        schedule_of(&config.get().snapshots)?;
         Ok(Self {
             store,
             connector,
             config,
             jobs: RwLock::new(()),
-            schedule: Schedule {
-                hour: hour as i8,
-                minute: minute as i8,
-                tz,
-            },
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    pub fn schedule(&self) -> &Schedule {
-        &self.schedule
+    /// The schedule of the configuration now (a reload may change it; it
+    /// was validated when loaded, so the fallback is never used).
+    pub fn schedule(&self) -> Schedule {
+        schedule_of(&self.config.get().snapshots).unwrap_or(Schedule {
+            hour: 0,
+            minute: 0,
+            tz: jiff::tz::TimeZone::UTC,
+        })
+    }
+
+    /// Shutdown: no job starts any more; waits up to `limit` for running
+    /// jobs to commit or fail (a snapshot is one atomic commit, so one cut
+    /// off after that leaves nothing). Says whether all finished.
+    pub async fn stop(&self, limit: std::time::Duration) -> bool {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::timeout(limit, self.jobs.write()).await.is_ok()
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The configured users plus everyone who logged in through the proxy.
     pub fn all_users(&self) -> Result<Vec<String>, ServiceError> {
-        let mut users: BTreeSet<String> = self.config.snapshots.users.iter().cloned().collect();
+        let mut users: BTreeSet<String> = self.config.get().snapshots.users.iter().cloned().collect();
         users.extend(self.store.known_users()?);
         Ok(users.into_iter().collect())
     }
@@ -118,7 +144,8 @@ impl Service {
         now: Timestamp,
         progress: ProgressFn,
     ) -> Result<Vec<UserResult>, ServiceError> {
-        let today = self.schedule.date_of(now);
+        let config = self.config.get();
+        let today = self.schedule().date_of(now);
         let date = match label {
             None => today,
             Some(l) => {
@@ -128,7 +155,7 @@ impl Service {
                 if d > today {
                     return Err(ServiceError::BadRequest(format!(
                         "label {d} is in the future (today is {today} in {})",
-                        self.config.snapshots.timezone
+                        config.snapshots.timezone
                     )));
                 }
                 d
@@ -144,25 +171,39 @@ impl Service {
                 "no users to snapshot: set snapshots.users or name one with --user".into(),
             ));
         }
-        let limit = Arc::new(Semaphore::new(self.config.snapshots.parallel));
+        let limit = Arc::new(Semaphore::new(config.snapshots.parallel));
         let mut set = tokio::task::JoinSet::new();
         for (i, user) in users.iter().enumerate() {
             let svc = self.clone();
             let user = user.clone();
             let limit = limit.clone();
             let progress = progress.clone();
+            let config = config.clone();
             let date = date.to_string();
             let span = info_span!("snapshot", user = %user, date = %date);
             set.spawn(
                 async move {
                     let _permit = limit.acquire_owned().await;
                     let _shared = svc.jobs.read().await;
-                    let job = Job {
-                        store: svc.store.clone(),
-                        connector: &svc.connector,
-                        config: &svc.config.snapshots,
+                    let result = if svc.stopping() {
+                        Err(SnapshotError::ShuttingDown)
+                    } else {
+                        let job = Job {
+                            store: svc.store.clone(),
+                            connector: &svc.connector,
+                            config: &config.snapshots,
+                        };
+                        let started = std::time::Instant::now();
+                        let result = job.run(&user, &date, now.as_second(), &*progress).await;
+                        let m = crate::metrics::get();
+                        m.snapshot_run(result.is_ok());
+                        if let Ok(s) = &result {
+                            m.snapshot_seconds.observe(started.elapsed().as_secs_f64());
+                            m.snapshot_messages.inc_by(s.messages);
+                            m.snapshot_bodies.inc_by(s.bodies_fetched);
+                        }
+                        result
                     };
-                    let result = job.run(&user, &date, now.as_second(), &*progress).await;
                     if let Err(e) = &result {
                         error!(error = %e, "snapshot failed; earlier snapshots are untouched");
                     }
@@ -196,8 +237,8 @@ impl Service {
     /// (today and the days before it), then frees unreferenced bodies.
     pub async fn prune(&self, now: Timestamp) -> Result<PruneReport, ServiceError> {
         let _exclusive = self.jobs.write().await;
-        let today = self.schedule.date_of(now);
-        let keep = i64::from(self.config.snapshots.retention_days) - 1;
+        let today = self.schedule().date_of(now);
+        let keep = i64::from(self.config.get().snapshots.retention_days) - 1;
         let cutoff = today
             .checked_sub(jiff::Span::new().days(keep))
             .map_err(|e| ServiceError::BadRequest(format!("retention: {e}")))?
@@ -371,7 +412,9 @@ impl Service {
             }
             Ok(_) | Err(_) => self.nightly_snapshots(now, progress).await,
         }
-        if let Err(e) = self.prune(now).await {
+        let pruned = self.prune(now).await;
+        crate::metrics::get().retention_run(pruned.is_ok());
+        if let Err(e) = pruned {
             error!(error = %e, "retention failed");
         }
         if let Err(e) = self.store.set_last_run(now.as_second()) {
@@ -379,17 +422,56 @@ impl Service {
         }
     }
 
+    /// Snapshots every user; the ones that failed (the upstream down, the
+    /// disk full) are tried again `snapshots.retries` times,
+    /// `snapshots.retry_delay_secs` apart (growing), under the same label.
     async fn nightly_snapshots(self: &Arc<Self>, now: Timestamp, progress: ProgressFn) {
-        match self.snapshot(&[], None, now, progress).await {
-            Ok(results) => {
-                let failed = results.iter().filter(|r| r.result.is_err()).count();
-                info!(users = results.len(), failed, "nightly snapshot run finished");
+        let config = self.config.get();
+        let label = self.schedule().date_of(now).to_string();
+        let mut users: Vec<String> = Vec::new();
+        for attempt in 0..=config.snapshots.retries {
+            if attempt > 0 {
+                let wait = std::time::Duration::from_secs(config.snapshots.retry_delay_secs * u64::from(attempt));
+                info!(
+                    users = users.len(),
+                    attempt,
+                    wait_secs = wait.as_secs(),
+                    "retrying failed snapshots"
+                );
+                tokio::time::sleep(wait).await;
+                if self.stopping() {
+                    return;
+                }
             }
-            Err(e) => error!(error = %e, "nightly snapshot run not started"),
+            match self.snapshot(&users, Some(&label), now, progress.clone()).await {
+                Ok(results) => {
+                    users = results
+                        .iter()
+                        .filter(|r| r.result.is_err())
+                        .map(|r| r.user.clone())
+                        .collect();
+                    info!(
+                        users = results.len(),
+                        failed = users.len(),
+                        attempt,
+                        "nightly snapshot run finished"
+                    );
+                }
+                Err(e) => {
+                    error!(error = %e, "nightly snapshot run not started");
+                    return;
+                }
+            }
+            if users.is_empty() || self.stopping() {
+                return;
+            }
         }
+        error!(users = ?users, "snapshots still failing after every retry; the next nightly run tries again");
     }
 
-    /// The scheduler loop of `serve`.
+    /// The scheduler loop of `serve`. A reload that changes `snapshots.at`
+    /// or the time zone takes effect at once (the wait is re-planned; a
+    /// run in progress goes on).
     pub async fn run_schedule(self: Arc<Self>, clock: Arc<dyn Clock>) {
         let last = match self.store.last_run() {
             Ok(l) => l.and_then(|s| Timestamp::from_second(s).ok()),
@@ -398,14 +480,29 @@ impl Service {
                 None
             }
         };
-        let schedule = self.schedule.clone();
-        schedule::run(&*clock, &schedule, last, |now| {
-            let svc = self.clone();
-            async move {
-                svc.nightly(now).await;
-                ControlFlow::Continue(())
-            }
-        })
+        let changes = self.config.changes();
+        let svc = self.clone();
+        schedule::run(
+            &*clock,
+            || svc.schedule(),
+            move || {
+                let mut changes = changes.clone();
+                async move {
+                    let _ = changes.changed().await;
+                }
+            },
+            last,
+            |now| {
+                let svc = self.clone();
+                async move {
+                    if svc.stopping() {
+                        return ControlFlow::Break(());
+                    }
+                    svc.nightly(now).await;
+                    ControlFlow::Continue(())
+                }
+            },
+        )
         .await;
     }
 }

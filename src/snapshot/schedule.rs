@@ -86,13 +86,24 @@ impl Schedule {
 /// (`last_run`, persisted by the caller) is older than the latest scheduled
 /// instant: a proxy that was down at that time catches up when it starts.
 /// `job` gets the instant it runs at; it stops the loop with `Break`.
-pub async fn run<C, F, Fut>(clock: &C, schedule: &Schedule, mut last_run: Option<Timestamp>, mut job: F)
-where
+/// `schedule` is asked again whenever `changed` resolves during a wait (a
+/// reload), never while `job` runs.
+pub async fn run<C, S, W, WF, F, Fut>(
+    clock: &C,
+    schedule: S,
+    mut changed: W,
+    mut last_run: Option<Timestamp>,
+    mut job: F,
+) where
     C: Clock + ?Sized,
+    S: Fn() -> Schedule,
+    W: FnMut() -> WF,
+    WF: Future<Output = ()>,
     F: FnMut(Timestamp) -> Fut,
     Fut: Future<Output = ControlFlow<()>>,
 {
     loop {
+        let schedule = schedule();
         let now = clock.now();
         let due = schedule.previous(now);
         if due.is_some_and(|due| last_run.is_none_or(|last| last < due)) {
@@ -105,7 +116,10 @@ where
         let Some(next) = schedule.next(now) else {
             return;
         };
-        clock.sleep_until(next).await;
+        tokio::select! {
+            _ = clock.sleep_until(next) => {}
+            _ = changed() => {}
+        }
     }
 }
 
@@ -149,17 +163,23 @@ mod tests {
         let last = last.map(|l| s.tz.to_timestamp(l.parse::<jiff::civil::DateTime>().unwrap()).unwrap());
         let clock = FakeClock(Mutex::new(start));
         let mut fired = Vec::new();
-        run(&clock, s, last, |t| {
-            fired.push(local(s, t));
-            let done = fired.len() >= runs;
-            async move {
-                if done {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
+        run(
+            &clock,
+            || s.clone(),
+            std::future::pending::<()>,
+            last,
+            |t| {
+                fired.push(local(s, t));
+                let done = fired.len() >= runs;
+                async move {
+                    if done {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
         fired
     }
@@ -206,5 +226,60 @@ mod tests {
         let s = schedule((0, 0), "America/New_York");
         let t: Timestamp = "2026-11-25T03:00:00Z".parse().unwrap();
         assert_eq!(s.date_of(t).to_string(), "2026-11-24");
+    }
+
+    /// A clock whose waits never end by themselves: only a change of the
+    /// schedule can make the loop look again.
+    struct StoppedClock(Timestamp);
+
+    impl Clock for StoppedClock {
+        fn now(&self) -> Timestamp {
+            self.0
+        }
+        fn sleep_until(&self, _: Timestamp) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reloaded_schedule_is_planned_again_at_once() {
+        // Waiting for 23:00; a reload moves the run to 09:30, already past
+        // today and after the last run: it runs now, not at 23:00.
+        let late = schedule((23, 0), "Europe/Berlin");
+        let early = schedule((9, 30), "Europe/Berlin");
+        let at = |l: &str| {
+            late.tz
+                .to_timestamp(l.parse::<jiff::civil::DateTime>().unwrap())
+                .unwrap()
+        };
+        let clock = StoppedClock(at("2026-11-25T10:00"));
+        let current = Mutex::new(late.clone());
+        let reloads = Mutex::new(0);
+        let mut fired = Vec::new();
+        run(
+            &clock,
+            || current.lock().unwrap().clone(),
+            || {
+                let mut n = reloads.lock().unwrap();
+                *n += 1;
+                let first = *n == 1;
+                if first {
+                    *current.lock().unwrap() = early.clone();
+                }
+                async move {
+                    if !first {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            },
+            Some(at("2026-11-25T00:00")),
+            |t| {
+                fired.push(local(&late, t));
+                async { ControlFlow::Break(()) }
+            },
+        )
+        .await;
+        assert_eq!(fired, ["2026-11-25 10:00"]);
+        assert_eq!(*reloads.lock().unwrap(), 1);
     }
 }

@@ -65,9 +65,14 @@ impl Connector {
 
     /// Connects, reads the greeting, and secures the connection as configured.
     pub async fn connect(&self) -> Result<Upstream, UpstreamError> {
-        tokio::time::timeout(self.timeout, self.connect_inner())
+        let r = tokio::time::timeout(self.timeout, self.connect_inner())
             .await
-            .map_err(|_| UpstreamError::Timeout(self.timeout))?
+            .map_err(|_| UpstreamError::Timeout(self.timeout))
+            .and_then(|r| r);
+        if r.is_err() {
+            crate::metrics::get().upstream_error("connect");
+        }
+        r
     }
 
     async fn tls_handshake(&self, tcp: TcpStream) -> Result<UpstreamStream, UpstreamError> {
@@ -143,6 +148,7 @@ impl Connector {
             }
         };
         if !r.is_ok() {
+            crate::metrics::get().upstream_error("login");
             return Err(UpstreamError::Login {
                 user: user.into(),
                 text: r.status.text,

@@ -81,6 +81,29 @@ impl Dovecot {
         d
     }
 
+    /// Starts an empty Dovecot on `port` (a port a proxy was told about
+    /// before its upstream came up).
+    pub fn start_on(sep: char, port: u16) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("itm-dovecot")
+            .tempdir()
+            .expect("tempdir");
+        let ok = Command::new(repo_root().join("scripts/upstream.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .arg(port.to_string())
+            .arg(sep.to_string())
+            .status()
+            .expect("run scripts/upstream.sh")
+            .success();
+        assert!(
+            ok,
+            "could not start dovecot on port {port} (see {}/dovecot.log)",
+            dir.path().display()
+        );
+        Self { dir, port, sep }
+    }
+
     fn start_inner(sep: char, tls: bool) -> (Self, u16) {
         Self::start_flavored(sep, tls, "default")
     }
@@ -278,6 +301,8 @@ master_user = "itm-master"
 master_password = "master-secret"
 [log]
 level = "warn"
+[metrics]
+listen = "127.0.0.1:0"
 "#
     )
 }
@@ -302,7 +327,7 @@ impl Proxy {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let services = Services::new(cfg, proxy_store).expect("services");
+                let services = Services::new(imap_time_machine::config::Live::new(cfg), proxy_store).expect("services");
                 let server = Server::bind(&services).await.expect("bind proxy");
                 let addrs = (
                     server.tls_addr().expect("tls addr"),
@@ -341,8 +366,12 @@ impl Proxy {
     pub async fn snapshot_stats(&self, user: &str, date: &str) -> imap_time_machine::snapshot::job::JobStats {
         let connector = Arc::new(imap_time_machine::upstream::Connector::from_config(&self.config).expect("connector"));
         let svc = Arc::new(
-            imap_time_machine::snapshot::Service::new(self.config.clone(), self.store.clone(), connector)
-                .expect("service"),
+            imap_time_machine::snapshot::Service::new(
+                imap_time_machine::config::Live::new(self.config.clone()),
+                self.store.clone(),
+                connector,
+            )
+            .expect("service"),
         );
         let r = svc
             .snapshot(
@@ -404,7 +433,10 @@ pub fn service(d: &Dovecot, data: &Path) -> Arc<imap_time_machine::snapshot::Ser
     let config = Arc::new(Config::from_toml(&proxy_config_text(d.addr(), data), &repo_root()).expect("config"));
     let store = Arc::new(Store::open(&config.store.path).expect("store"));
     let connector = Arc::new(imap_time_machine::upstream::Connector::from_config(&config).expect("connector"));
-    Arc::new(imap_time_machine::snapshot::Service::new(config, store, connector).expect("service"))
+    Arc::new(
+        imap_time_machine::snapshot::Service::new(imap_time_machine::config::Live::new(config), store, connector)
+            .expect("service"),
+    )
 }
 
 /// The built binary running `serve` on its own free ports (as deployed),

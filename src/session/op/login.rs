@@ -100,9 +100,11 @@ async fn check(st: &mut PreAuth, io: &mut dyn ClientIo, tag: &str, user: &[u8], 
         Code::Unavailable,
         "The mail server is unavailable, try again later",
     );
+    let metrics = crate::metrics::get();
     let mut upstream = match st.ctx.connector.connect().await {
         Ok(up) => up,
         Err(e) => {
+            metrics.login("upstream_error");
             warn!(error = %e, "upstream unavailable at login");
             return io.status(unavailable).await;
         }
@@ -114,6 +116,7 @@ async fn check(st: &mut PreAuth, io: &mut dyn ClientIo, tag: &str, user: &[u8], 
             st.peer.port()
         );
         if let Err(e) = upstream.run(&id).await {
+            metrics.login("upstream_error");
             warn!(error = %e, "upstream failed before login");
             return io.status(unavailable).await;
         }
@@ -121,11 +124,13 @@ async fn check(st: &mut PreAuth, io: &mut dyn ClientIo, tag: &str, user: &[u8], 
     let result = match upstream.login(None, user, pass).await {
         Ok(r) => r,
         Err(e) => {
+            metrics.login("upstream_error");
             warn!(error = %e, "upstream failed during login");
             return io.status(unavailable).await;
         }
     };
     if !result.is_ok() {
+        metrics.login("rejected");
         st.failed_logins += 1;
         info!(user = %user_name, "login rejected by upstream");
         // The upstream's own words, under the client's tag.
@@ -134,10 +139,12 @@ async fn check(st: &mut PreAuth, io: &mut dyn ClientIo, tag: &str, user: &[u8], 
     let namespace = match upstream.namespace().await {
         Ok(ns) => ns,
         Err(e) => {
+            metrics.login("upstream_error");
             warn!(error = %e, "upstream failed after login");
             return io.status(unavailable).await;
         }
     };
+    metrics.login("ok");
     tracing::Span::current().record("user", user_name.as_str());
     info!(prefix = %namespace.prefix, delimiter = ?namespace.delimiter, "logged in");
     let caps = capability::filter_list(&upstream.capabilities.join(" "));
