@@ -491,12 +491,17 @@ async fn a_nightly_run_with_the_upstream_down_is_retried() {
     assert!(health.contains("upstream: FAILED"), "{health}");
     let d = Dovecot::start_on('/', upstream_port);
     d.seed(&[]);
+    // The run is counted once the job has returned, just after its commit.
     eventually("the retry takes the snapshot", Duration::from_secs(90), || {
-        let out = cli(&p.config_path, &["snapshots", "--user", "alice"]);
-        show(&out.stdout).lines().any(|l| l.starts_with("alice"))
+        let (_, text) = http_get(metrics_port, "/metrics");
+        metric(&text, "imap_time_machine_snapshot_runs_total{result=\"ok\"}").unwrap_or(0.0) >= 1.0
     });
-    let (_, text) = http_get(metrics_port, "/metrics");
-    assert!(metric(&text, "imap_time_machine_snapshot_runs_total{result=\"ok\"}").unwrap_or(0.0) >= 1.0);
+    let out = cli(&p.config_path, &["snapshots", "--user", "alice"]);
+    assert!(
+        show(&out.stdout).lines().any(|l| l.starts_with("alice")),
+        "{}",
+        show(&out.stdout)
+    );
     assert_eq!(http_get(metrics_port, "/health").0, 200);
     let (out, _) = p.stop();
     assert!(out.status.success());
