@@ -9,6 +9,27 @@ use super::{
 };
 use crate::imap::section::Recorded;
 
+thread_local! {
+    /// One zstd context per storing thread: a new one per message costs
+    /// an allocation of over a megabyte and its page faults every time.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// zstd at [`ZSTD_LEVEL`] with this thread's context.
+fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
+        }
+        match slot.as_mut() {
+            Some(c) => c.compress(raw),
+            None => zstd::bulk::compress(raw, ZSTD_LEVEL),
+        }
+    })
+}
+
 impl Store {
     pub fn has_content(&self, user: &str, hash: &Hash) -> Result<bool, StoreError> {
         Ok(self
@@ -23,7 +44,7 @@ impl Store {
         if self.has_content(user, hash)? {
             return Ok(false);
         }
-        let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL)?;
+        let compressed = compress(raw)?;
         let key = keys::content(user, hash);
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_BLOBS)?, &key, compressed);

@@ -87,6 +87,9 @@ const ALL_CFS: [&str; 12] = [
 /// RocksDB block cache shared by the column families.
 const BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Memory of all memtables together.
+const MEMTABLES_BYTES: usize = 64 * 1024 * 1024;
+
 /// zstd level for message bodies: fast, and about as small as level 9 on mail.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -170,6 +173,10 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // All memtables together (the blobs family takes nearly all of a
+        // snapshot's writes): a job's memory stays bounded whatever the
+        // message sizes.
+        opts.set_db_write_buffer_size(MEMTABLES_BYTES);
         // One block cache for every column family: snapshot folders are
         // read again and again (clients re-fetch), and bodies are served
         // from it without touching the files.

@@ -209,12 +209,19 @@ pub fn string_value(v: &[u8]) -> Option<Vec<u8>> {
         }
         return Some(out);
     }
+    literal_bytes(v).map(<[u8]>::to_vec)
+}
+
+/// The bytes of a literal value (`{n}CRLF...`, `~{n}CRLF...`), borrowed
+/// from the response: a caller holding the response as `Bytes` keeps them
+/// without a copy (a message body is the bulk of a snapshot's memory).
+pub fn literal_bytes(v: &[u8]) -> Option<&[u8]> {
     let v = v.strip_prefix(b"~").unwrap_or(v);
-    let nl = memchr::memchr(b'\n', v)?;
     if v.first() != Some(&b'{') {
         return None;
     }
-    Some(v[nl + 1..].to_vec())
+    let nl = memchr::memchr(b'\n', v)?;
+    v.get(nl + 1..)
 }
 
 /// The atoms of a parenthesised list such as FLAGS.
