@@ -619,11 +619,11 @@ async fn snapshots(d: &Dovecot, a: &Args) {
     let size = store.disk_size().expect("size");
     let n = store.snapshots(Some("alice")).expect("list").len();
     println!(
-        "store after {n} daily snapshots ({churn} added and {churn} deleted a day): {:.1} MiB = {:.2} x one copy ({:.1} MiB) (target <= 1.2: {})",
+        "store after {n} daily snapshots ({churn} added and {churn} deleted a day): {:.1} MiB = {:.2} x one copy ({:.1} MiB) (target <= 0.8: {})",
         size as f64 / 1048576.0,
         size as f64 / raw_bytes as f64,
         raw_bytes as f64 / 1048576.0,
-        verdict(size as f64 <= 1.2 * raw_bytes as f64)
+        verdict(size as f64 <= 0.8 * raw_bytes as f64)
     );
 }
 
