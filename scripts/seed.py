@@ -172,15 +172,7 @@ def generate(args):
     c.cmd("CREATE %s" % name, ok=False)
     # Text of random words: compresses like real prose (about 3:1), unlike
     # a repeated sentence.
-    words = (
-        "the of and to in is you that it he was for on are as with his they at be this have from or one had by "
-        "word but not what all were we when your can said there use an each which she do how their if will up "
-        "other about out many then them these so some her would make like him into time has look two more write "
-        "go see number no way could people my than first water been call who oil its now find long down day did "
-        "get come made may part over new sound take only little work know place year live me back give most very "
-        "after thing our just name good sentence man think say great where help through much before line right "
-        "invoice meeting project budget report schedule server backup restore mailbox folder message attachment"
-    ).split()
+    words = WORDS
     rng = random.Random(args.seed)
     items = []
     if args.realistic:
