@@ -533,3 +533,46 @@ async fn a_removed_admin_socket_is_bound_again() {
     let (out, _) = p.stop();
     assert!(out.status.success());
 }
+
+/// SIGTERM while a client IDLEs in a snapshot folder (an IDLE the proxy
+/// answers itself, waiting on the client): the session gets the BYE at
+/// once and the process exits long before its stop limit (300 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_an_idle_in_a_snapshot_folder() {
+    let d = Dovecot::start_seeded('/');
+    let p = ProxyProcess::start(
+        d.addr(),
+        |t| format!("{t}[limits]\nshutdown_timeout_secs = 300\n"),
+        false,
+    )
+    .await;
+    let out = cli(&p.config_path, &["snapshot", "--user", "alice"]);
+    assert!(out.status.success(), "{}", show(&out.stderr));
+    let listed = show(&cli(&p.config_path, &["snapshots", "--user", "alice"]).stdout);
+    let date = listed
+        .lines()
+        .find(|l| l.starts_with("alice"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("the snapshot's date")
+        .to_string();
+    let mut c = Client::login_tls(p.tls, "alice", "alice-pw").await;
+    let r = c.cmd("s", &format!("SELECT \"Time Machine/{date}/INBOX\"")).await;
+    assert!(show(&r).contains("s OK"), "{}", show(&r));
+    c.send(b"i IDLE\r\n").await;
+    let cont = c.read_line().await;
+    assert!(cont.starts_with(b"+ "), "{}", show(&cont));
+    assert!(Command::new("kill")
+        .args(["-TERM", &p.pid().to_string()])
+        .status()
+        .expect("kill")
+        .success());
+    let bye = tokio::time::timeout(Duration::from_secs(60), c.read_to_close())
+        .await
+        .expect("the IDLE was not ended by the shutdown");
+    assert!(show(&bye).contains("* BYE [UNAVAILABLE]"), "{}", show(&bye));
+    let stopped = tokio::time::timeout(Duration::from_secs(60), tokio::task::spawn_blocking(move || p.stop()))
+        .await
+        .expect("serve still running a minute after SIGTERM")
+        .expect("join");
+    assert!(stopped.0.status.success(), "{:?}", stopped.0.status);
+}

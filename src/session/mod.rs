@@ -157,6 +157,7 @@ async fn authenticated(
             ctx.config.clone(),
         ))
     });
+    st.stopping = Some(ctx.stopping.clone());
     let hide = op::list::hide(st.tree.virtual_root().clone());
     let mut relay = Relay::start(
         reader,

@@ -90,6 +90,10 @@ pub struct State {
     /// Captures what an expunge of a real folder removes (SPEC section 4);
     /// `None` without a store.
     pub capture: Option<Arc<crate::snapshot::capture::Capturer>>,
+    /// The server's shutdown signal, for handlers that wait on the client
+    /// for long (IDLE in a tree folder); the dispatcher watches it between
+    /// commands.
+    pub stopping: Option<tokio::sync::watch::Receiver<bool>>,
     /// UIDs of the selected real folder this session copied to another
     /// folder: expunged afterwards, they moved rather than went.
     copied: std::collections::HashSet<u32>,
@@ -110,6 +114,7 @@ impl State {
             real_folder: None,
             real_uidvalidity: None,
             capture: None,
+            stopping: None,
             copied: Default::default(),
             condstore: false,
         }

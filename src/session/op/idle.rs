@@ -1,7 +1,7 @@
 //! IDLE on a tree folder: a snapshot never changes, so the proxy waits for
 //! DONE, keeping the upstream connection alive meanwhile; request folders
 //! and Recently Deleted change and are looked at every two seconds. The session's idle limit
-//! applies.
+//! applies; a server shutdown ends it with the session's `BYE`.
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,18 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         if left.is_zero() {
             return Err(SessionEnd::ClientIdle);
         }
-        match io.read_line_within(tick.min(left)).await? {
+        let wait = tick.min(left);
+        // A shutdown ends the IDLE with the session's BYE: the client
+        // reconnects, as after any server's restart.
+        let next = match st.stopping.as_mut() {
+            Some(stop) => tokio::select! {
+                biased;
+                Ok(()) = async { stop.wait_for(|s| *s).await.map(|_| ()) } => return Err(SessionEnd::Shutdown),
+                next = io.read_line_within(wait) => next?,
+            },
+            None => io.read_line_within(wait).await?,
+        };
+        match next {
             Some(line) => break line,
             None => {
                 keepalive(st, io).await?;
