@@ -130,19 +130,12 @@ async fn metrics_text(services: &Services) -> String {
     let per_user = services.config.get().metrics.per_user;
     let read = tokio::task::spawn_blocking(move || {
         let m = crate::metrics::get();
-        m.store_write_failing.set(i64::from(store.probe().is_err()));
+        let _ = probe(&store);
         m.store_bytes
             .set(i64::try_from(store.size_on_disk()).unwrap_or(i64::MAX));
         if let Ok(requests) = store.requests() {
             m.restore_requests.reset();
-            for state in [
-                crate::store::RequestState::Pending,
-                crate::store::RequestState::Confirmed,
-                crate::store::RequestState::Running,
-                crate::store::RequestState::Completed,
-                crate::store::RequestState::Rejected,
-                crate::store::RequestState::Expired,
-            ] {
+            for state in crate::store::RequestState::ALL {
                 let n = requests.iter().filter(|r| r.state == state).count();
                 m.restore_requests
                     .with_label_values(&[state.as_str()])
@@ -172,6 +165,13 @@ async fn metrics_text(services: &Services) -> String {
     crate::metrics::get().render()
 }
 
+/// A probe write to the store; `store_write_failing` follows its result.
+fn probe(store: &crate::store::Store) -> Result<(), String> {
+    let r = store.probe().map_err(|e| e.to_string());
+    crate::metrics::get().store_write_failing.set(i64::from(r.is_err()));
+    r
+}
+
 /// Every check, and whether all passed.
 async fn health(services: &Services, listening: bool) -> (bool, String) {
     let mut ok = true;
@@ -192,12 +192,11 @@ async fn health(services: &Services, listening: bool) -> (bool, String) {
         },
     );
     let store = services.store.clone();
-    let probe = tokio::task::spawn_blocking(move || store.probe())
+    let probed = tokio::task::spawn_blocking(move || probe(&store))
         .await
         .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
-    crate::metrics::get().store_write_failing.set(i64::from(probe.is_err()));
-    line("store", probe.map(|()| String::new()));
+        .and_then(|r| r);
+    line("store", probed.map(|()| String::new()));
     let upstream = services.config.get().upstream.address.clone();
     line(
         "upstream",

@@ -65,6 +65,20 @@ struct ServicesRef {
     restores: Arc<crate::restore::Restores>,
 }
 
+impl ServicesRef {
+    /// What the sessions of one configuration share.
+    fn ctx(&self, config: Arc<Config>, stopping: &tokio::sync::watch::Sender<bool>) -> Result<Ctx, TlsSetupError> {
+        Ok(Ctx {
+            server_tls: tls::server_config(&config)?,
+            config,
+            connector: self.connector.clone(),
+            store: Some(self.store.clone()),
+            restores: Some(self.restores.clone()),
+            stopping: stopping.subscribe(),
+        })
+    }
+}
+
 impl Handle {
     /// Applies a new configuration to the connections that come next:
     /// certificate and key read again, limits, snapshot and restore
@@ -72,7 +86,7 @@ impl Handle {
     /// caller has checked with `config::reload_changes` that nothing a
     /// running process cannot change differs.
     pub fn reload(&self, config: Arc<Config>) -> Result<(), TlsSetupError> {
-        let server_tls = tls::server_config(&config)?;
+        let ctx = self.services.ctx(config.clone(), &self.stopping)?;
         let want = config.limits.max_connections;
         let had = self.permits.load(Ordering::SeqCst);
         if want > had {
@@ -91,14 +105,7 @@ impl Handle {
                 );
             }
         }
-        self.ctx.send_replace(Arc::new(Ctx {
-            config,
-            server_tls,
-            connector: self.services.connector.clone(),
-            store: Some(self.services.store.clone()),
-            restores: Some(self.services.restores.clone()),
-            stopping: self.stopping.subscribe(),
-        }));
+        self.ctx.send_replace(Arc::new(ctx));
         Ok(())
     }
 
@@ -130,7 +137,13 @@ impl Server {
     /// in are remembered in the store (snapshotted nightly).
     pub async fn bind(services: &Services) -> Result<Self, ServeError> {
         let config: Arc<Config> = services.config.get();
-        let server_tls = tls::server_config(&config)?;
+        let parts = ServicesRef {
+            connector: services.connector.clone(),
+            store: services.store.clone(),
+            restores: services.restores.clone(),
+        };
+        let stopping = Arc::new(tokio::sync::watch::Sender::new(false));
+        let ctx = parts.ctx(config.clone(), &stopping)?;
         let bind = |key: &'static str, address: Option<String>| async move {
             match address {
                 None => Ok(None),
@@ -142,26 +155,14 @@ impl Server {
         };
         let tls_listener = bind("listen.tls", config.listen.tls.clone()).await?;
         let plain_listener = bind("listen.starttls", config.listen.starttls.clone()).await?;
-        let stopping = Arc::new(tokio::sync::watch::Sender::new(false));
         let max = config.limits.max_connections;
         Ok(Self {
             handle: Handle {
                 limiter: Arc::new(Semaphore::new(max)),
                 permits: Arc::new(std::sync::atomic::AtomicUsize::new(max)),
-                ctx: Arc::new(tokio::sync::watch::Sender::new(Arc::new(Ctx {
-                    config,
-                    server_tls,
-                    connector: services.connector.clone(),
-                    store: Some(services.store.clone()),
-                    restores: Some(services.restores.clone()),
-                    stopping: stopping.subscribe(),
-                }))),
+                ctx: Arc::new(tokio::sync::watch::Sender::new(Arc::new(ctx))),
                 stopping,
-                services: Arc::new(ServicesRef {
-                    connector: services.connector.clone(),
-                    store: services.store.clone(),
-                    restores: services.restores.clone(),
-                }),
+                services: Arc::new(parts),
             },
             tls_listener,
             plain_listener,

@@ -38,13 +38,8 @@ pub async fn run(st: &mut State, io: &mut dyn Io, mut stopping: tokio::sync::wat
     }
 }
 
-/// Reads and handles one command (or one line of continuation data).
-pub async fn step(st: &mut State, io: &mut dyn Io) -> Outcome {
-    let line = io.read_line().await;
-    handle(st, io, line).await
-}
-
-/// Handles one command whose first line was read.
+/// Handles one command (or one line of continuation data) whose first
+/// line was read.
 async fn handle(st: &mut State, io: &mut dyn Io, line: Result<Bytes, SessionEnd>) -> Outcome {
     let line = line?;
     // Continuation data the upstream asked for (IDLE's DONE, SASL).

@@ -41,18 +41,9 @@ fn as_last_seen(flags: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-/// Captures that failed or ran out of time since the process started
-/// (each also logged): the expunge went on without them.
-static FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// How many captures failed or timed out so far.
-pub fn failures() -> u64 {
-    FAILURES.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Counts and logs a capture that did not happen; the expunge goes on.
+/// Counts (`captures_total{result="failed"}`) and logs a capture that did
+/// not happen; the expunge goes on.
 pub fn failed(user: &str, folder: &[u8], messages: usize, why: &str) {
-    FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     crate::metrics::get().capture(false);
     tracing::error!(
         user,
@@ -192,9 +183,8 @@ impl Capturer {
         }
         records.sort_unstable_by_key(|m| m.uid);
         let messages = records.len();
-        let tz = jiff::tz::TimeZone::get(&self.config.snapshots.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
         let now = jiff::Timestamp::now();
-        let today = now.to_zoned_datetime(tz).date().to_string();
+        let today = super::schedule_or_utc(&self.config.snapshots).date_of(now).to_string();
         let (store, user_s, folder_v, copied) = (self.store.clone(), user.to_string(), folder.to_vec(), copied.clone());
         let added = tokio::task::spawn_blocking(move || -> Result<usize, SnapshotError> {
             // Still in another folder of the newest snapshot: not deleted

@@ -137,6 +137,16 @@ impl ToWorker {
             budget: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_KIB)),
         }
     }
+
+    /// Hands a body to the worker once its bytes fit the budget (a body
+    /// bigger than all of it goes alone). Fails only when the worker has
+    /// stopped (a store error, which its join reports).
+    async fn send(&self, mut d: Downloaded) -> Result<(), SnapshotError> {
+        let kib = (d.raw.len() / 1024).clamp(1, IN_FLIGHT_KIB) as u32;
+        let permit = self.budget.clone().acquire_many_owned(kib).await;
+        d.budget = Some(permit.map_err(|_| SnapshotError::Worker)?);
+        self.tx.send(d).await.map_err(|_| SnapshotError::Worker)
+    }
 }
 
 /// `part` of `whole` as `Bytes` sharing its buffer; a copy if `part` is
@@ -287,27 +297,12 @@ pub(super) async fn download(
     loop {
         match up.next(&tag).await? {
             Next::Untagged(resp) => {
-                let Some(mut d) = downloaded(&resp, index, name_text)? else {
+                let Some(d) = downloaded(&resp, index, name_text)? else {
                     continue;
                 };
-                // Waits while the worker holds IN_FLIGHT_KIB of bodies; a
-                // body bigger than that goes alone.
-                let kib = (d.raw.len() / 1024).clamp(1, IN_FLIGHT_KIB) as u32;
-                d.budget = Some(
-                    worker
-                        .budget
-                        .clone()
-                        .acquire_many_owned(kib)
-                        .await
-                        .map_err(|_| SnapshotError::Worker)?,
-                );
                 stats.bodies_fetched += 1;
                 stats.bytes_fetched += d.raw.len() as u64;
-                // The worker ends early only on a store error: the join
-                // reports it.
-                if worker.tx.send(d).await.is_err() {
-                    return Err(SnapshotError::Worker);
-                }
+                worker.send(d).await?;
             }
             Next::Done(t) if t.is_ok() => return Ok(()),
             Next::Done(t) => return Err(t.refusal("UID FETCH (bodies)").into()),

@@ -94,6 +94,16 @@ pub fn schedule_of(config: &SnapshotConfig) -> Result<Schedule, ServiceError> {
     })
 }
 
+/// [`schedule_of`] a configuration that was validated when loaded (the
+/// fallback, midnight UTC, is never used).
+pub fn schedule_or_utc(config: &SnapshotConfig) -> Schedule {
+    schedule_of(config).unwrap_or(Schedule {
+        hour: 0,
+        minute: 0,
+        tz: jiff::tz::TimeZone::UTC,
+    })
+}
+
 impl Service {
     pub fn new(config: Live, store: Arc<Store>, connector: Arc<Connector>) -> Result<Self, ServiceError> {
         schedule_of(&config.get().snapshots)?;
@@ -106,14 +116,9 @@ impl Service {
         })
     }
 
-    /// The schedule of the configuration now (a reload may change it; it
-    /// was validated when loaded, so the fallback is never used).
+    /// The schedule of the configuration now (a reload may change it).
     pub fn schedule(&self) -> Schedule {
-        schedule_of(&self.config.get().snapshots).unwrap_or(Schedule {
-            hour: 0,
-            minute: 0,
-            tz: jiff::tz::TimeZone::UTC,
-        })
+        schedule_or_utc(&self.config.get().snapshots)
     }
 
     /// Shutdown: no job starts any more; waits up to `limit` for running

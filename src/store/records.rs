@@ -79,6 +79,15 @@ pub enum RequestState {
 }
 
 impl RequestState {
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::Confirmed,
+        Self::Running,
+        Self::Completed,
+        Self::Rejected,
+        Self::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -91,16 +100,7 @@ impl RequestState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Confirmed,
-            Self::Running,
-            Self::Completed,
-            Self::Rejected,
-            Self::Expired,
-        ]
-        .into_iter()
-        .find(|st| st.as_str().eq_ignore_ascii_case(s))
+        Self::ALL.into_iter().find(|st| st.as_str().eq_ignore_ascii_case(s))
     }
 }
 
