@@ -20,7 +20,8 @@ struct Args {
     /// Run one part only: `tm` (Time Machine folders), `restore` (after
     /// `tm`, whose snapshot it restores), `snapshots`, `deleted`
     /// (capture at expunge, Recently Deleted) or `noop` (the NOOP round
-    /// trips alone: the per-command cost of the relay, e.g. of metrics).
+    /// trips alone: the per-command cost of the relay, e.g. of metrics)
+    /// or `stress` (Dovecot's ImapTest, ten clients, direct and proxied).
     only: Option<String>,
     messages: usize,
     /// `realistic` (default: sizes and MIME as real mailboxes, issue 14)
@@ -165,6 +166,7 @@ async fn main() {
             return snapshots(&d, &a).await;
         }
         Some("deleted") => return deleted(&d, &p, &a).await,
+        Some("stress") => return stress(&d, &p, &a),
         Some("noop") => {
             let mut sessions = Vec::new();
             for v in variants {
@@ -256,6 +258,7 @@ async fn main() {
 
     time_machine(&d, imaps, &p, &a, &variants).await;
     restore(&d, &p, &a).await;
+    stress(&d, &p, &a);
     drop(p);
 
     snapshots(&d, &a).await;
@@ -783,5 +786,82 @@ fn fill(d: &Dovecot, a: &Args, folder: &str, n: usize, seed: u64) {
             "--seed",
             &seed.to_string(),
         ]),
+    }
+}
+
+/// Issue 14: Dovecot's own stress tester (ImapTest: ten clients with state
+/// tracking, LOGIN/SELECT/FETCH/STORE/APPEND/EXPUNGE...) against Dovecot
+/// directly and through the proxy, interleaved, `--rounds` times 30 s each.
+/// ImapTest is not packaged by Debian and is not this repo's code: the row
+/// runs when `$IMAPTEST_RUN` (default `../shared/tools/imaptest/run.sh`)
+/// and its build are there, and says so when they are not.
+fn stress(d: &Dovecot, p: &ProxyProcess, a: &Args) {
+    let run = std::env::var_os("IMAPTEST_RUN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| support::repo_root().join("../shared/tools/imaptest/run.sh"));
+    let bin = std::env::var_os("IMAPTEST_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/imaptest-build/imaptest".into());
+    println!("\n## ImapTest stress, 10 clients, 30 s per run, bob's INBOX");
+    if !run.exists() || !bin.exists() {
+        println!(
+            "skipped: {} or {} is missing (build it with ../shared/tools/imaptest/build.sh)",
+            run.display(),
+            bin.display()
+        );
+        return;
+    }
+    let targets = [("dovecot direct", d.addr()), ("proxy (plain client side)", p.plain)];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    let mut errors = [0u64; 2];
+    for _ in 0..a.rounds.clamp(1, 3) {
+        for (i, (_, addr)) in targets.iter().enumerate() {
+            let out = Command::new("bash")
+                .arg(&run)
+                .args([
+                    "stress",
+                    "127.0.0.1",
+                    &addr.port().to_string(),
+                    "bob",
+                    "bob-pw",
+                    "30",
+                    "10",
+                ])
+                .output()
+                .expect("run ImapTest");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let value = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            };
+            let rate = value("CMDS_PER_SEC_ALL ").unwrap_or_else(|| {
+                panic!(
+                    "ImapTest printed no totals: {text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+            rates[i].push(rate);
+            errors[i] += (value("ERRORS ").unwrap_or(0.0) + value("FATALS ").unwrap_or(0.0)) as u64;
+            if let Some(sample) = text.lines().find(|l| l.starts_with("ERROR_SAMPLE")) {
+                println!("{}: {sample}", targets[i].0);
+            }
+        }
+    }
+    let medians: Vec<f64> = rates.iter().map(|r| median(r.clone())).collect();
+    for (i, (name, _)) in targets.iter().enumerate() {
+        let note = if i == 0 {
+            String::new()
+        } else {
+            let ratio = medians[i] / medians[0];
+            format!(
+                "  ratio vs direct {ratio:.3} (target >= 0.95 with 0 errors: {})",
+                verdict(ratio >= 0.95 && errors[i] == 0)
+            )
+        };
+        println!(
+            "{name:28} median {:8.1} commands/s  errors {}  runs {:?}{note}",
+            medians[i], errors[i], rates[i]
+        );
     }
 }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::imap::section::Recorded;
 use crate::store::{ContentRecord, MessageRecord, Store, StoreError};
 
@@ -54,15 +56,19 @@ impl Source {
     }
 
     /// Raw bytes of the messages at `indices` (their `records`).
-    pub fn blobs(&self, indices: &[usize], records: &[&MessageRecord]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    pub fn blobs(&self, indices: &[usize], records: &[&MessageRecord]) -> Result<Vec<Option<Bytes>>, StoreError> {
         match self {
             Self::Store { store, user } => {
                 let wanted: Vec<_> = records.iter().map(|m| (m.hash, m.size)).collect();
-                store.blobs(user, &wanted, false)
+                Ok(store
+                    .blobs(user, &wanted, false)?
+                    .into_iter()
+                    .map(|b| b.map(Bytes::from))
+                    .collect())
             }
             Self::Synthetic(msgs) => Ok(indices
                 .iter()
-                .map(|&i| msgs.get(i).map(|s| s.mail.raw.clone()))
+                .map(|&i| msgs.get(i).map(|s| Bytes::from(s.mail.raw.clone())))
                 .collect()),
         }
     }

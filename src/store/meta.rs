@@ -1,13 +1,28 @@
 //! The `meta` family: the schema version, users seen at login, the last
 //! nightly run, and counters.
 
-use super::{keys, Store, StoreError, CF_META};
+use super::{corrupt, keys, Store, StoreError, CF_META};
 
 impl Store {
-    /// Remembers a user who logged in through the proxy (snapshotted nightly).
+    /// Remembers a user who logged in through the proxy (snapshotted
+    /// nightly). Written at most once an hour per user by this process:
+    /// under connection churn (clients that log in per check) a write per
+    /// login was a measurable part of the proxy's CPU.
     pub fn remember_user(&self, user: &str, at: i64) -> Result<(), StoreError> {
+        const REWRITE_AFTER_SECS: i64 = 3600;
+        let mut remembered = self
+            .remembered
+            .lock()
+            .map_err(|_| corrupt("remembered users lock poisoned"))?;
+        if remembered
+            .get(user)
+            .is_some_and(|&last| (0..REWRITE_AFTER_SECS).contains(&(at - last)))
+        {
+            return Ok(());
+        }
         self.db
             .put_cf(self.cf(CF_META)?, keys::known_user(user), at.to_be_bytes())?;
+        remembered.insert(user.to_string(), at);
         Ok(())
     }
 

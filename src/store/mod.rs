@@ -148,6 +148,10 @@ pub struct Store {
     /// immutable, so a SELECT of the same folder again needs no scan; the
     /// cache is dropped whenever a snapshot is committed or deleted.
     folder_cache: std::sync::Mutex<FolderCache>,
+    /// When each user was last written as seen at login by this process
+    /// ([`Store::remember_user`]): a store write per login is not needed
+    /// to know whom to snapshot.
+    remembered: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// See [`Store::messages_shared`].
@@ -208,6 +212,7 @@ impl Store {
             path: path.display().to_string(),
             requests_lock: std::sync::Mutex::new(()),
             deleted_lock: std::sync::Mutex::new(()),
+            remembered: std::sync::Mutex::new(std::collections::HashMap::new()),
             folder_cache: std::sync::Mutex::new(FolderCache::default()),
         };
         let meta = store.cf(CF_META)?;

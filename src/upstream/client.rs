@@ -61,16 +61,7 @@ impl Upstream {
     /// Runs one command (text without tag and CRLF) and collects its responses.
     pub async fn run(&mut self, command: &str) -> Result<Tagged, UpstreamError> {
         let tag = self.start(command).await?;
-        let mut untagged = Vec::new();
-        loop {
-            match self.next(&tag).await? {
-                Next::Untagged(r) => untagged.push(r),
-                Next::Done(mut t) => {
-                    t.untagged = untagged;
-                    return Ok(t);
-                }
-            }
-        }
+        self.collect(&tag).await
     }
 
     /// Sends a command and returns its tag; read its responses with
@@ -181,12 +172,16 @@ impl Upstream {
         Ok(())
     }
 
-    /// Logs in. `authz` is a SASL authorization identity (master logins).
-    /// Uses AUTHENTICATE PLAIN when offered (no quoting problems), else LOGIN.
-    /// The returned status is the upstream's verdict; an `Err` means the
-    /// upstream could not be asked.
-    pub async fn login(&mut self, authz: Option<&[u8]>, user: &[u8], password: &[u8]) -> Result<Tagged, UpstreamError> {
-        let r = if self.has_capability("AUTH=PLAIN") && self.has_capability("SASL-IR") {
+    /// The login command (without tag) for these credentials, or the
+    /// refusal when they cannot be sent. Uses AUTHENTICATE PLAIN when
+    /// offered (no quoting problems), else LOGIN.
+    fn login_command(
+        &self,
+        authz: Option<&[u8]>,
+        user: &[u8],
+        password: &[u8],
+    ) -> Result<Result<String, Tagged>, UpstreamError> {
+        if self.has_capability("AUTH=PLAIN") && self.has_capability("SASL-IR") {
             let mut plain = Vec::with_capacity(user.len() * 2 + password.len() + 2);
             plain.extend_from_slice(authz.unwrap_or(b""));
             plain.push(0);
@@ -194,52 +189,120 @@ impl Upstream {
             plain.push(0);
             plain.extend_from_slice(password);
             let b64 = base64::engine::general_purpose::STANDARD.encode(plain);
-            self.run(&format!("AUTHENTICATE PLAIN {b64}")).await?
-        } else if authz.is_some() {
+            return Ok(Ok(format!("AUTHENTICATE PLAIN {b64}")));
+        }
+        if authz.is_some() {
             return Err(UpstreamError::Protocol(
                 "upstream does not offer SASL PLAIN with initial response, needed for login_style = \"sasl-plain\""
                     .into(),
             ));
-        } else {
-            match (quoted(user), quoted(password)) {
-                (Some(u), Some(p)) => self.run(&format!("LOGIN {u} {p}")).await?,
-                _ => {
-                    let status = Status::no(
-                        "itm",
-                        Code::AuthenticationFailed,
-                        "Credentials with 8-bit or control characters need AUTHENTICATE PLAIN",
-                    );
-                    return Ok(Tagged {
-                        untagged: Vec::new(),
-                        line: Bytes::from(status.encode()),
-                        status,
-                    });
-                }
+        }
+        Ok(match (quoted(user), quoted(password)) {
+            (Some(u), Some(p)) => Ok(format!("LOGIN {u} {p}")),
+            _ => {
+                let status = Status::no(
+                    "itm",
+                    Code::AuthenticationFailed,
+                    "Credentials with 8-bit or control characters need AUTHENTICATE PLAIN",
+                );
+                Err(Tagged {
+                    untagged: Vec::new(),
+                    line: Bytes::from(status.encode()),
+                    status,
+                })
             }
+        })
+    }
+
+    /// After a successful login: the capabilities it announced, or asked.
+    async fn logged_in(&mut self, r: &Tagged) -> Result<(), UpstreamError> {
+        match capabilities_in(&r.line) {
+            Some(caps) => self.capabilities = caps,
+            None => self.refresh_capabilities().await?,
+        }
+        Ok(())
+    }
+
+    /// Logs in. `authz` is a SASL authorization identity (master logins).
+    /// The returned status is the upstream's verdict; an `Err` means the
+    /// upstream could not be asked.
+    pub async fn login(&mut self, authz: Option<&[u8]>, user: &[u8], password: &[u8]) -> Result<Tagged, UpstreamError> {
+        let command = match self.login_command(authz, user, password)? {
+            Ok(c) => c,
+            Err(refused) => return Ok(refused),
         };
+        let r = self.run(&command).await?;
         if r.is_ok() {
-            match capabilities_in(&r.line) {
-                Some(caps) => self.capabilities = caps,
-                None => self.refresh_capabilities().await?,
-            }
+            self.logged_in(&r).await?;
         }
         Ok(r)
+    }
+
+    /// A client's login: `before` (the ID that tells the upstream who the
+    /// client is), the login and NAMESPACE go in one write, pipelined as
+    /// RFC 9051 section 5.5 allows, so a login costs one round trip instead
+    /// of three. NAMESPACE is sent whether or not it is announced (that is
+    /// only known after login); a refused one, or one answered for a failed
+    /// login, falls back to [`Upstream::namespace`] or is dropped. Returns
+    /// the login's verdict and, when it succeeded, the namespace.
+    pub async fn login_pipelined(
+        &mut self,
+        before: Option<&str>,
+        user: &[u8],
+        password: &[u8],
+    ) -> Result<(Tagged, Option<Namespace>), UpstreamError> {
+        let command = match self.login_command(None, user, password)? {
+            Ok(c) => c,
+            Err(refused) => return Ok((refused, None)),
+        };
+        let mut text = String::new();
+        let before_tag = before.map(|b| {
+            let tag = self.tag();
+            text.push_str(&format!("{tag} {b}\r\n"));
+            tag
+        });
+        let login_tag = self.tag();
+        let ns_tag = self.tag();
+        text.push_str(&format!("{login_tag} {command}\r\n{ns_tag} NAMESPACE\r\n"));
+        let w = self.reader.get_mut();
+        w.write_all(text.as_bytes()).await?;
+        w.flush().await?;
+        if let Some(tag) = before_tag {
+            self.collect(&tag).await?;
+        }
+        let r = self.collect(&login_tag).await?;
+        let ns = self.collect(&ns_tag).await?;
+        if !r.is_ok() {
+            return Ok((r, None));
+        }
+        self.logged_in(&r).await?;
+        let namespace = match ns.is_ok().then(|| namespace_in(&ns.untagged)).flatten() {
+            Some(n) => n,
+            None => self.namespace().await?,
+        };
+        Ok((r, Some(namespace)))
+    }
+
+    /// The responses to the command tagged `tag`, up to its completion.
+    async fn collect(&mut self, tag: &str) -> Result<Tagged, UpstreamError> {
+        let mut untagged = Vec::new();
+        loop {
+            match self.next(tag).await? {
+                Next::Untagged(r) => untagged.push(r),
+                Next::Done(mut t) => {
+                    t.untagged = untagged;
+                    return Ok(t);
+                }
+            }
+        }
     }
 
     /// Learns the personal namespace (prefix and delimiter).
     pub async fn namespace(&mut self) -> Result<Namespace, UpstreamError> {
         if self.has_capability("NAMESPACE") {
             let r = self.run("NAMESPACE").await?;
-            for line in &r.untagged {
-                if let Ok((_, Response::Data(Data::Namespace { personal, .. }))) = ResponseCodec::default().decode(line)
-                {
-                    if let Some(ns) = personal.first() {
-                        return Ok(Namespace {
-                            prefix: String::from_utf8_lossy(ns.prefix.as_ref()).into_owned(),
-                            delimiter: ns.delimiter.as_ref().map(|d| d.inner()),
-                        });
-                    }
-                }
+            if let Some(ns) = namespace_in(&r.untagged) {
+                return Ok(ns);
             }
         }
         let r = self.run("LIST \"\" \"\"").await?;
@@ -253,6 +316,19 @@ impl Upstream {
         }
         Ok(Namespace::default())
     }
+}
+
+/// The first personal namespace of a NAMESPACE response, if one is there.
+fn namespace_in(untagged: &[Bytes]) -> Option<Namespace> {
+    untagged
+        .iter()
+        .find_map(|line| match ResponseCodec::default().decode(line) {
+            Ok((_, Response::Data(Data::Namespace { personal, .. }))) => personal.first().map(|ns| Namespace {
+                prefix: String::from_utf8_lossy(ns.prefix.as_ref()).into_owned(),
+                delimiter: ns.delimiter.as_ref().map(|d| d.inner()),
+            }),
+            _ => None,
+        })
 }
 
 /// Reads one whole response (line plus literals) into memory. Only for the

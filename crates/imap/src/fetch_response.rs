@@ -123,6 +123,20 @@ pub fn write(
     items: &[MessageDataItemName<'_>],
     uid_command: bool,
 ) -> Result<(), BinaryError> {
+    write_with(out, m, items, uid_command, &mut |out, raw| out.extend_from_slice(raw))
+}
+
+/// [`write`], with the whole message's bytes (`BODY[]`, `RFC822`, after
+/// their literal's `{n}\r\n`) handed to `whole`, which appends them to
+/// `out` or takes `out` and sends both without copying the message
+/// (a whole-folder `BODY[]` spent a fifth of its time in that copy).
+pub fn write_with(
+    out: &mut Vec<u8>,
+    m: &MessageView<'_>,
+    items: &[MessageDataItemName<'_>],
+    uid_command: bool,
+    whole: &mut dyn FnMut(&mut Vec<u8>, &[u8]),
+) -> Result<(), BinaryError> {
     use MessageDataItemName::*;
     out.extend_from_slice(format!("* {} FETCH (", m.seq).as_bytes());
     let mut first = true;
@@ -193,7 +207,8 @@ pub fn write(
                 } => {
                     let (sec, name) = section_of(section);
                     // BODY[] and BODY[]<partial> are the bytes as stored.
-                    let bytes = if sec.part.is_empty() && sec.text.is_none() {
+                    let whole_message = sec.part.is_empty() && sec.text.is_none();
+                    let bytes = if whole_message {
                         std::borrow::Cow::Borrowed(raw)
                     } else {
                         section_bytes(&sec).unwrap_or_default()
@@ -202,6 +217,10 @@ pub fn write(
                         Some((origin, count)) => {
                             p.extend_from_slice(format!("BODY[{name}]<{origin}> ").as_bytes());
                             literal(p, partial(&bytes, *origin, count.get()));
+                        }
+                        None if whole_message => {
+                            p.extend_from_slice(format!("BODY[] {{{}}}\r\n", raw.len()).as_bytes());
+                            whole(p, raw);
                         }
                         None => {
                             p.extend_from_slice(format!("BODY[{name}] ").as_bytes());
@@ -216,12 +235,14 @@ pub fn write(
                         _ => ("RFC822.TEXT", Some(SectionText::Text)),
                     };
                     let sec = super::section::Section { part: Vec::new(), text };
-                    let bytes = match sec.text {
-                        None => std::borrow::Cow::Borrowed(raw),
-                        Some(_) => section_bytes(&sec).unwrap_or_default(),
-                    };
                     p.extend_from_slice(format!("{label} ").as_bytes());
-                    literal(p, &bytes);
+                    match sec.text {
+                        None => {
+                            p.extend_from_slice(format!("{{{}}}\r\n", raw.len()).as_bytes());
+                            whole(p, raw);
+                        }
+                        Some(_) => literal(p, &section_bytes(&sec).unwrap_or_default()),
+                    }
                 }
                 Binary {
                     section,

@@ -1,8 +1,9 @@
 //! LOGIN and AUTHENTICATE PLAIN (with SASL-IR). The proxy never checks a
 //! password itself: it opens an upstream connection, tells the upstream
 //! who the client really is (ID, which Dovecot honours from
-//! `login_trusted_networks`), and logs in there. The upstream's verdict
-//! is relayed; on success the session leaves the not-authenticated state.
+//! `login_trusted_networks`), and logs in there, asking NAMESPACE in the
+//! same write. The upstream's verdict is relayed; on success the session
+//! leaves the not-authenticated state.
 
 use base64::Engine;
 use bytes::Bytes;
@@ -109,19 +110,14 @@ async fn check(st: &mut PreAuth, io: &mut dyn ClientIo, tag: &str, user: &[u8], 
             return io.status(unavailable).await;
         }
     };
-    if upstream.has_capability("ID") {
-        let id = format!(
+    let id = upstream.has_capability("ID").then(|| {
+        format!(
             "ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\")",
             st.peer.ip(),
             st.peer.port()
-        );
-        if let Err(e) = upstream.run(&id).await {
-            metrics.login("upstream_error");
-            warn!(error = %e, "upstream failed before login");
-            return io.status(unavailable).await;
-        }
-    }
-    let result = match upstream.login(None, user, pass).await {
+        )
+    });
+    let (result, namespace) = match upstream.login_pipelined(id.as_deref(), user, pass).await {
         Ok(r) => r,
         Err(e) => {
             metrics.login("upstream_error");
@@ -129,20 +125,12 @@ async fn check(st: &mut PreAuth, io: &mut dyn ClientIo, tag: &str, user: &[u8], 
             return io.status(unavailable).await;
         }
     };
-    if !result.is_ok() {
+    let Some(namespace) = namespace.filter(|_| result.is_ok()) else {
         metrics.login("rejected");
         st.failed_logins += 1;
         info!(user = %user_name, "login rejected by upstream");
         // The upstream's own words, under the client's tag.
         return io.send(Bytes::from(retag(&result.line, tag))).await;
-    }
-    let namespace = match upstream.namespace().await {
-        Ok(ns) => ns,
-        Err(e) => {
-            metrics.login("upstream_error");
-            warn!(error = %e, "upstream failed after login");
-            return io.status(unavailable).await;
-        }
     };
     metrics.login("ok");
     tracing::Span::current().record("user", user_name.as_str());

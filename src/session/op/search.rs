@@ -24,7 +24,7 @@ use super::super::state::State;
 const BATCH: usize = 128;
 
 /// Matching indices, and the raw bytes of every message when kept.
-pub type Evaluated = (Vec<usize>, Vec<Option<Vec<u8>>>);
+pub type Evaluated = (Vec<usize>, Vec<Option<bytes::Bytes>>);
 
 fn charset_name(c: &Charset<'_>) -> String {
     match c {
@@ -264,7 +264,7 @@ pub async fn answer_ordered(
     criteria: &[SearchKey<'_>],
     (command, empty): (&str, &str),
     keep_raw: bool,
-    order: impl FnOnce(Vec<usize>, Vec<Option<Vec<u8>>>, &[MessageRecord]) -> String + Send + 'static,
+    order: impl FnOnce(Vec<usize>, Vec<Option<bytes::Bytes>>, &[MessageRecord]) -> String + Send + 'static,
 ) -> Outcome {
     let (key, messages, source) = match prepare(st, tag, Some(charset), criteria, empty, command) {
         Ok(prepared) => prepared,

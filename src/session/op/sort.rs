@@ -98,7 +98,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     let keep_raw = criteria
         .iter()
         .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
-    let order = move |hits: Vec<usize>, raws: Vec<Option<Vec<u8>>>, messages: &[MessageRecord]| {
+    let order = move |hits: Vec<usize>, raws: Vec<Option<bytes::Bytes>>, messages: &[MessageRecord]| {
         let mut rows: Vec<(usize, SortValues)> = hits
             .into_iter()
             .map(|i| (i, sort_values(&messages[i], raws.get(i).and_then(|r| r.as_deref()))))

@@ -60,7 +60,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             .status(Status::bad(tag, format!("Unknown thread algorithm {name}")))
             .await;
     };
-    let order = move |hits: Vec<usize>, raws: Vec<Option<Vec<u8>>>, messages: &[MessageRecord]| {
+    let order = move |hits: Vec<usize>, raws: Vec<Option<bytes::Bytes>>, messages: &[MessageRecord]| {
         let msgs: Vec<ThreadMessage> = hits
             .into_iter()
             .map(|i| {
