@@ -33,6 +33,10 @@
 #       QUOTAROOT INBOX "User quota");
 #     - special-use folders Sent, Drafts, Trash, Junk, Archive, auto-created
 #       and subscribed in the personal namespace (INBOX.Sent etc. with ".").
+#   master-elsewhere    a misconfigured server, for the proxy's check after a
+#     master login: `alice*itm-master` lands in another mailbox than alice's
+#     own login: the master's own (mail_location ends in %{auth_user}), as on
+#     a server that ignores the authorization identity (Courier's authlib).
 #       They exist lazily: CREATE of one succeeds until it is first opened
 #       (SELECT/STATUS), then answers NO [ALREADYEXISTS];
 #     - a shared namespace "shared/<user>/" (or "shared.<user>." with "."):
@@ -55,7 +59,7 @@ install_dovecot() {
 write_config() {
   local dir=$1 port=$2 sep=$3 flavor=$4
   local prefix="" ssl="no" ssl_lines="" imaps_port=0
-  local mail_plugins="" imap_plugins="imap_zlib" prod_lines=""
+  local mail_plugins="" imap_plugins="imap_zlib" prod_lines="" mail_user="%u"
   [ "$sep" = "." ] && prefix="INBOX."
   if [ -n "${UPSTREAM_CERT:-}" ]; then
     ssl="yes"
@@ -63,6 +67,7 @@ write_config() {
 ssl_key = <${UPSTREAM_KEY}"
     imaps_port=${UPSTREAM_IMAPS_PORT:-0}
   fi
+  [ "$flavor" = master-elsewhere ] && mail_user="%{auth_user}"
   if [ "$flavor" = prod ]; then
     mail_plugins="mail_plugins = \$mail_plugins acl quota"
     imap_plugins="imap_acl imap_quota imap_zlib"
@@ -85,7 +90,7 @@ auth_master_user_separator = *
 login_trusted_networks = 127.0.0.0/8
 login_log_format_elements = user=<%u> method=%m rip=%r rport=%{rport} lip=%l mpid=%e %c session=<%{session}>
 first_valid_uid = 1
-mail_location = maildir:$dir/mail/%u
+mail_location = maildir:$dir/mail/$mail_user
 mail_fsync = never
 default_client_limit = 10000
 $mail_plugins
@@ -222,7 +227,7 @@ case "$cmd" in
     sep=${4:-/}
     case "$sep" in /|.) ;; *) echo "separator must be / or ." >&2; exit 2 ;; esac
     flavor=${UPSTREAM_FLAVOR:-default}
-    case "$flavor" in default|prod) ;; *) echo "UPSTREAM_FLAVOR must be default or prod" >&2; exit 2 ;; esac
+    case "$flavor" in default|prod|master-elsewhere) ;; *) echo "UPSTREAM_FLAVOR must be default, prod or master-elsewhere" >&2; exit 2 ;; esac
     install_dovecot
     mkdir -p "$dir/run" "$dir/state" "$dir/mail" "$dir/home"
     dir=$(cd "$dir" && pwd)

@@ -31,7 +31,11 @@ pub struct Services {
 
 impl Services {
     pub fn new(config: Live, store: Arc<Store>) -> Result<Self, ServicesError> {
-        let connector = Arc::new(Connector::from_config(&config.get())?);
+        let own = store.clone();
+        let connector = Arc::new(
+            Connector::from_config(&config.get())?
+                .with_own_inbox(Arc::new(move |user| own.own_inbox(user).ok().flatten())),
+        );
         let restores = Arc::new(Restores::new(config.clone(), store.clone(), connector.clone()));
         let snapshots = Arc::new(Service::new(config.clone(), store.clone(), connector.clone())?);
         Ok(Self {

@@ -93,7 +93,7 @@ async fn serve_logs_sessions_but_never_passwords_or_bodies() {
 /// the log gets one warning instead of a panic message and backtrace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_that_panics_the_mail_parser_is_a_warning() {
-    let d = Dovecot::start('/');
+    let d = Dovecot::start_dovecot('/');
     let raw = std::fs::read(repo_root().join("fuzz/corpus/message/mail-parser-panic.eml")).expect("corpus message");
     let mut live = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     assert!(live.append("a", "INBOX", &raw).await.starts_with("a OK"));

@@ -200,7 +200,7 @@ async fn upstream_dying_mid_session_ends_with_bye() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_vanishing_mid_literal_appends_nothing() {
-    let d = Dovecot::start_seeded('/');
+    let d = Dovecot::start_seeded_dovecot('/');
     let p = Proxy::start(&d);
     let mut c = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;
     c.send(b"a APPEND INBOX {1000000}\r\n").await;
@@ -261,7 +261,7 @@ async fn a_hanging_upstream_ends_the_session_but_idle_does_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_idling_between_the_literals_of_an_append_is_logged_out() {
-    let d = Dovecot::start_seeded('/');
+    let d = Dovecot::start_seeded_dovecot('/');
     let p = Proxy::start_with(d.addr(), |c| c.limits.idle_timeout_secs = 1);
     // A MULTIAPPEND streamed to a real folder: the first message arrives,
     // then the client goes quiet before announcing the second.

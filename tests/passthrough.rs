@@ -100,7 +100,7 @@ async fn fidelity_with_dot_separator_and_inbox_prefix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capabilities_after_login_are_the_upstreams() {
-    let d = Dovecot::start('/');
+    let d = Dovecot::start_dovecot('/');
     let p = Proxy::start(&d);
     let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     let mut proxied = Client::login_tls(p.tls_addr, "alice", "alice-pw").await;

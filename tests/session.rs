@@ -33,7 +33,7 @@ async fn implicit_tls_login_and_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upstream_learns_the_real_client_address() {
-    let d = Dovecot::start_seeded('/');
+    let d = Dovecot::start_seeded_dovecot('/');
     let p = Proxy::start(&d);
     let c = Client::login_tls(p.tls_addr, "bob", "bob-pw").await;
     let port = c.local_addr.port();
@@ -271,7 +271,7 @@ async fn the_virtual_tree_is_answered_by_the_proxy_not_the_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_over_starttls_and_implicit_tls() {
-    let (d, imaps) = Dovecot::start_tls('/');
+    let (d, imaps) = Dovecot::start_tls_dovecot('/');
     d.seed(&[]);
     let with = |mode: UpstreamTls, port: u16, ca: bool| {
         Proxy::start_with(([127, 0, 0, 1], port).into(), move |c| {

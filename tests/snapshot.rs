@@ -132,7 +132,7 @@ fn dovecot_body_count(log: &str, user: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_snapshot_without_changes_downloads_no_body() {
-    let d = Dovecot::start_seeded('/');
+    let d = Dovecot::start_seeded_dovecot('/');
     let data = tempfile::tempdir().expect("tempdir");
     let svc = service(&d, data.path());
     snap(&svc, "alice", "2026-11-20").await;

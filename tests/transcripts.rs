@@ -81,7 +81,7 @@ fn placeholders() {
 async fn replay(name: &str) {
     let path = support::repo_root().join(format!("tests/transcripts/dovecot/{name}.txt"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let d = Dovecot::start_seeded('/');
+    let d = Dovecot::start_seeded_dovecot('/');
     let p = Proxy::start(&d);
     p.snapshot("alice", DATE).await;
     p.snapshot("bob", DATE).await;

@@ -583,7 +583,7 @@ async fn idle_in_a_snapshot_folder_keeps_the_upstream_alive() {
 /// would answer `BAD`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rights_are_answered_where_the_upstream_has_no_acl() {
-    let (d, proxy) = setup('/').await;
+    let (d, proxy) = setup_on(Dovecot::start_seeded_dovecot('/')).await;
     let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     let caps = show(&direct.cmd("c", "CAPABILITY").await);
     assert!(!caps.contains(" ACL"), "the minimal Dovecot has ACL: {caps}");

@@ -133,12 +133,27 @@ async fn authenticated(
 ) {
     let LoggedIn {
         user,
-        upstream,
+        mut upstream,
         namespace,
     } = login;
     if let Some(store) = &ctx.store {
-        if let Err(e) = store.remember_user(&user, jiff::Timestamp::now().as_second()) {
-            warn!(error = %e, "cannot remember the user for snapshots");
+        match store.remember_user(&user, jiff::Timestamp::now().as_second()) {
+            // What the user's own login sees of their INBOX: master logins
+            // for this user must reach the same (upstream::Connector::connect_as).
+            Ok(true) => match upstream.inbox_identity().await {
+                Ok(Ok(v)) => {
+                    if let Err(e) = store.remember_own_inbox(&user, &v) {
+                        warn!(error = %e, "cannot record the user's INBOX");
+                    }
+                }
+                Ok(Err(text)) => warn!(%text, "the user's own login has no INBOX"),
+                Err(e) => {
+                    warn!(error = %e, "upstream failed after login");
+                    return;
+                }
+            },
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "cannot remember the user for snapshots"),
         }
     }
     let tree = Tree::new(

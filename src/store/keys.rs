@@ -34,6 +34,11 @@ pub fn known_user_prefix() -> Vec<u8> {
     join(&[b"user", b""])
 }
 
+/// `meta`: what identifies a user's INBOX as their own login saw it.
+pub fn own_inbox(user: &str) -> Vec<u8> {
+    join(&[b"inbox", user.as_bytes()])
+}
+
 /// `snapshots`: one record per user and date.
 pub fn snapshot(user: &str, date: &str) -> Vec<u8> {
     join(&[user.as_bytes(), date.as_bytes()])

@@ -7,8 +7,9 @@ impl Store {
     /// Remembers a user who logged in through the proxy (snapshotted
     /// nightly). Written at most once an hour per user by this process:
     /// under connection churn (clients that log in per check) a write per
-    /// login was a measurable part of the proxy's CPU.
-    pub fn remember_user(&self, user: &str, at: i64) -> Result<(), StoreError> {
+    /// login was a measurable part of the proxy's CPU. Returns whether it
+    /// wrote (the caller then also records [`Store::remember_own_inbox`]).
+    pub fn remember_user(&self, user: &str, at: i64) -> Result<bool, StoreError> {
         const REWRITE_AFTER_SECS: i64 = 3600;
         let mut remembered = self
             .remembered
@@ -18,12 +19,26 @@ impl Store {
             .get(user)
             .is_some_and(|&last| (0..REWRITE_AFTER_SECS).contains(&(at - last)))
         {
-            return Ok(());
+            return Ok(false);
         }
         self.db
             .put_cf(self.cf(CF_META)?, keys::known_user(user), at.to_be_bytes())?;
         remembered.insert(user.to_string(), at);
+        Ok(true)
+    }
+
+    /// Records what identifies `user`'s INBOX as the user's own login
+    /// (with their password) saw it (the upstream's STATUS line): a master
+    /// login for the user must reach the same INBOX.
+    pub fn remember_own_inbox(&self, user: &str, identity: &[u8]) -> Result<(), StoreError> {
+        self.db.put_cf(self.cf(CF_META)?, keys::own_inbox(user), identity)?;
         Ok(())
+    }
+
+    /// See [`Store::remember_own_inbox`]; `None` for a user never seen
+    /// logging in through the proxy.
+    pub fn own_inbox(&self, user: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_META)?, keys::own_inbox(user))?)
     }
 
     pub fn known_users(&self) -> Result<Vec<String>, StoreError> {

@@ -29,7 +29,15 @@ pub struct Connector {
     master_password: String,
     login_style: MasterLoginStyle,
     master_separator: String,
+    /// The UIDVALIDITY of a user's INBOX as their own login saw it, for
+    /// the check after a master login ([`Connector::connect_as`]).
+    own_inbox: Option<OwnInbox>,
 }
+
+/// Looks up what a user's own login saw of their INBOX (the store's
+/// record of [`super::Upstream::inbox_identity`]); the upstream module
+/// does not depend on the store.
+pub type OwnInbox = Arc<dyn Fn(&str) -> Option<Vec<u8>> + Send + Sync>;
 
 impl Connector {
     pub fn from_config(config: &Config) -> Result<Self, TlsSetupError> {
@@ -55,7 +63,14 @@ impl Connector {
             master_password: config.upstream.master_password.clone(),
             login_style: config.upstream.login_style,
             master_separator: config.upstream.master_separator.clone(),
+            own_inbox: None,
         })
+    }
+
+    /// Checks master logins against what users' own logins saw.
+    pub fn with_own_inbox(mut self, own_inbox: OwnInbox) -> Self {
+        self.own_inbox = Some(own_inbox);
+        self
     }
 
     /// Longest response line accepted from the upstream.
@@ -129,7 +144,11 @@ impl Connector {
     }
 
     /// Logs in as `user` with the master credentials (for snapshots,
-    /// restores and notifications); a refused login is an error.
+    /// restores and notifications); a refused login is an error, and so is
+    /// one that reached no INBOX or another INBOX than the user's own
+    /// login saw: a server that ignores the authorization identity fails
+    /// loudly instead of having the wrong mailbox snapshotted or restored
+    /// into (docs/UPSTREAMS.md).
     pub async fn connect_as(&self, user: &str) -> Result<Upstream, UpstreamError> {
         let mut up = self.connect().await?;
         let r = match self.login_style {
@@ -153,6 +172,27 @@ impl Connector {
                 user: user.into(),
                 text: r.status.text,
             });
+        }
+        let reached = match up.inbox_identity().await? {
+            Ok(v) => v,
+            Err(text) => {
+                crate::metrics::get().upstream_error("login");
+                return Err(UpstreamError::NoMailbox {
+                    user: user.into(),
+                    text,
+                });
+            }
+        };
+        if let Some(own) = self.own_inbox.as_ref().and_then(|f| f(user)) {
+            if own != reached[..] {
+                crate::metrics::get().upstream_error("login");
+                let text = |b: &[u8]| String::from_utf8_lossy(strip_eol(b)).into_owned();
+                return Err(UpstreamError::WrongMailbox {
+                    user: user.into(),
+                    reached: text(&reached),
+                    own: text(&own),
+                });
+            }
         }
         Ok(up)
     }

@@ -38,6 +38,21 @@ pub enum UpstreamError {
     Refused(String),
     #[error("master login as {user} refused: {text}")]
     Login { user: String, text: String },
+    /// Every mailbox has an INBOX: a master login that finds none did not
+    /// reach a user's mailbox (Cyrus lets a master log in as any name).
+    #[error("master login as {user} reached no INBOX: the upstream has no mailbox for {user} ({text})")]
+    NoMailbox { user: String, text: String },
+    /// The master login reached another INBOX than the user's own login
+    /// did: the upstream ignored or rewrote the authorization identity
+    /// (Courier's authlib ignores it), and a job would read or write the
+    /// wrong mailbox.
+    #[error(
+        "master login as {user} reached another mailbox than {user}'s own login \
+         (`{reached}` against `{own}`); check the upstream's master-user settings \
+         (docs/UPSTREAMS.md). If the INBOX was really recreated, {user} logging in \
+         through the proxy once records the new one"
+    )]
+    WrongMailbox { user: String, reached: String, own: String },
     #[error("upstream answered {command}: {text}")]
     Command { command: String, text: String },
     #[error("upstream protocol error: {0}")]

@@ -1,8 +1,8 @@
 //! LOGIN and AUTHENTICATE PLAIN (with SASL-IR). The proxy never checks a
 //! password itself: it opens an upstream connection, tells the upstream
 //! who the client really is (ID, which Dovecot honours from
-//! `login_trusted_networks`), and logs in there, asking NAMESPACE in the
-//! same write. The upstream's verdict is relayed; on success the session
+//! `login_trusted_networks`) in the same write as the login, and logs in
+//! there. The upstream's verdict is relayed; on success the session
 //! leaves the not-authenticated state.
 
 use base64::Engine;
@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::imap::capability;
 use crate::imap::framing::strip_eol;
-use crate::imap::response::{retag, Code, Status};
+use crate::imap::response::{retag, Code, Kind, Status};
 
 use super::super::io::{ClientIo, Outcome, Request};
 use super::super::state::{Leave, LoggedIn, PreAuth};
@@ -129,7 +129,14 @@ async fn check(st: &mut PreAuth, io: &mut dyn ClientIo, tag: &str, user: &[u8], 
         metrics.login("rejected");
         st.failed_logins += 1;
         info!(user = %user_name, "login rejected by upstream");
-        // The upstream's own words, under the client's tag.
+        // The upstream's own words, under the client's tag; a refusal
+        // without a code (Cyrus: `NO authentication failure`) gets RFC
+        // 5530's, which clients act on.
+        if result.status.kind == Kind::No && result.status.code.is_none() {
+            return io
+                .status(Status::no(tag, Code::AuthenticationFailed, result.status.text.clone()))
+                .await;
+        }
         return io.send(Bytes::from(retag(&result.line, tag))).await;
     };
     metrics.login("ok");
