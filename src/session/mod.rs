@@ -147,10 +147,8 @@ async fn authenticated(
                     }
                 }
                 Ok(Err(text)) => warn!(%text, "the user's own login has no INBOX"),
-                Err(e) => {
-                    warn!(error = %e, "upstream failed after login");
-                    return;
-                }
+                // The relay notices a lost upstream and says so to the client.
+                Err(e) => warn!(error = %e, "upstream failed after login"),
             },
             Ok(false) => {}
             Err(e) => warn!(error = %e, "cannot remember the user for snapshots"),
