@@ -214,46 +214,24 @@ impl Upstream {
         })
     }
 
-    /// After a successful login: the capabilities it announced, or asked.
-    async fn logged_in(&mut self, r: &Tagged) -> Result<(), UpstreamError> {
-        match capabilities_in(&r.line) {
-            Some(caps) => self.capabilities = caps,
-            None => self.refresh_capabilities().await?,
-        }
-        Ok(())
-    }
-
-    /// Logs in. `authz` is a SASL authorization identity (master logins).
-    /// The returned status is the upstream's verdict; an `Err` means the
-    /// upstream could not be asked.
-    pub async fn login(&mut self, authz: Option<&[u8]>, user: &[u8], password: &[u8]) -> Result<Tagged, UpstreamError> {
+    /// Logs in. `before` (a client's login: the ID that tells the upstream
+    /// who the client is) goes in the same write as the login, pipelined
+    /// as RFC 9051 section 5.5 allows: one round trip less. Nothing is
+    /// pipelined after a login: Cyrus discards what it had read past a
+    /// successful AUTHENTICATE (measured: a pipelined NAMESPACE is never
+    /// answered). `authz` is a SASL authorization identity (master
+    /// logins). The returned status is the upstream's verdict; an `Err`
+    /// means the upstream could not be asked.
+    pub async fn login(
+        &mut self,
+        before: Option<&str>,
+        authz: Option<&[u8]>,
+        user: &[u8],
+        password: &[u8],
+    ) -> Result<Tagged, UpstreamError> {
         let command = match self.login_command(authz, user, password)? {
             Ok(c) => c,
             Err(refused) => return Ok(refused),
-        };
-        let r = self.run(&command).await?;
-        if r.is_ok() {
-            self.logged_in(&r).await?;
-        }
-        Ok(r)
-    }
-
-    /// A client's login: `before` (the ID that tells the upstream who the
-    /// client is) and the login go in one write, pipelined as RFC 9051
-    /// section 5.5 allows, so the login costs one round trip less; then
-    /// NAMESPACE. Nothing is pipelined after the login: Cyrus discards
-    /// what it had read past a successful AUTHENTICATE (measured: a
-    /// pipelined NAMESPACE is never answered). Returns the login's verdict
-    /// and, when it succeeded, the namespace.
-    pub async fn login_pipelined(
-        &mut self,
-        before: Option<&str>,
-        user: &[u8],
-        password: &[u8],
-    ) -> Result<(Tagged, Option<Namespace>), UpstreamError> {
-        let command = match self.login_command(None, user, password)? {
-            Ok(c) => c,
-            Err(refused) => return Ok((refused, None)),
         };
         let mut text = String::new();
         let before_tag = before.map(|b| {
@@ -270,12 +248,13 @@ impl Upstream {
             self.collect(&tag).await?;
         }
         let r = self.collect(&login_tag).await?;
-        if !r.is_ok() {
-            return Ok((r, None));
+        if r.is_ok() {
+            match capabilities_in(&r.line) {
+                Some(caps) => self.capabilities = caps,
+                None => self.refresh_capabilities().await?,
+            }
         }
-        self.logged_in(&r).await?;
-        let namespace = self.namespace().await?;
-        Ok((r, Some(namespace)))
+        Ok(r)
     }
 
     /// The responses to the command tagged `tag`, up to its completion.

@@ -29,8 +29,8 @@ pub struct Connector {
     master_password: String,
     login_style: MasterLoginStyle,
     master_separator: String,
-    /// The UIDVALIDITY of a user's INBOX as their own login saw it, for
-    /// the check after a master login ([`Connector::connect_as`]).
+    /// What identifies a user's INBOX as their own login saw it, for the
+    /// check after a master login ([`Connector::connect_as`]).
     own_inbox: Option<OwnInbox>,
 }
 
@@ -154,11 +154,12 @@ impl Connector {
         let r = match self.login_style {
             MasterLoginStyle::Separator => {
                 let authc = format!("{user}{}{}", self.master_separator, self.master_user);
-                up.login(None, authc.as_bytes(), self.master_password.as_bytes())
+                up.login(None, None, authc.as_bytes(), self.master_password.as_bytes())
                     .await?
             }
             MasterLoginStyle::SaslPlain => {
                 up.login(
+                    None,
                     Some(user.as_bytes()),
                     self.master_user.as_bytes(),
                     self.master_password.as_bytes(),

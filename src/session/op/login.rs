@@ -117,7 +117,7 @@ async fn check(st: &mut PreAuth, io: &mut dyn ClientIo, tag: &str, user: &[u8], 
             st.peer.port()
         )
     });
-    let (result, namespace) = match upstream.login_pipelined(id.as_deref(), user, pass).await {
+    let result = match upstream.login(id.as_deref(), None, user, pass).await {
         Ok(r) => r,
         Err(e) => {
             metrics.login("upstream_error");
@@ -125,7 +125,7 @@ async fn check(st: &mut PreAuth, io: &mut dyn ClientIo, tag: &str, user: &[u8], 
             return io.status(unavailable).await;
         }
     };
-    let Some(namespace) = namespace.filter(|_| result.is_ok()) else {
+    if !result.is_ok() {
         metrics.login("rejected");
         st.failed_logins += 1;
         info!(user = %user_name, "login rejected by upstream");
@@ -138,6 +138,14 @@ async fn check(st: &mut PreAuth, io: &mut dyn ClientIo, tag: &str, user: &[u8], 
                 .await;
         }
         return io.send(Bytes::from(retag(&result.line, tag))).await;
+    }
+    let namespace = match upstream.namespace().await {
+        Ok(ns) => ns,
+        Err(e) => {
+            metrics.login("upstream_error");
+            warn!(error = %e, "upstream failed after login");
+            return io.status(unavailable).await;
+        }
     };
     metrics.login("ok");
     tracing::Span::current().record("user", user_name.as_str());
