@@ -58,6 +58,20 @@ async fn wait_for_state(p: &Proxy, id: u64, state: RequestState) {
     }
 }
 
+/// Waits until `folder` holds at least `n` messages: the completion mail is
+/// appended after the request is marked completed, on a login of its own.
+async fn wait_for_messages(d: &Dovecot, user: &str, folder: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = live_hashes(d, user, folder).await.map_or(0, |h| h.len());
+        if have >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{folder} stuck at {have} of {n} messages");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn request_message(subject: &str) -> Vec<u8> {
     format!("From: alice@example.org\r\nSubject: {subject}\r\n\r\nplease\r\n").into_bytes()
 }
@@ -197,6 +211,7 @@ async fn request_confirm_restore_and_bill() {
 
     // Every snapshot message is back exactly once, except the one the user
     // moved (it stays in Work and is not duplicated into Sent).
+    wait_for_messages(&d, "alice", "INBOX", 5).await;
     for f in FIXTURE_FOLDERS {
         let live = live_hashes(&d, "alice", f).await.expect("folder exists again");
         let mut want = snapshot[f].clone();
