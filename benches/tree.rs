@@ -75,7 +75,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let mut out = Vec::with_capacity(64 * 1024);
             for (i, raw) in msgs.iter().enumerate() {
-                let _ = write(&mut out, &view(i, raw), &meta, true);
+                let _ = write(&mut out, &view(i, raw), &meta, true, &Default::default());
             }
             black_box(out.len())
         })
@@ -102,6 +102,7 @@ fn benches(c: &mut Criterion) {
                         },
                         &wanted,
                         true,
+                        &Default::default(),
                     );
                 }
                 black_box(out.len())

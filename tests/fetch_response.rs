@@ -8,7 +8,7 @@ use imap_codec::imap_types::fetch::MacroOrMessageDataItemNames;
 use imap_codec::imap_types::IntoStatic;
 use imap_time_machine::imap::command::decode;
 use imap_time_machine::imap::fetch_response::{needs_raw, write, MessageView};
-use support::{service, show, without_timing, Client, Dovecot, FIXTURE_FOLDERS};
+use support::{service, show, without_hidden_codes, without_timing, Client, Dovecot, FIXTURE_FOLDERS};
 
 const ITEM_LISTS: &[&str] = &[
     "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[])",
@@ -52,6 +52,11 @@ async fn fetch_responses_from_a_snapshot_equal_dovecots() {
     let d = Dovecot::start_seeded('/');
     let (_data, svc) = primed_snapshot(&d).await;
 
+    let dialect = svc
+        .store
+        .dialect("alice")
+        .expect("read")
+        .expect("learned by the snapshot");
     let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     let mut compared = 0;
     for folder in FIXTURE_FOLDERS {
@@ -108,7 +113,7 @@ async fn fetch_responses_from_a_snapshot_equal_dovecots() {
                         body: &content.body,
                         raw: raw.as_deref(),
                     };
-                    write(&mut ours, &view, &names, uid_command).expect("fixture parts decode");
+                    write(&mut ours, &view, &names, uid_command, &dialect.fetch).expect("fixture parts decode");
                 }
                 assert!(
                     ours == live,
@@ -128,13 +133,18 @@ async fn examine_answers_from_a_snapshot_equal_dovecots() {
     use imap_time_machine::session::op::select::{write, SelectOptions};
     let d = Dovecot::start_seeded('.');
     let (_data, svc) = primed_snapshot(&d).await;
+    let dialect = svc
+        .store
+        .dialect("alice")
+        .expect("read")
+        .expect("learned by the snapshot");
     let mut c = Client::login_plain(d.addr(), "alice", "alice-pw").await;
     let mut closed_previous = false;
     for condstore in [false, true] {
         for f in FIXTURE_FOLDERS {
             let name = d.name(f);
             let arg = if condstore { " (CONDSTORE)" } else { "" };
-            let live = without_timing(&c.cmd("e", &format!("EXAMINE \"{name}\"{arg}")).await);
+            let live = without_hidden_codes(&without_timing(&c.cmd("e", &format!("EXAMINE \"{name}\"{arg}")).await));
             let folder = svc
                 .store
                 .folder("alice", "2026-11-20", name.as_bytes())
@@ -156,6 +166,7 @@ async fn examine_answers_from_a_snapshot_equal_dovecots() {
                     select: false,
                     seen_writable: false,
                 },
+                &dialect,
             );
             assert_eq!(show(&ours), show(&live), "{name} condstore={condstore}");
             closed_previous = true;

@@ -17,7 +17,7 @@ use imap_time_machine::imap::bodystructure;
 use imap_time_machine::imap::fetch_scan::scan;
 use imap_time_machine::imap::section::path_text;
 use support::mime_gen::Generator;
-use support::{show, without_timing, Client, Dovecot, Proxy};
+use support::{show, without_hidden_codes, without_timing, Client, Dovecot, Proxy};
 
 const DATE: &str = "2026-11-20";
 const FOLDER: &str = "Fuzz";
@@ -156,7 +156,7 @@ async fn differential(d: Dovecot, messages: Vec<Vec<u8>>, label: &str) {
     assert_eq!(stats.messages, appended as u64);
     let mut snap = Client::login_tls(proxy.tls_addr, "alice", "alice-pw").await;
     let vname = format!("\"Time Machine/{DATE}/{FOLDER}\"");
-    let a = without_timing(&live.cmd("e", &format!("EXAMINE {FOLDER}")).await);
+    let a = without_hidden_codes(&without_timing(&live.cmd("e", &format!("EXAMINE {FOLDER}")).await));
     let b = without_timing(&snap.cmd("e", &format!("EXAMINE {vname}")).await);
     assert_eq!(show(&a), show(&b));
 

@@ -99,12 +99,17 @@ pub struct State {
     copied: std::collections::HashSet<u32>,
     /// CONDSTORE (or QRESYNC) is enabled in the session.
     condstore: bool,
+    /// How the upstream words and orders the answers the proxy writes for
+    /// tree folders (read once per session).
+    pub dialect: Arc<crate::imap::dialect::Dialect>,
 }
 
 impl State {
     /// `has` tells which capabilities the upstream advertised.
     pub fn new(tree: Tree, limits: Limits, has: impl Fn(&str) -> bool) -> Self {
+        let dialect = Arc::new(tree.dialect());
         Self {
+            dialect,
             tree,
             limits,
             upstream_unselect: has("UNSELECT"),
@@ -118,6 +123,12 @@ impl State {
             copied: Default::default(),
             condstore: false,
         }
+    }
+
+    /// The text of a tagged OK the proxy writes for `command` (Dovecot's
+    /// word for it, e.g. `Status`), in the upstream's wording.
+    pub fn ok_text(&self, command: &str) -> String {
+        self.dialect.ok.of(command)
     }
 
     /// The tree folder the client has selected.

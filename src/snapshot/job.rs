@@ -359,6 +359,13 @@ impl Job<'_> {
         };
         let mut folders = Vec::new();
         let mut reused: Vec<Vec<MessageRecord>> = Vec::new();
+        let known_dialect = self.store.dialect(user)?;
+        // Probed when unknown or when mail changed (a new server changes
+        // UIDVALIDITY, so its mail is downloaded): an unchanged mailbox
+        // costs the upstream no body read.
+        let probe_dialect = known_dialect.is_none();
+        let mut dialect = known_dialect.unwrap_or_default();
+        let mut seen = super::dialect::Seen::default();
         let result = async {
             for (index, l) in listed.iter().enumerate() {
                 let selectable = l.selectable();
@@ -382,6 +389,7 @@ impl Job<'_> {
                 }
                 let name_text = String::from_utf8_lossy(&l.name).into_owned();
                 let e = examine(&mut up, &l.name, condstore).await?;
+                seen.examined(&mut dialect, &l.name, &e);
                 record.uidvalidity = e.uidvalidity;
                 record.uidnext = e.uidnext;
                 record.highestmodseq = e.highestmodseq;
@@ -473,6 +481,9 @@ impl Job<'_> {
         stats.new_bodies = stored.new_bodies;
         (stats.views_recorded, stats.sizes_recorded) =
             self.record_views(&mut up, user, &listed, &stored.needs_view).await?;
+        if probe_dialect || stats.bodies_fetched > 0 {
+            super::dialect::learn(&mut up, &mut dialect, seen).await?;
+        }
         let _ = up.start("LOGOUT").await;
         let downloaded = stored.records;
 
@@ -508,6 +519,7 @@ impl Job<'_> {
             None => Vec::new(),
         };
         self.store.commit_snapshot(&info, &folders, &messages)?;
+        self.store.set_dialect(user, &dialect)?;
         if let Some(p) = &prev {
             // The snapshot stands; Recently Deleted is derived from it, and a
             // failure here is caught up by the next run.

@@ -2,6 +2,7 @@
 //! the operations the CLI and the admin socket offer ([`Service`]).
 
 pub mod capture;
+mod dialect;
 pub mod job;
 pub mod schedule;
 pub mod views;

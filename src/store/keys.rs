@@ -39,6 +39,12 @@ pub fn own_inbox(user: &str) -> Vec<u8> {
     join(&[b"inbox", user.as_bytes()])
 }
 
+/// `meta`: how a user's upstream words and orders its answers
+/// (`imap::dialect::Dialect`), learned by the latest snapshot.
+pub fn dialect(user: &str) -> Vec<u8> {
+    join(&[b"dialect", user.as_bytes()])
+}
+
 /// `snapshots`: one record per user and date.
 pub fn snapshot(user: &str, date: &str) -> Vec<u8> {
     join(&[user.as_bytes(), date.as_bytes()])

@@ -41,6 +41,28 @@ impl Store {
         Ok(self.db.get_cf(self.cf(CF_META)?, keys::own_inbox(user))?)
     }
 
+    /// Records how `user`'s upstream answers (see [`crate::imap::dialect`]);
+    /// written by a snapshot job only when it changed.
+    pub fn set_dialect(&self, user: &str, dialect: &crate::imap::dialect::Dialect) -> Result<(), StoreError> {
+        if self.dialect(user)?.as_ref() == Some(dialect) {
+            return Ok(());
+        }
+        self.db
+            .put_cf(self.cf(CF_META)?, keys::dialect(user), super::encode(dialect)?)?;
+        Ok(())
+    }
+
+    /// How `user`'s upstream answers; `None` before a snapshot learned it
+    /// (then Dovecot's way is assumed). A record this version cannot read
+    /// counts as none: it is only wording and order, and the next snapshot
+    /// writes it again.
+    pub fn dialect(&self, user: &str) -> Result<Option<crate::imap::dialect::Dialect>, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META)?, keys::dialect(user))?
+            .and_then(|v| super::decode(&v).ok()))
+    }
+
     pub fn known_users(&self) -> Result<Vec<String>, StoreError> {
         let prefix = keys::known_user_prefix();
         Ok(self

@@ -104,6 +104,10 @@ pub struct Examined {
     pub uidnext: u32,
     pub highestmodseq: u64,
     pub flags: Vec<String>,
+    /// The untagged lines as sent and the tagged OK's text: how this server
+    /// words a SELECT (`imap::dialect`).
+    pub untagged: Vec<bytes::Bytes>,
+    pub text: String,
 }
 
 /// `EXAMINE name [(CONDSTORE)]`: read-only, so nothing changes (no
@@ -137,5 +141,7 @@ pub async fn examine(up: &mut Upstream, name: &[u8], condstore: bool) -> Result<
             _ => {}
         }
     }
+    e.text = r.status.text.clone();
+    e.untagged = r.untagged;
     Ok(e)
 }

@@ -878,6 +878,43 @@ pub fn literal_len(line: &[u8]) -> Option<usize> {
         .ok()
 }
 
+/// The items of each `* n FETCH` response in `answer`, in the order
+/// written, without UID (it differs between a snapshot and the folder a
+/// message was dragged into) and without Dovecot's per-session `\Recent`.
+#[allow(dead_code)]
+pub fn fetched_items(answer: &[u8]) -> Vec<Vec<(String, String)>> {
+    let mut responses = Vec::new();
+    let mut i = 0;
+    let mut start = 0;
+    while let Some(end) = answer[i..].windows(2).position(|w| w == b"\r\n").map(|p| i + p + 2) {
+        match literal_len(&answer[i..end]) {
+            Some(n) => i = (end + n).min(answer.len()),
+            None => {
+                responses.push(&answer[start..end]);
+                i = end;
+                start = end;
+            }
+        }
+    }
+    responses
+        .into_iter()
+        .filter_map(|r| imap_time_machine::imap::fetch_scan::scan(r).ok())
+        .map(|f| {
+            f.items
+                .iter()
+                .filter(|(n, _)| !n.eq_ignore_ascii_case(b"UID"))
+                .map(|(n, v)| {
+                    let v = show(v)
+                        .replace(" \\Recent", "")
+                        .replace("\\Recent ", "")
+                        .replace("(\\Recent)", "()");
+                    (show(n), v)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Printable form of protocol bytes for assertion messages.
 pub fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -908,6 +945,31 @@ pub fn without_timing(b: &[u8]) -> Vec<u8> {
         }
         out.push(b[i]);
         i += 1;
+    }
+    out
+}
+
+/// `b` without the untagged `* OK [CODE ...]` lines that belong to
+/// capabilities the proxy does not advertise after login (Cyrus's
+/// `[MAILBOXID]` of OBJECTID, `[URLMECH]` of URLAUTH, `[ANNOTATIONS]` of
+/// ANNOTATE-EXPERIMENT-1): a client of the proxy was never offered them,
+/// so a snapshot folder's answer rightly lacks them.
+#[allow(dead_code)]
+pub fn without_hidden_codes(b: &[u8]) -> Vec<u8> {
+    use imap_time_machine::imap::capability::{carried, Carried};
+    const CODES: &[(&str, &str)] = &[
+        ("MAILBOXID", "OBJECTID"),
+        ("URLMECH", "URLAUTH"),
+        ("ANNOTATIONS", "ANNOTATE-EXPERIMENT-1"),
+    ];
+    let mut out = Vec::with_capacity(b.len());
+    for line in b.split_inclusive(|&c| c == b'\n') {
+        let hidden = CODES.iter().any(|(code, cap)| {
+            line.starts_with(format!("* OK [{code} ").as_bytes()) && matches!(carried(cap), Carried::No)
+        });
+        if !hidden {
+            out.extend_from_slice(line);
+        }
     }
     out
 }

@@ -3,13 +3,14 @@
 //! order, with the same literal and quoting choices. Groundwork for the Time
 //! Machine folders; checked against Dovecot by `tests/fetch_response.rs`.
 //!
-//! Dovecot's order (measured): `UID` first, then FLAGS, INTERNALDATE,
-//! RFC822.SIZE and MODSEQ in the order asked, then everything else
-//! (ENVELOPE, BODYSTRUCTURE, BODY, sections, RFC822*, BINARY*) in the order
-//! asked. Body sections are always literals, even when empty.
+//! The order of the items and how HEADER.FIELDS echoes field names are the
+//! upstream's, learned at snapshot time ([`crate::dialect::FetchDialect`];
+//! Dovecot's by default). Body sections are always literals, even when
+//! empty.
 
 use imap_codec::imap_types::fetch::{MessageDataItemName, Part, Section};
 
+use super::dialect::FetchDialect;
 use super::section::{partial, path_text, BinaryError, Recorded, SectionText, Structure};
 
 /// Everything about one message a FETCH can ask for.
@@ -42,12 +43,6 @@ fn is_literal_item(item: &MessageDataItemName<'_>) -> bool {
     )
 }
 
-/// The items Dovecot writes before all others (after UID).
-fn is_early_item(item: &MessageDataItemName<'_>) -> bool {
-    use MessageDataItemName::*;
-    matches!(item, Flags | InternalDate | Rfc822Size | ModSeq)
-}
-
 /// Whether answering `items` needs the message bytes (a blob read).
 pub fn needs_raw(items: &[MessageDataItemName<'_>]) -> bool {
     items.iter().any(is_literal_item)
@@ -62,12 +57,27 @@ fn opt_path(part: &Option<Part>) -> Vec<u32> {
 }
 
 /// The section as the parser of [`super::section`] wants it, and its name
-/// as Dovecot echoes it (field names upper-cased).
-fn section_of(section: &Option<Section<'_>>) -> (super::section::Section, String) {
+/// as the upstream echoes it (Dovecot upper-cases field names; Cyrus writes
+/// them as asked, as astrings).
+fn section_of(section: &Option<Section<'_>>, fields_as_asked: bool) -> (super::section::Section, String) {
     let fields_of = |names: &[imap_codec::imap_types::core::AString<'_>]| -> Vec<String> {
         names
             .iter()
             .map(|n| String::from_utf8_lossy(n.as_ref()).to_ascii_uppercase())
+            .collect()
+    };
+    let echo_of = |names: &[imap_codec::imap_types::core::AString<'_>]| -> Vec<String> {
+        names
+            .iter()
+            .map(|n| {
+                if fields_as_asked {
+                    let mut out = Vec::new();
+                    super::astring(&mut out, n.as_ref());
+                    String::from_utf8_lossy(&out).into_owned()
+                } else {
+                    String::from_utf8_lossy(n.as_ref()).to_ascii_uppercase()
+                }
+            })
             .collect()
     };
     let join = |path: &[u32], text: &str| {
@@ -101,7 +111,7 @@ fn section_of(section: &Option<Section<'_>>) -> (super::section::Section, String
             let path = opt_path(p);
             let fields = fields_of(names.as_ref());
             let kw = if not { "HEADER.FIELDS.NOT" } else { "HEADER.FIELDS" };
-            let name = join(&path, &format!("{kw} ({})", fields.join(" ")));
+            let name = join(&path, &format!("{kw} ({})", echo_of(names.as_ref()).join(" ")));
             (path, Some(SectionText::HeaderFields { not, fields }), name)
         }
     };
@@ -113,6 +123,16 @@ fn literal(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// A section's bytes: a literal, or `""` when empty where the upstream
+/// writes it so.
+fn section_literal(out: &mut Vec<u8>, bytes: &[u8], dialect: &FetchDialect) {
+    if bytes.is_empty() && dialect.empty_quoted {
+        out.extend_from_slice(b"\"\"");
+    } else {
+        literal(out, bytes);
+    }
+}
+
 /// Appends the whole untagged FETCH response for `items`. A BINARY that
 /// cannot be decoded fails the message as Dovecot fails it: what was
 /// written so far is closed (or `(UID n)` when nothing was), and the error
@@ -122,8 +142,11 @@ pub fn write(
     m: &MessageView<'_>,
     items: &[MessageDataItemName<'_>],
     uid_command: bool,
+    dialect: &FetchDialect,
 ) -> Result<(), BinaryError> {
-    write_with(out, m, items, uid_command, &mut |out, raw| out.extend_from_slice(raw))
+    write_with(out, m, items, uid_command, dialect, &mut |out, raw| {
+        out.extend_from_slice(raw)
+    })
 }
 
 /// [`write`], with the whole message's bytes (`BODY[]`, `RFC822`, after
@@ -135,19 +158,25 @@ pub fn write_with(
     m: &MessageView<'_>,
     items: &[MessageDataItemName<'_>],
     uid_command: bool,
+    dialect: &FetchDialect,
     whole: &mut dyn FnMut(&mut Vec<u8>, &[u8]),
 ) -> Result<(), BinaryError> {
     use MessageDataItemName::*;
     out.extend_from_slice(format!("* {} FETCH (", m.seq).as_bytes());
     let mut first = true;
-    if uid_command || items.iter().any(|i| matches!(i, Uid)) {
-        out.extend_from_slice(format!("UID {}", m.uid).as_bytes());
-        first = false;
-    }
+    let implicit_uid = uid_command && !items.iter().any(|i| matches!(i, Uid));
     // Parsing the MIME tree costs more than the rest together: only when a
     // section below the whole message is asked for.
     let parsed: std::cell::OnceCell<Option<Structure>> = std::cell::OnceCell::new();
-    let structure = || -> Option<&Structure> { parsed.get_or_init(|| m.raw.and_then(Structure::parse)).as_ref() };
+    let structure = || -> Option<&Structure> {
+        parsed
+            .get_or_init(|| {
+                m.raw
+                    .and_then(Structure::parse)
+                    .map(|s| s.with_strict_leaves(dialect.strict_leaves))
+            })
+            .as_ref()
+    };
     let raw = m.raw.unwrap_or_default();
     // A view of only some BINARY.SIZE answers leaves the rest to the
     // proxy's reading.
@@ -160,11 +189,9 @@ pub fn write_with(
         Some(r) => r.binary(path),
         None => structure().map_or(Ok(None), |s| s.binary(raw, path)),
     };
-    for early in [true, false] {
-        for item in items.iter().filter(|i| is_early_item(i) == early) {
-            if matches!(item, Uid) {
-                continue;
-            }
+    {
+        for slot in dialect.order.arrange(items, implicit_uid) {
+            let item = slot.and_then(|i| items.get(i)).unwrap_or(&Uid);
             let mark = out.len();
             if !first {
                 out.push(b' ');
@@ -183,7 +210,7 @@ pub fn write_with(
             // copied once.
             let p = &mut *out;
             match item {
-                Uid => {}
+                Uid => p.extend_from_slice(format!("UID {}", m.uid).as_bytes()),
                 Flags => p.extend_from_slice(format!("FLAGS ({})", m.flags.join(" ")).as_bytes()),
                 InternalDate => p.extend_from_slice(format!("INTERNALDATE \"{}\"", m.internaldate).as_bytes()),
                 Rfc822Size => p.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes()),
@@ -205,18 +232,30 @@ pub fn write_with(
                     partial: range,
                     ..
                 } => {
-                    let (sec, name) = section_of(section);
+                    let (sec, name) = section_of(section, dialect.fields_as_asked);
                     // BODY[] and BODY[]<partial> are the bytes as stored.
                     let whole_message = sec.part.is_empty() && sec.text.is_none();
                     let bytes = if whole_message {
                         std::borrow::Cow::Borrowed(raw)
                     } else {
-                        section_bytes(&sec).unwrap_or_default()
+                        match section_bytes(&sec) {
+                            Some(b) => b,
+                            None if dialect.missing_nil => {
+                                match range {
+                                    Some((origin, _)) => {
+                                        p.extend_from_slice(format!("BODY[{name}]<{origin}> NIL").as_bytes())
+                                    }
+                                    None => p.extend_from_slice(format!("BODY[{name}] NIL").as_bytes()),
+                                }
+                                continue;
+                            }
+                            None => Default::default(),
+                        }
                     };
                     match range {
                         Some((origin, count)) => {
                             p.extend_from_slice(format!("BODY[{name}]<{origin}> ").as_bytes());
-                            literal(p, partial(&bytes, *origin, count.get()));
+                            section_literal(p, partial(&bytes, *origin, count.get()), dialect);
                         }
                         None if whole_message => {
                             p.extend_from_slice(format!("BODY[] {{{}}}\r\n", raw.len()).as_bytes());
@@ -224,7 +263,7 @@ pub fn write_with(
                         }
                         None => {
                             p.extend_from_slice(format!("BODY[{name}] ").as_bytes());
-                            literal(p, &bytes);
+                            section_literal(p, &bytes, dialect);
                         }
                     }
                 }
@@ -241,7 +280,7 @@ pub fn write_with(
                             p.extend_from_slice(format!("{{{}}}\r\n", raw.len()).as_bytes());
                             whole(p, raw);
                         }
-                        Some(_) => literal(p, &section_bytes(&sec).unwrap_or_default()),
+                        Some(_) => section_literal(p, &section_bytes(&sec).unwrap_or_default(), dialect),
                     }
                 }
                 Binary {
@@ -254,6 +293,11 @@ pub fn write_with(
                     // The upstream's own answer where it was recorded.
                     let answer = match m.recorded.and_then(|r| r.recorded_binary(&name)) {
                         Some(a) => a.map(|(b, literal8)| (std::borrow::Cow::Borrowed(b), literal8)),
+                        None if dialect.missing_nil && matches!(binary(&path), Ok(None)) => {
+                            let origin = range.map(|(o, _)| format!("<{o}>")).unwrap_or_default();
+                            out.extend_from_slice(format!("BINARY[{name}]{origin} NIL").as_bytes());
+                            continue;
+                        }
                         None => binary(&path).map(|b| {
                             let (bytes, decoded) = b.unwrap_or_default();
                             // literal8 (RFC 3516) as Dovecot decides it:

@@ -8,6 +8,7 @@
 pub mod bodystructure;
 pub mod capability;
 pub mod command;
+pub mod dialect;
 pub mod fetch_response;
 pub mod fetch_scan;
 pub mod framing;

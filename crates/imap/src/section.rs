@@ -37,12 +37,16 @@ use crate::mime::{Kind, Node};
 /// The parsed MIME structure of one message.
 pub struct Structure {
     root: Node,
+    /// A leaf part of a multipart has no part 1 of its own (Cyrus answers
+    /// `BODY[1.1]` NIL there; Dovecot serves the leaf).
+    strict_leaves: bool,
 }
 
 impl Structure {
     /// The message's MIME tree as Dovecot splits it ([`crate::mime`]).
     pub fn parse(raw: &[u8]) -> Option<Self> {
         Some(Self {
+            strict_leaves: false,
             root: crate::mime::parse(raw),
         })
     }
@@ -79,6 +83,12 @@ impl Structure {
 
     /// The entity a part path names. The root message is not a part; a
     /// non-multipart message has only part 1 (itself).
+    /// See [`Structure::strict_leaves`]; learned from the upstream.
+    pub fn with_strict_leaves(mut self, strict: bool) -> Self {
+        self.strict_leaves = strict;
+        self
+    }
+
     fn entity(&self, path: &[u32]) -> Option<&Node> {
         let mut cur = &self.root;
         let mut in_message = true; // `cur` is a message whose body is numbered
@@ -103,7 +113,7 @@ impl Structure {
                     cur
                 }
                 // As Dovecot: a leaf part of a multipart is its own part 1.
-                Kind::Leaf if via_multipart && idx == 0 => cur,
+                Kind::Leaf if via_multipart && idx == 0 && !self.strict_leaves => cur,
                 _ => return None,
             };
             in_message = false;

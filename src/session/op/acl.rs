@@ -58,7 +58,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             line.extend_from_slice(&mailbox);
             line.extend_from_slice(format!(" {rights}\r\n").as_bytes());
             io.send(Bytes::from(line)).await?;
-            io.status(Status::ok(req.tag, "Myrights completed.")).await
+            io.status(Status::ok(req.tag, st.ok_text("Myrights"))).await
         }
         "LISTRIGHTS" => {
             // The identifier (the second argument), re-written as an
@@ -75,7 +75,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             line.extend_from_slice(&identifier);
             line.extend_from_slice(b" \"\" l r w s t p i e k x a c d\r\n");
             io.send(Bytes::from(line)).await?;
-            io.status(Status::ok(req.tag, "Listrights completed.")).await
+            io.status(Status::ok(req.tag, st.ok_text("Listrights"))).await
         }
         // A real folder of an upstream without ACL: its owner has every
         // right, and nobody can change that.
@@ -86,7 +86,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             crate::imap::astring(&mut line, st.tree.user().as_bytes());
             line.extend_from_slice(format!(" {rights}\r\n").as_bytes());
             io.send(Bytes::from(line)).await?;
-            io.status(Status::ok(req.tag, "Getacl completed.")).await
+            io.status(Status::ok(req.tag, st.ok_text("Getacl"))).await
         }
         "SETACL" | "DELETEACL" if rights == ALL_RIGHTS => {
             io.status(Status::no(

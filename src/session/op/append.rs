@@ -80,6 +80,6 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             io.status(Status::ok(req.tag, format!("Append completed: {what}.")))
                 .await
         }
-        (None, None) => io.status(Status::ok(req.tag, "Append completed.")).await,
+        (None, None) => io.status(Status::ok(req.tag, st.ok_text("Append"))).await,
     }
 }

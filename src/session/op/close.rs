@@ -21,7 +21,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             .await;
     }
     let what = if req.name == "CLOSE" { "Close" } else { "Unselect" };
-    io.status(Status::ok(req.tag, format!("{what} completed."))).await
+    io.status(Status::ok(req.tag, st.ok_text(what))).await
 }
 
 /// CLOSE or UNSELECT of a real folder, on its way upstream: CLOSE after

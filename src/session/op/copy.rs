@@ -164,12 +164,12 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         super::super::changes::refresh(st, io).await?;
         let text = match left.is_empty() {
             true => "Move completed; the snapshot keeps its copy.",
-            false => "Move completed.",
+            false => &st.ok_text("Move"),
         };
         io.status(Status::ok(tag, text)).await
     } else {
         super::super::changes::refresh(st, io).await?;
-        let mut copied = Status::ok(tag, "Copy completed.");
+        let mut copied = Status::ok(tag, st.ok_text("Copy"));
         copied.code = code;
         io.status(copied).await
     }
@@ -339,7 +339,7 @@ async fn from_real_folder(
             return io.status(Status::ok(tag, text)).await;
         }
     }
-    io.status(Status::ok(tag, "Move completed.")).await
+    io.status(Status::ok(tag, st.ok_text("Move"))).await
 }
 
 /// COPY / UID COPY of a real folder to a real folder, on its way upstream:

@@ -44,7 +44,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     if sel.seen_writable && deleted_in(sel, scope.as_deref()) {
         return io.status(Status::ok(tag, "Expunge ignored: Permission denied.")).await;
     }
-    io.status(Status::ok(tag, "Expunge completed.")).await
+    io.status(Status::ok(tag, st.ok_text("Expunge"))).await
 }
 
 /// EXPUNGE / UID EXPUNGE of a real folder, on its way upstream: what it

@@ -69,7 +69,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             }
         }
     }
-    let done = Status::ok(tag, "Fetch completed.");
+    let done = Status::ok(tag, st.ok_text("Fetch"));
     let Some(source) = Source::of(st) else {
         return io.status(done).await;
     };
@@ -79,6 +79,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         indices,
         items,
         uid: *uid,
+        dialect: st.dialect.clone(),
         out: io.chunks(),
     };
     let reply = match tokio::task::spawn_blocking(move || job.run()).await {
@@ -115,6 +116,8 @@ struct FetchJob {
     indices: Vec<usize>,
     items: Vec<MessageDataItemName<'static>>,
     uid: bool,
+    /// The upstream's item order and echo of field names.
+    dialect: Arc<crate::imap::dialect::Dialect>,
     out: Chunks,
 }
 
@@ -272,7 +275,7 @@ impl FetchJob {
                     }
                     _ => out.extend_from_slice(raw),
                 };
-                let written = write_with(&mut out, &view, &self.items, self.uid, &mut whole);
+                let written = write_with(&mut out, &view, &self.items, self.uid, &self.dialect.fetch, &mut whole);
                 if let Err(e) = written {
                     send(&mut sink, &mut parts, &mut out)?;
                     return Err(FetchError::Binary(e));
@@ -353,6 +356,7 @@ mod tests {
             indices: (0..300).collect(),
             items: items.clone(),
             uid: true,
+            dialect: Default::default(),
             out: Box::new(move |b| {
                 sink.lock().expect("sink").push(b);
                 Ok(())
@@ -375,7 +379,7 @@ mod tests {
                 raw: Some(raw),
                 recorded: None,
             };
-            assert!(write(&mut expected, &view, &items, true).is_ok());
+            assert!(write(&mut expected, &view, &items, true, &Default::default()).is_ok());
         }
         let chunks = got.lock().expect("chunks");
         assert_eq!(chunks.concat(), expected);

@@ -52,7 +52,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         }
     };
     let reply = if strip_eol(&line).eq_ignore_ascii_case(b"DONE") {
-        Status::ok(req.tag, "Idle completed.")
+        Status::ok(req.tag, st.ok_text("Idle"))
     } else {
         Status::bad(req.tag, "Expected DONE.")
     };

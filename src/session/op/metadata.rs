@@ -13,7 +13,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         return io.status(not_understood(req)).await;
     };
     match st.tree.exists(&name) {
-        Ok(_) => io.status(Status::ok(req.tag, "Getmetadata completed.")).await,
+        Ok(_) => io.status(Status::ok(req.tag, st.ok_text("Getmetadata"))).await,
         Err(e) => io.status(open_failure(req.tag, &e)).await,
     }
 }

@@ -16,7 +16,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     keepalive(st, io).await?;
     requests::refresh(st, io).await?;
     let what = if req.name == "CHECK" { "Check" } else { "NOOP" };
-    io.status(Status::ok(req.tag, format!("{what} completed."))).await
+    io.status(Status::ok(req.tag, st.ok_text(what))).await
 }
 
 /// Sends the upstream a NOOP when it has not seen a command for

@@ -23,5 +23,5 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     crate::imap::astring(&mut line, &name);
     line.extend_from_slice(b"\r\n");
     io.send(Bytes::from(line)).await?;
-    io.status(Status::ok(req.tag, "Getquotaroot completed.")).await
+    io.status(Status::ok(req.tag, st.ok_text("Getquotaroot"))).await
 }

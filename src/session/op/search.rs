@@ -150,7 +150,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
                 out.push_str(&format!(" (MODSEQ {max})"));
             }
             out.push_str("\r\n");
-            Answer::new(out, Status::ok(req.tag, "Search completed."))
+            Answer::new(out, Status::ok(req.tag, st.ok_text("Search")))
         }
         Err(answer) => *answer,
     };
@@ -222,7 +222,7 @@ async fn esearch(st: &mut State, io: &mut dyn Io, req: &Request<'_>, uid: bool) 
             if only_save {
                 out.clear();
             }
-            Answer::new(out, Status::ok(tag, "Search completed."))
+            Answer::new(out, Status::ok(tag, st.ok_text("Search")))
         }
         Err(answer) => *answer,
     };
@@ -275,7 +275,7 @@ pub async fn answer_ordered(
         Ok(order(hits, raws, &messages))
     });
     let answer = match job.await {
-        Ok(data) => Answer::new(data, Status::ok(tag, format!("{command} completed."))),
+        Ok(data) => Answer::new(data, Status::ok(tag, st.ok_text(command))),
         Err(failure) => Answer::status(failure),
     };
     answer.send(io).await
@@ -326,7 +326,7 @@ pub fn prepare(
         return Err(Box::new(Answer::status(Status::no(tag, code, "Unsupported charset"))));
     }
     let Some(source) = Source::of(st) else {
-        let done = Status::ok(tag, format!("{command} completed."));
+        let done = Status::ok(tag, st.ok_text(command));
         return Err(Box::new(Answer::new(empty.to_string(), done)));
     };
     Ok((all_of(search), sel.messages.clone(), source))

@@ -8,6 +8,7 @@
 use imap_codec::imap_types::command::CommandBody;
 
 use crate::imap::command::mailbox_bytes;
+use crate::imap::dialect::{Dialect, SelectLine, SelectShape};
 use crate::imap::response::{Code, Status};
 use crate::store::{FolderRecord, MessageRecord};
 
@@ -16,8 +17,8 @@ use super::super::reply::{not_understood, open_failure};
 use super::super::state::{Selection, State};
 
 /// `* OK [CLOSED]`: the previous mailbox is closed (RFC 7162 3.2.11).
-fn closed() -> Status {
-    Status::untagged_ok("Previous mailbox closed.").with_code(Code::Closed)
+fn closed(dialect: &Dialect) -> Status {
+    Status::untagged_ok(dialect.select.closed.as_str()).with_code(Code::Closed)
 }
 
 pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outcome {
@@ -53,13 +54,14 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
                     select: is_select,
                     seen_writable: sel.seen_writable,
                 },
+                &st.dialect,
             );
             tracing::debug!(date = %sel.date, messages = sel.messages.len(), "snapshot folder selected");
             st.select(Selection::Tree(Box::new(sel)));
         }
         Err(e) => {
             if had_selection {
-                out.extend_from_slice(&closed().encode());
+                out.extend_from_slice(&closed(&st.dialect).encode());
             }
             out.extend_from_slice(&open_failure(req.tag, &e).encode());
         }
@@ -82,7 +84,7 @@ pub async fn before_forward(st: &mut State, io: &mut dyn Io, req: &Request<'_>) 
     }
     if left_tree {
         // Leaving a tree folder for a real one: say so as the upstream would.
-        io.status(closed()).await?;
+        io.status(closed(&st.dialect)).await?;
     }
     Ok(())
 }
@@ -115,31 +117,58 @@ pub struct SelectOptions {
     pub seen_writable: bool,
 }
 
-/// The untagged responses and the tagged completion.
-pub fn write(out: &mut Vec<u8>, tag: &str, folder: &FolderRecord, messages: &[MessageRecord], opts: SelectOptions) {
+/// The untagged responses and the tagged completion, in the order and
+/// words the upstream used for its EXAMINEs at snapshot time
+/// ([`SelectShape`]).
+pub fn write(
+    out: &mut Vec<u8>,
+    tag: &str,
+    folder: &FolderRecord,
+    messages: &[MessageRecord],
+    opts: SelectOptions,
+    dialect: &Dialect,
+) {
     if opts.closed_previous {
-        out.extend_from_slice(&closed().encode());
+        out.extend_from_slice(&closed(dialect).encode());
     }
-    out.extend_from_slice(format!("* FLAGS ({})\r\n", folder.flags.join(" ")).as_bytes());
     let ok = |code: Code, text: &str| Status::untagged_ok(text).with_code(code).encode();
-    if opts.seen_writable {
-        out.extend_from_slice(&ok(Code::PermanentFlags("\\Seen".to_string()), "Flags permitted."));
-    } else {
-        out.extend_from_slice(&ok(Code::PermanentFlags(String::new()), "Read-only mailbox."));
-    }
-    out.extend_from_slice(format!("* {} EXISTS\r\n* 0 RECENT\r\n", messages.len()).as_bytes());
-    if let Some(i) = messages
-        .iter()
-        .position(|m| !m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")))
-    {
-        out.extend_from_slice(&ok(Code::Unseen((i + 1) as u32), "First unseen."));
-    }
-    out.extend_from_slice(&ok(Code::UidValidity(folder.uidvalidity), "UIDs valid"));
-    out.extend_from_slice(&ok(Code::UidNext(folder.uidnext), "Predicted next UID"));
-    // Dovecot reports it once a mailbox tracks modseqs, which the snapshot
-    // job's EXAMINE (CONDSTORE) turns on, or when the session enabled it.
-    if opts.condstore || folder.highestmodseq != 0 {
-        out.extend_from_slice(&ok(Code::HighestModSeq(folder.highestmodseq), "Highest"));
+    let shape: &SelectShape = &dialect.select;
+    for (line, text) in &shape.lines {
+        match line {
+            SelectLine::Flags => out.extend_from_slice(format!("* FLAGS ({})\r\n", folder.flags.join(" ")).as_bytes()),
+            SelectLine::Exists => out.extend_from_slice(format!("* {} EXISTS\r\n", messages.len()).as_bytes()),
+            SelectLine::Recent => out.extend_from_slice(b"* 0 RECENT\r\n"),
+            SelectLine::PermanentFlags if opts.seen_writable => {
+                // Only EXAMINE is ever seen at snapshot time; Dovecot says
+                // "Flags permitted." where its EXAMINE says "Read-only
+                // mailbox.", and other servers' texts do not say either.
+                let text = if text == "Read-only mailbox." {
+                    "Flags permitted."
+                } else {
+                    text
+                };
+                out.extend_from_slice(&ok(Code::PermanentFlags("\\Seen".to_string()), text));
+            }
+            SelectLine::PermanentFlags => out.extend_from_slice(&ok(Code::PermanentFlags(String::new()), text)),
+            SelectLine::Unseen => {
+                if let Some(i) = messages
+                    .iter()
+                    .position(|m| !m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")))
+                {
+                    out.extend_from_slice(&ok(Code::Unseen((i + 1) as u32), text));
+                }
+            }
+            SelectLine::UidValidity => out.extend_from_slice(&ok(Code::UidValidity(folder.uidvalidity), text)),
+            SelectLine::UidNext => out.extend_from_slice(&ok(Code::UidNext(folder.uidnext), text)),
+            // Dovecot reports it once a mailbox tracks modseqs, which the
+            // snapshot job's EXAMINE (CONDSTORE) turns on, or when the
+            // session enabled it.
+            SelectLine::HighestModSeq => {
+                if opts.condstore || folder.highestmodseq != 0 {
+                    out.extend_from_slice(&ok(Code::HighestModSeq(folder.highestmodseq), text));
+                }
+            }
+        }
     }
     let what = if opts.select { "Select" } else { "Examine" };
     let access = if opts.seen_writable {
@@ -147,6 +176,6 @@ pub fn write(out: &mut Vec<u8>, tag: &str, folder: &FolderRecord, messages: &[Me
     } else {
         Code::ReadOnly
     };
-    let done = Status::ok(tag, format!("{what} completed.")).with_code(access);
+    let done = Status::ok(tag, dialect.ok.of(what)).with_code(access);
     out.extend_from_slice(&done.encode());
 }

@@ -33,7 +33,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     match st.tree.status(mailbox_bytes(mailbox), &items) {
         Ok(lines) => {
             io.send(Bytes::from(lines)).await?;
-            io.status(Status::ok(req.tag, "Status completed.")).await
+            io.status(Status::ok(req.tag, st.ok_text("Status"))).await
         }
         Err(e) => io.status(open_failure(req.tag, &e)).await,
     }

@@ -124,5 +124,5 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             .status(Status::ok(tag, text).with_code(Code::Modified(compact(&modified))))
             .await;
     }
-    io.status(Status::ok(tag, "Store completed.")).await
+    io.status(Status::ok(tag, st.ok_text("Store"))).await
 }

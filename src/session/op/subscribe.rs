@@ -32,5 +32,5 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         return io.status(failure).await;
     }
     let what = if subscribe { "Subscribe" } else { "Unsubscribe" };
-    io.status(Status::ok(req.tag, format!("{what} completed."))).await
+    io.status(Status::ok(req.tag, st.ok_text(what))).await
 }

@@ -60,7 +60,18 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             .status(Status::bad(tag, format!("Unknown thread algorithm {name}")))
             .await;
     };
+    // Dovecot writes `* THREAD ` (with the space) when nothing matched;
+    // other servers as the snapshot job saw them.
+    let empty = st
+        .dialect
+        .empty_thread
+        .clone()
+        .unwrap_or_else(|| "* THREAD \r\n".into());
+    let empty_answer = empty.clone();
     let order = move |hits: Vec<usize>, raws: Vec<Option<bytes::Bytes>>, messages: &[MessageRecord]| {
+        if hits.is_empty() {
+            return empty_answer;
+        }
         let msgs: Vec<ThreadMessage> = hits
             .into_iter()
             .map(|i| {
@@ -70,7 +81,6 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
             .collect();
         format!("* THREAD {}\r\n", thread(&msgs, algorithm))
     };
-    // Dovecot writes `* THREAD ` (with the space) when nothing matched.
     let search = search_criteria.as_ref();
-    answer_ordered(st, io, tag, charset, search, ("Thread", "* THREAD \r\n"), true, order).await
+    answer_ordered(st, io, tag, charset, search, ("Thread", &empty), true, order).await
 }

@@ -163,6 +163,22 @@ impl Tree {
         self
     }
 
+    /// How the user's upstream words and orders answers, as the latest
+    /// snapshot learned it; Dovecot's way before one did (or when the
+    /// store cannot say: only wording and order depend on it).
+    pub fn dialect(&self) -> crate::imap::dialect::Dialect {
+        let Some(store) = &self.store else {
+            return Default::default();
+        };
+        match store.dialect(&self.user) {
+            Ok(d) => d.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the upstream's dialect; Dovecot's is used");
+                Default::default()
+            }
+        }
+    }
+
     /// Which tree names are subscribed: the user's own choice, else the
     /// root, the request folders and the newest `subscribed_days` days
     /// with their folders (SPEC section 2).

@@ -1,0 +1,142 @@
+//! Learning how the upstream words and orders its answers
+//! (`imap::dialect`), at the end of a snapshot job: from the EXAMINEs the
+//! job sent anyway, plus one FETCH asked forward and backward and a NOOP.
+//! Three round trips per user and night.
+
+use crate::imap::dialect::{self, Dialect, ItemKind, ItemOrder, OkText};
+use crate::upstream::folders::{mailbox_arg, Examined};
+use crate::upstream::{Upstream, UpstreamError};
+
+/// What the job saw that teaches the dialect.
+#[derive(Default)]
+pub(super) struct Seen {
+    /// The first EXAMINE's tagged text.
+    examine_text: Option<String>,
+    /// A folder with at least one message, for the FETCH probe, and how
+    /// many it has.
+    probe_folder: Option<Vec<u8>>,
+    probe_exists: u32,
+}
+
+impl Seen {
+    /// Learns the SELECT shape from one EXAMINE of `name`.
+    pub(super) fn examined(&mut self, dialect: &mut Dialect, name: &[u8], e: &Examined) {
+        dialect.select.learn(&e.untagged);
+        self.examine_text.get_or_insert_with(|| e.text.clone());
+        if e.exists > 0 && self.probe_folder.is_none() {
+            self.probe_folder = Some(name.to_vec());
+            self.probe_exists = e.exists;
+        }
+    }
+}
+
+/// The FETCH probe's items as a command's list.
+fn item_list(items: &[(ItemKind, &str)]) -> String {
+    let names: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
+    format!("({})", names.join(" "))
+}
+
+/// `FETCH 1 items` on the open folder: the kinds in the order answered,
+/// whether field names were echoed as asked, and the tagged text; `None`
+/// when the server refused (e.g. a BINARY that does not decode).
+async fn probe_once(
+    up: &mut Upstream,
+    items: &[(ItemKind, &str)],
+) -> Result<Option<(Vec<ItemKind>, Option<bool>, String)>, UpstreamError> {
+    let r = up.run(&format!("FETCH 1 {}", item_list(items))).await?;
+    if !r.is_ok() {
+        return Ok(None);
+    }
+    Ok(r.untagged
+        .iter()
+        .find_map(|resp| dialect::answered_kinds(resp))
+        .map(|(kinds, as_asked)| (kinds, as_asked, r.status.text.clone())))
+}
+
+/// Completes `dialect` with the FETCH order and the wording of tagged OKs.
+/// The job's folder is re-opened read-only (EXAMINE: nothing changes).
+pub(super) async fn learn(up: &mut Upstream, dialect: &mut Dialect, seen: Seen) -> Result<(), UpstreamError> {
+    let mut texts: Vec<(&str, String)> = Vec::new();
+    if let Some(t) = seen.examine_text {
+        texts.push(("Examine", t));
+    }
+    if let Some(folder) = &seen.probe_folder {
+        let opened = up.run(&format!("EXAMINE {}", mailbox_arg(folder)?)).await?;
+        if opened.is_ok() {
+            let modseq = up.has_capability("CONDSTORE");
+            for binary in [up.has_capability("BINARY"), false] {
+                let forward = dialect::probe_items(modseq, binary);
+                let backward: Vec<(ItemKind, &str)> = forward.iter().rev().copied().collect();
+                let Some((f, as_asked, text)) = probe_once(up, &forward).await? else {
+                    continue;
+                };
+                let Some((b, _, _)) = probe_once(up, &backward).await? else {
+                    continue;
+                };
+                let asked: Vec<ItemKind> = forward.iter().map(|(k, _)| *k).collect();
+                match ItemOrder::learn(&asked, &f, &b) {
+                    Some(order) => dialect.fetch.order = order,
+                    None => tracing::warn!(
+                        "the upstream's FETCH item order follows no rule the proxy knows; Dovecot's is used"
+                    ),
+                }
+                if let Some(as_asked) = as_asked {
+                    dialect.fetch.fields_as_asked = as_asked;
+                }
+                texts.push(("Fetch", text));
+                // A section no message has: NIL or an empty literal.
+                // And part 1.1 where part 1 is a leaf of a multipart (its
+                // BODYSTRUCTURE starts `(("`): NIL, or the leaf. Asked of
+                // the first such message among the first 20.
+                let first = seen.probe_exists.clamp(1, 20);
+                let shapes = up.run(&format!("FETCH 1:{first} (BODYSTRUCTURE)")).await?;
+                let seq = shapes
+                    .untagged
+                    .iter()
+                    .filter_map(|r| crate::imap::fetch_scan::scan(r).ok())
+                    .find(|f| f.get("BODYSTRUCTURE").is_some_and(|b| b.starts_with(b"((\"")))
+                    .map_or(1, |f| f.seq);
+                let missing = up
+                    .run(&format!(
+                        "FETCH {seq} (BODYSTRUCTURE BODY.PEEK[99] BODY.PEEK[1.1] BODY.PEEK[TEXT]<2147483647.1>)"
+                    ))
+                    .await?;
+                if let Some(f) = missing
+                    .untagged
+                    .iter()
+                    .find_map(|r| crate::imap::fetch_scan::scan(r).ok())
+                {
+                    let nil = |name: &str| f.get(name).map(|v| v.eq_ignore_ascii_case(b"NIL"));
+                    if let Some(nil) = nil("BODY[99]") {
+                        dialect.fetch.missing_nil = nil;
+                    }
+                    if let Some(v) = f.get("BODY[TEXT]<2147483647>") {
+                        dialect.fetch.empty_quoted = v == b"\"\"";
+                    }
+                    let leaf_first = f.get("BODYSTRUCTURE").is_some_and(|b| b.starts_with(b"((\""));
+                    if let (true, Some(nil)) = (leaf_first, nil("BODY[1.1]")) {
+                        dialect.fetch.strict_leaves = nil;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    if seen.probe_folder.is_some() && up.has_capability("THREAD=REFERENCES") {
+        let t = up.run("THREAD REFERENCES UTF-8 NOT ALL").await?;
+        if t.is_ok() {
+            dialect.empty_thread = t
+                .untagged
+                .iter()
+                .find(|l| l.starts_with(b"* THREAD"))
+                .map(|l| String::from_utf8_lossy(l).into_owned());
+        }
+    }
+    let noop = up.run("NOOP").await?;
+    if noop.is_ok() {
+        texts.push(("NOOP", noop.status.text.clone()));
+    }
+    let pairs: Vec<(&str, &str)> = texts.iter().map(|(c, t)| (*c, t.as_str())).collect();
+    dialect.ok = OkText::learn(&pairs);
+    Ok(())
+}
