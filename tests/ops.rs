@@ -482,7 +482,12 @@ async fn a_nightly_run_with_the_upstream_down_is_retried() {
         false,
     )
     .await;
+    // The metrics endpoint may start listening just after the IMAP
+    // listeners the start waited for: until it answers, keep polling.
     eventually("a failed run is counted", Duration::from_secs(60), || {
+        if std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_err() {
+            return false;
+        }
         let (_, text) = http_get(metrics_port, "/metrics");
         metric(&text, "imap_time_machine_snapshot_runs_total{result=\"failed\"}").unwrap_or(0.0) >= 1.0
     });

@@ -10,6 +10,7 @@
 //! channel: bounded memory). Nothing is visible until the final commit.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -183,12 +184,13 @@ pub(super) fn storage_worker(
     store: Arc<Store>,
     user: String,
     mut rx: tokio::sync::mpsc::Receiver<Downloaded>,
+    foreign: Arc<AtomicBool>,
 ) -> Result<Stored, StoreError> {
     let mut done = Stored::default();
     let mut since_trim = 0usize;
     while let Some(d) = rx.blocking_recv() {
         since_trim += d.raw.len();
-        store_one(&store, &user, d, &mut done)?;
+        store_one(&store, &user, d, &mut done, foreign.load(Ordering::Relaxed))?;
         if since_trim >= TRIM_EVERY_BYTES {
             since_trim = 0;
             give_back_freed_memory();
@@ -198,12 +200,25 @@ pub(super) fn storage_worker(
 }
 
 /// Hashes, compresses and stores one downloaded message, noting whether
-/// its sections must be recorded from the upstream.
-pub(super) fn store_one(store: &Store, user: &str, d: Downloaded, done: &mut Stored) -> Result<(), StoreError> {
+/// its sections must be recorded from the upstream: also every message of
+/// more than one part or with an encoding when the upstream is `foreign`
+/// (does not answer by Dovecot's rules, which are the proxy's reading).
+pub(super) fn store_one(
+    store: &Store,
+    user: &str,
+    d: Downloaded,
+    done: &mut Stored,
+    foreign: bool,
+) -> Result<(), StoreError> {
     let hash = *blake3::hash(&d.raw).as_bytes();
     if store.put_content(user, &hash, &d.raw, &d.content)? {
         done.new_bodies += 1;
-        let need = views::needed(&d.raw, &d.content.bodystructure);
+        let need = match views::needed(&d.raw, &d.content.bodystructure) {
+            views::Need::Nothing | views::Need::Sizes if foreign && !views::plain(&d.content.bodystructure) => {
+                views::Need::Full
+            }
+            need => need,
+        };
         if need != views::Need::Nothing {
             done.needs_view.push(NeedsView {
                 folder: d.folder,
@@ -345,12 +360,23 @@ impl Job<'_> {
             None => HashMap::new(),
         };
 
+        let known_dialect = self.store.dialect(user)?;
+        // Probed when unknown or before mail is downloaded (a new server
+        // changes UIDVALIDITY, so its mail is downloaded): an unchanged
+        // mailbox costs the upstream no body read.
+        let probe_dialect = known_dialect.is_none();
+        let mut dialect = known_dialect.unwrap_or_default();
+        let mut seen = super::dialect::Seen::default();
         let (tx, rx) = tokio::sync::mpsc::channel::<Downloaded>(256);
         let to_worker = ToWorker::new(tx);
+        // Whether the upstream answers as the proxy reads mail (Dovecot's
+        // rules); where not, every new message's answers are recorded.
+        let foreign = Arc::new(AtomicBool::new(!super::dialect::reads_like_dovecot(&dialect)));
         let worker = {
             let store = self.store.clone();
             let user = user.to_string();
-            tokio::task::spawn_blocking(move || storage_worker(store, user, rx))
+            let foreign = foreign.clone();
+            tokio::task::spawn_blocking(move || storage_worker(store, user, rx, foreign))
         };
         let mut stats = JobStats {
             user: user.into(),
@@ -359,13 +385,6 @@ impl Job<'_> {
         };
         let mut folders = Vec::new();
         let mut reused: Vec<Vec<MessageRecord>> = Vec::new();
-        let known_dialect = self.store.dialect(user)?;
-        // Probed when unknown or when mail changed (a new server changes
-        // UIDVALIDITY, so its mail is downloaded): an unchanged mailbox
-        // costs the upstream no body read.
-        let probe_dialect = known_dialect.is_none();
-        let mut dialect = known_dialect.unwrap_or_default();
-        let mut seen = super::dialect::Seen::default();
         let result = async {
             for (index, l) in listed.iter().enumerate() {
                 let selectable = l.selectable();
@@ -461,6 +480,10 @@ impl Job<'_> {
                     missing.len()
                 ));
                 if !missing.is_empty() {
+                    if !seen.probed() {
+                        super::dialect::probe_fetch(&mut up, &mut dialect, &mut seen, e.exists).await?;
+                        foreign.store(!super::dialect::reads_like_dovecot(&dialect), Ordering::Relaxed);
+                    }
                     missing.sort_unstable();
                     download(&mut up, index, &name_text, &missing, condstore, &to_worker, &mut stats).await?;
                 }
@@ -481,9 +504,7 @@ impl Job<'_> {
         stats.new_bodies = stored.new_bodies;
         (stats.views_recorded, stats.sizes_recorded) =
             self.record_views(&mut up, user, &listed, &stored.needs_view).await?;
-        if probe_dialect || stats.bodies_fetched > 0 {
-            super::dialect::learn(&mut up, &mut dialect, seen).await?;
-        }
+        super::dialect::finish(&mut up, &mut dialect, seen, probe_dialect).await?;
         let _ = up.start("LOGOUT").await;
         let downloaded = stored.records;
 

@@ -6,7 +6,7 @@
 //! of that message is fetched and recorded, and snapshot folders serve
 //! those instead of computing them.
 
-use crate::imap::bodystructure;
+use crate::imap::bodystructure::{self, BodyPart};
 use crate::imap::fetch_scan::{self, string_value};
 use crate::imap::response::Code;
 use crate::imap::section::{may_hide_nul, path_text, BinaryError, Recorded, Structure};
@@ -62,12 +62,30 @@ pub fn needed(raw: &[u8], bodystructure: &[u8]) -> Need {
     }
 }
 
+/// Whether the upstream describes the message as one part without a
+/// transfer encoding to undo (`7bit`, `8bit`, `binary`): its sections and
+/// BINARY are its bytes on any server, so even an upstream whose answers
+/// are otherwise not the proxy's reading needs no recording for it (the
+/// header's end is checked by [`needed`]).
+pub fn plain(bodystructure: &[u8]) -> bool {
+    matches!(
+        bodystructure::parse(bodystructure),
+        Ok(BodyPart::Single { ref media_type, ref encoding, .. })
+            if !media_type.starts_with("message/") && matches!(encoding.as_str(), "7bit" | "8bit" | "binary")
+    )
+}
+
 /// The section items that record a message described by `bodystructure`:
-/// the root header and text, and per part its body and MIME header (and
+/// the root header, text and all its header fields as `HEADER.FIELDS`
+/// reads them, and per part its body and MIME header (and
 /// for an encapsulated message its header, its text and all its header
 /// fields as `HEADER.FIELDS` reads them).
 pub fn items(bodystructure: &[u8]) -> Vec<String> {
-    let mut items = vec!["BODY.PEEK[HEADER]".to_string(), "BODY.PEEK[TEXT]".to_string()];
+    let mut items = vec![
+        "BODY.PEEK[HEADER]".to_string(),
+        "BODY.PEEK[TEXT]".to_string(),
+        format!("BODY.PEEK[{}]", Recorded::all_fields_key(&[])),
+    ];
     let Ok(up) = bodystructure::parse(bodystructure) else {
         return items;
     };
@@ -106,6 +124,11 @@ pub async fn record(up: &mut Upstream, uid: u32, items: &[String]) -> Result<Rec
                         else {
                             continue;
                         };
+                        // NIL: the section does not exist for this
+                        // upstream; unrecorded, it is answered as missing.
+                        if value.eq_ignore_ascii_case(b"NIL") {
+                            continue;
+                        }
                         if let Some(bytes) = string_value(value) {
                             view.sections.push((key.to_ascii_uppercase(), bytes));
                         }
@@ -288,8 +311,8 @@ fn put(view: &mut Recorded, part: &str, size: bool, answer: Result<(Vec<u8>, boo
 }
 
 /// Records the answer for `part` among `answered` (items as the upstream
-/// named them: `BINARY[1]`, `BINARY.SIZE[1]`); none is recorded if the
-/// upstream left it out.
+/// named them: `BINARY[1]`, `BINARY.SIZE[1]`); an item the upstream left
+/// out is recorded as left out.
 fn record_answer(view: &mut Recorded, part: &str, size: bool, answered: &[(Vec<u8>, Vec<u8>)]) {
     let name = if size {
         format!("BINARY.SIZE[{part}]")
@@ -298,12 +321,16 @@ fn record_answer(view: &mut Recorded, part: &str, size: bool, answered: &[(Vec<u
     };
     // A partial answer would be named `BINARY[1]<0>`: never asked for.
     let Some((_, value)) = answered.iter().find(|(n, _)| n == name.as_bytes()) else {
+        // Answered OK without it: the client gets no such item either.
+        view.put_omitted(&name);
         return;
     };
     if size {
         if let Some(n) = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
             view.put_binary_size(part, Ok(n));
         }
+    } else if value.eq_ignore_ascii_case(b"NIL") {
+        // The part does not exist for this upstream: answered as missing.
     } else if let Some(bytes) = string_value(value) {
         view.put_binary(part, Ok((bytes, value.starts_with(b"~"))));
     }

@@ -119,13 +119,13 @@ pub struct ItemOrder {
 }
 
 impl Default for ItemOrder {
-    /// Dovecot's (measured): `UID` first, then FLAGS, INTERNALDATE,
-    /// RFC822.SIZE and MODSEQ as asked, then everything else as asked.
+    /// Dovecot's (measured, and learned by the probe): UID, FLAGS,
+    /// INTERNALDATE, RFC822.SIZE and MODSEQ as asked (a UID command's UID
+    /// first), then everything else as asked.
     fn default() -> Self {
         ItemOrder {
             groups: vec![
-                vec![K::Uid],
-                vec![K::Flags, K::InternalDate, K::Rfc822Size, K::ModSeq],
+                vec![K::Uid, K::Flags, K::InternalDate, K::Rfc822Size, K::ModSeq],
                 vec![
                     K::Envelope,
                     K::BodyStructure,
@@ -152,8 +152,8 @@ impl ItemOrder {
     }
 
     /// The order to write `items` in, as indexes into `items`; `None` is a
-    /// UID the client did not ask for (a UID command's), which goes first
-    /// in its group. A repeated UID is written once.
+    /// UID command's UID, which goes first in its group whether or not the
+    /// client also asked for it. A repeated UID is written once.
     pub fn arrange(&self, items: &[MessageDataItemName<'_>], implicit_uid: bool) -> Vec<Option<usize>> {
         let mut slots: Vec<(usize, usize, Option<usize>)> = Vec::with_capacity(items.len() + 1);
         let mut uid_seen = false;
@@ -217,7 +217,16 @@ impl ItemOrder {
             }
         }
         let reversed: Vec<ItemKind> = asked.iter().rev().copied().collect();
-        (order.predict(asked) == forward && order.predict(&reversed) == backward).then_some(order)
+        (order.predict(asked) == forward && order.predict(&reversed) == backward).then(|| order.normalized())
+    }
+
+    /// The same order with each group's kinds in one canonical order (a
+    /// group is a set), so that equal orders compare equal.
+    fn normalized(mut self) -> Self {
+        for g in &mut self.groups {
+            g.sort_by_key(|k| *k as u8);
+        }
+        self
     }
 }
 
@@ -230,6 +239,16 @@ pub fn probe_items(modseq: bool, binary: bool) -> Vec<(ItemKind, &'static str)> 
         .filter(|(k, _)| binary || !matches!(k, K::Binary | K::BinarySize))
         .copied()
         .collect()
+}
+
+impl FetchDialect {
+    /// Whether these are Dovecot's FETCH forms, the ones the proxy's own
+    /// reading of mail follows.
+    pub fn is_dovecots(&self) -> bool {
+        let mut this = self.clone();
+        this.order = this.order.normalized();
+        this == FetchDialect::default()
+    }
 }
 
 /// The kinds of one FETCH response's items, in the order written, and
@@ -467,9 +486,17 @@ mod tests {
         let dovecot = ItemOrder::default();
         let f = dovecot.predict(&asked);
         let b = dovecot.predict(&backward_asked);
-        assert_eq!(b[..5], [K::Uid, K::ModSeq, K::Rfc822Size, K::InternalDate, K::Flags]);
+        // Asked as an item of a FETCH, UID is one of the small items.
+        assert_eq!(b[..5], [K::ModSeq, K::Rfc822Size, K::InternalDate, K::Flags, K::Uid]);
         assert_eq!(b[5], K::BinarySize);
         let learned = ItemOrder::learn(&asked, &f, &b).expect("learned");
+        // Dovecot's answers teach Dovecot's forms: its reading of mail
+        // stands (nothing more is recorded).
+        let fetch = FetchDialect {
+            order: learned.clone(),
+            ..FetchDialect::default()
+        };
+        assert!(fetch.is_dovecots());
         for reversed in [false, true] {
             let a = if reversed { &backward_asked } else { &asked };
             assert_eq!(learned.predict(a), dovecot.predict(a));
@@ -519,14 +546,13 @@ mod tests {
     fn arranges_an_implicit_uid_and_drops_a_repeated_one() {
         use imap_codec::imap_types::fetch::MessageDataItemName as N;
         let items = [N::Envelope, N::Flags, N::Uid, N::Uid];
+        // FETCH: UID as asked among the small items, written once.
         assert_eq!(
             ItemOrder::default().arrange(&items, false),
-            vec![Some(2), Some(1), Some(0)]
+            vec![Some(1), Some(2), Some(0)]
         );
-        assert_eq!(
-            ItemOrder::default().arrange(&items[..2], true),
-            vec![None, Some(1), Some(0)]
-        );
+        // UID FETCH: its UID first, the UIDs asked for not again.
+        assert_eq!(ItemOrder::default().arrange(&items, true), vec![None, Some(1), Some(0)]);
     }
 
     /// Cyrus's EXAMINE, then one without `[UNSEEN]`: the line keeps its

@@ -164,7 +164,9 @@ pub fn write_with(
     use MessageDataItemName::*;
     out.extend_from_slice(format!("* {} FETCH (", m.seq).as_bytes());
     let mut first = true;
-    let implicit_uid = uid_command && !items.iter().any(|i| matches!(i, Uid));
+    // A UID command's UID goes first in its group (Dovecot writes it
+    // first even when asked after other items).
+    let implicit_uid = uid_command;
     // Parsing the MIME tree costs more than the rest together: only when a
     // section below the whole message is asked for.
     let parsed: std::cell::OnceCell<Option<Structure>> = std::cell::OnceCell::new();
@@ -182,12 +184,51 @@ pub fn write_with(
     // proxy's reading.
     let full = m.recorded.filter(|r| r.is_full());
     let section_bytes = |sec: &super::section::Section| match full {
-        Some(r) => r.section(raw, sec),
+        Some(r) => {
+            // A view records the parts BODYSTRUCTURE numbers; Dovecot also
+            // serves a leaf of a multipart as its own part 1 (`[2.1]` of a
+            // leaf 2), where the proxy's reading finds one.
+            let asked = sec;
+            let mut sec = std::borrow::Cow::Borrowed(sec);
+            loop {
+                if let Some(b) = r.section(raw, &sec) {
+                    break Some(b);
+                }
+                let leaf_one = !dialect.strict_leaves
+                    && sec.part.len() > 1
+                    && sec.part.last() == Some(&1)
+                    && matches!(sec.text, None | Some(SectionText::Mime))
+                    && structure().is_some_and(|s| s.section(raw, asked).is_some());
+                if !leaf_one {
+                    break None;
+                }
+                let mut parent = sec.into_owned();
+                parent.part.pop();
+                sec = std::borrow::Cow::Owned(parent);
+            }
+        }
         None => structure().and_then(|s| s.section(raw, sec)),
     };
     let binary = |path: &[u32]| match full {
         Some(r) => r.binary(path),
         None => structure().map_or(Ok(None), |s| s.binary(raw, path)),
+    };
+    // The part a full view answers `path` with: the path itself, or where
+    // Dovecot serves a leaf of a multipart as its own part 1 (and the
+    // proxy's reading finds that part), the leaf the view recorded.
+    let view_path = |path: &[u32], known: &dyn Fn(&str) -> bool| -> Vec<u32> {
+        let mut p = path.to_vec();
+        let whole = super::section::Section {
+            part: path.to_vec(),
+            text: None,
+        };
+        if full.is_none() || dialect.strict_leaves || structure().is_none_or(|s| s.section(raw, &whole).is_none()) {
+            return p;
+        }
+        while !known(&path_text(&p)) && p.len() > 1 && p.last() == Some(&1) {
+            p.pop();
+        }
+        p
     };
     {
         for slot in dialect.order.arrange(items, implicit_uid) {
@@ -290,8 +331,18 @@ pub fn write_with(
                 } => {
                     let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
                     let name = path_text(&path);
+                    let path = view_path(&path, &|n| {
+                        m.recorded
+                            .is_some_and(|r| r.recorded_binary(n).is_some() || r.omitted(&format!("BINARY[{n}]")))
+                    });
+                    let view_name = path_text(&path);
+                    if m.recorded.is_some_and(|r| r.omitted(&format!("BINARY[{view_name}]"))) {
+                        out.truncate(mark);
+                        first = was_first;
+                        continue;
+                    }
                     // The upstream's own answer where it was recorded.
-                    let answer = match m.recorded.and_then(|r| r.recorded_binary(&name)) {
+                    let answer = match m.recorded.and_then(|r| r.recorded_binary(&view_name)) {
                         Some(a) => a.map(|(b, literal8)| (std::borrow::Cow::Borrowed(b), literal8)),
                         None if dialect.missing_nil && matches!(binary(&path), Ok(None)) => {
                             let origin = range.map(|(o, _)| format!("<{o}>")).unwrap_or_default();
@@ -321,13 +372,28 @@ pub fn write_with(
                     out.extend_from_slice(label.as_bytes());
                     if literal8 {
                         out.push(b'~');
+                        literal(out, slice);
+                    } else {
+                        section_literal(out, slice, dialect);
                     }
-                    literal(out, slice);
                 }
                 BinarySize { section } => {
                     let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
                     let name = path_text(&path);
-                    if let Some(answer) = m.recorded.and_then(|r| r.recorded_binary_size(&name)) {
+                    let path = view_path(&path, &|n| {
+                        m.recorded.is_some_and(|r| {
+                            r.recorded_binary_size(n).is_some() || r.omitted(&format!("BINARY.SIZE[{n}]"))
+                        })
+                    });
+                    let view_name = path_text(&path);
+                    if m.recorded
+                        .is_some_and(|r| r.omitted(&format!("BINARY.SIZE[{view_name}]")))
+                    {
+                        out.truncate(mark);
+                        first = was_first;
+                        continue;
+                    }
+                    if let Some(answer) = m.recorded.and_then(|r| r.recorded_binary_size(&view_name)) {
                         match answer {
                             Ok(n) => out.extend_from_slice(format!("BINARY.SIZE[{name}] {n}").as_bytes()),
                             Err(e) => return failed(out, was_first, e),

@@ -561,6 +561,9 @@ pub const NO_SUCH_FIELD: &str = "X-ITM-NO-SUCH-FIELD-7F3A";
 const LITERAL: u8 = b'=';
 const LITERAL8: u8 = b'~';
 const FAILED: u8 = b'!';
+/// The upstream answered the FETCH and left the item out (Cyrus, for a
+/// part whose encoding it does not know).
+const OMITTED: u8 = b'-';
 
 fn encode_failure(e: BinaryError) -> Vec<u8> {
     let code: &[u8] = match e {
@@ -611,7 +614,10 @@ impl Recorded {
     /// takes its fields from the lines after the boundary). Asked for as
     /// the fields that are not one no message has.
     pub fn all_fields_key(part: &[u32]) -> String {
-        format!("{}.HEADER.FIELDS.NOT ({NO_SUCH_FIELD})", path_text(part))
+        match part.is_empty() {
+            true => format!("HEADER.FIELDS.NOT ({NO_SUCH_FIELD})"),
+            false => format!("{}.HEADER.FIELDS.NOT ({NO_SUCH_FIELD})", path_text(part)),
+        }
     }
 
     fn get(&self, key: &str) -> Option<&[u8]> {
@@ -627,6 +633,17 @@ impl Recorded {
             Err(e) => encode_failure(e),
         };
         self.sections.push((format!("BINARY[{part}]"), value));
+    }
+
+    /// Records that the upstream left `item` (`BINARY[1]`,
+    /// `BINARY.SIZE[1]`) out of a FETCH it answered OK.
+    pub fn put_omitted(&mut self, item: &str) {
+        self.sections.push((item.to_string(), vec![OMITTED]));
+    }
+
+    /// Whether the upstream left `item` out (see [`Recorded::put_omitted`]).
+    pub fn omitted(&self, item: &str) -> bool {
+        self.get(item).is_some_and(|v| v == [OMITTED])
     }
 
     /// Records the upstream's `BINARY.SIZE[part]` answer.
@@ -668,14 +685,17 @@ impl Recorded {
                 let key = Recorded::all_fields_key(&section.part);
                 Some(Cow::Owned(header_fields(self.get(&key)?, fields, *not, false)))
             }
+            // The message's own fields: from every field as the upstream
+            // read them where recorded (whether it ends them with an
+            // empty line where the header has none differs: Cyrus does),
+            // else from its header.
             Some(SectionText::HeaderFields { not, fields }) => {
-                let key = Recorded::key(&section.part, Some(&SectionText::Header))?;
-                Some(Cow::Owned(header_fields(
-                    self.get(&key)?,
-                    fields,
-                    *not,
-                    section.part.is_empty(),
-                )))
+                let all = self.get(&Recorded::all_fields_key(&section.part));
+                let header = match all {
+                    Some(all) => all,
+                    None => self.get(&Recorded::key(&section.part, Some(&SectionText::Header))?)?,
+                };
+                Some(Cow::Owned(header_fields(header, fields, *not, section.part.is_empty())))
             }
             text => self
                 .get(&Recorded::key(&section.part, text.as_ref())?)
