@@ -79,9 +79,15 @@ async fn last_message(d: &Dovecot, folder: &str) -> (usize, Vec<u8>) {
     (exists, body_of(&r))
 }
 
-/// The `BODY[]` of a FETCH answer.
+/// The `BODY[]` of a FETCH answer (past any untagged news before it, such
+/// as the `* n EXISTS` of a message arriving meanwhile).
 fn body_of(answer: &[u8]) -> Vec<u8> {
-    let f = scan(answer).expect("fetch response");
+    let at = answer
+        .windows(8)
+        .position(|w| w == b" FETCH (")
+        .and_then(|p| answer[..p].iter().rposition(|&c| c == b'\n').map(|n| n + 1).or(Some(0)))
+        .unwrap_or(0);
+    let f = scan(&answer[at..]).expect("fetch response");
     string_value(f.get("BODY[]").expect("BODY[]")).expect("literal")
 }
 
