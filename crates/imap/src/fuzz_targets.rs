@@ -169,6 +169,62 @@ pub fn message(data: &[u8]) {
 pub type Target = fn(&[u8]);
 
 /// Every target by the name of its folder under `fuzz/corpus/`.
+/// What the snapshot job learns of an upstream's dialect
+/// (`crate::dialect`) from its answers: the SELECT lines, the kinds of a
+/// FETCH response's items, the OK texts, and the FETCH item order from two
+/// answers. A learned order must reproduce both answers it came from, and
+/// arranging items writes each at most once.
+pub fn dialect(data: &[u8]) {
+    use crate::dialect::{answered_kinds, ItemKind, ItemOrder, OkText, SelectShape};
+    let lines: Vec<&[u8]> = data.split_inclusive(|&c| c == b'\n').collect();
+    let mut shape = SelectShape::default();
+    let _ = shape.learn(&lines);
+    let _ = answered_kinds(data);
+    let texts: Vec<(&str, String)> = lines
+        .iter()
+        .map(|l| ("X", String::from_utf8_lossy(l).into_owned()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = texts.iter().map(|(c, t)| (*c, t.as_str())).collect();
+    let _ = OkText::learn(&pairs).of("Fetch");
+    const KINDS: [ItemKind; 15] = [
+        ItemKind::Uid,
+        ItemKind::Flags,
+        ItemKind::InternalDate,
+        ItemKind::Rfc822Size,
+        ItemKind::ModSeq,
+        ItemKind::Envelope,
+        ItemKind::BodyStructure,
+        ItemKind::Body,
+        ItemKind::Rfc822,
+        ItemKind::Rfc822Header,
+        ItemKind::Rfc822Text,
+        ItemKind::HeaderFields,
+        ItemKind::Section,
+        ItemKind::Binary,
+        ItemKind::BinarySize,
+    ];
+    let kind = |b: &u8| KINDS[usize::from(*b) % KINDS.len()];
+    let third = data.len() / 3;
+    let asked: Vec<ItemKind> = data[..third].iter().map(kind).collect();
+    let forward: Vec<ItemKind> = data[third..2 * third].iter().map(kind).collect();
+    let backward: Vec<ItemKind> = data[2 * third..3 * third].iter().map(kind).collect();
+    if let Some(order) = ItemOrder::learn(&asked, &forward, &backward) {
+        let items: Vec<imap_codec::imap_types::fetch::MessageDataItemName<'static>> = asked
+            .iter()
+            .map(|k| match k {
+                ItemKind::Uid => imap_codec::imap_types::fetch::MessageDataItemName::Uid,
+                ItemKind::Flags => imap_codec::imap_types::fetch::MessageDataItemName::Flags,
+                _ => imap_codec::imap_types::fetch::MessageDataItemName::Envelope,
+            })
+            .collect();
+        for implicit in [false, true] {
+            let slots = order.arrange(&items, implicit);
+            let mut seen = std::collections::HashSet::new();
+            assert!(slots.iter().all(|s| seen.insert(*s)), "an item written twice");
+        }
+    }
+}
+
 pub const TARGETS: &[(&str, Target)] = &[
     ("framing", framing),
     ("command_head", command_head),
@@ -177,4 +233,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("status_line", status_line),
     ("bodystructure", bodystructure),
     ("message", message),
+    ("dialect", dialect),
 ];
