@@ -370,7 +370,8 @@ impl Job<'_> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Downloaded>(256);
         let to_worker = ToWorker::new(tx);
         // Whether the upstream answers as the proxy reads mail (Dovecot's
-        // rules); where not, every new message's answers are recorded.
+        // rules); where not, the answers of every new message that is not
+        // one plain part are recorded.
         let foreign = Arc::new(AtomicBool::new(!super::dialect::reads_like_dovecot(&dialect)));
         let worker = {
             let store = self.store.clone();
