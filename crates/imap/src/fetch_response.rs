@@ -66,17 +66,13 @@ fn section_of(section: &Option<Section<'_>>, fields_as_asked: bool) -> (super::s
             .map(|n| String::from_utf8_lossy(n.as_ref()).to_ascii_uppercase())
             .collect()
     };
-    let echo_of = |names: &[imap_codec::imap_types::core::AString<'_>]| -> Vec<String> {
+    let as_asked = |names: &[imap_codec::imap_types::core::AString<'_>]| -> Vec<String> {
         names
             .iter()
             .map(|n| {
-                if fields_as_asked {
-                    let mut out = Vec::new();
-                    super::astring(&mut out, n.as_ref());
-                    String::from_utf8_lossy(&out).into_owned()
-                } else {
-                    String::from_utf8_lossy(n.as_ref()).to_ascii_uppercase()
-                }
+                let mut out = Vec::new();
+                super::astring(&mut out, n.as_ref());
+                String::from_utf8_lossy(&out).into_owned()
             })
             .collect()
     };
@@ -111,7 +107,12 @@ fn section_of(section: &Option<Section<'_>>, fields_as_asked: bool) -> (super::s
             let path = opt_path(p);
             let fields = fields_of(names.as_ref());
             let kw = if not { "HEADER.FIELDS.NOT" } else { "HEADER.FIELDS" };
-            let name = join(&path, &format!("{kw} ({})", echo_of(names.as_ref()).join(" ")));
+            let echoed = if fields_as_asked {
+                as_asked(names.as_ref())
+            } else {
+                fields.clone()
+            };
+            let name = join(&path, &format!("{kw} ({})", echoed.join(" ")));
             (path, Some(SectionText::HeaderFields { not, fields }), name)
         }
     };
