@@ -132,6 +132,7 @@ fn benches(c: &mut Criterion) {
                             last_seq: 13,
                             last_uid: 13,
                             now: 0,
+                            seq_star_reversible: false,
                         },
                     )
                 })

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use crate::imap::fetch_scan;
+use crate::imap::response::searched;
 use crate::imap::sequence::compact;
 use crate::snapshot::capture;
 use crate::store::MessageRecord;
@@ -157,26 +158,8 @@ fn status_uidvalidity(line: &[u8]) -> Option<u32> {
         .ok()
 }
 
-/// The numbers of a `* SEARCH` response (`None` for any other response).
-fn searched(line: &[u8]) -> Option<Vec<u32>> {
-    line.get(..8).filter(|p| p.eq_ignore_ascii_case(b"* SEARCH"))?;
-    let text = std::str::from_utf8(line.get(8..)?).ok()?;
-    Some(text.split_ascii_whitespace().filter_map(|n| n.parse().ok()).collect())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::searched;
-
-    #[test]
-    fn search_responses() {
-        assert_eq!(searched(b"* SEARCH 3 5 9\r\n"), Some(vec![3, 5, 9]));
-        assert_eq!(searched(b"* SEARCH\r\n"), Some(vec![]));
-        assert_eq!(searched(b"* search 7\r\n"), Some(vec![7]));
-        assert_eq!(searched(b"* 3 EXISTS\r\n"), None);
-        assert_eq!(searched(b"* SEARC"), None);
-    }
-
     #[test]
     fn status_responses() {
         use super::status_uidvalidity;

@@ -10,6 +10,7 @@ pub mod changes;
 pub mod commands;
 pub mod dispatch;
 pub mod io;
+pub mod live;
 pub mod op;
 pub mod preauth;
 pub mod reply;

@@ -80,6 +80,9 @@ pub struct State {
     /// The upstream has UIDPLUS: the proxy can expunge exactly the messages
     /// a MOVE into a request folder took (UID EXPUNGE).
     pub upstream_uidplus: bool,
+    /// The upstream takes non-synchronizing literals (LITERAL+): the
+    /// proxy's own commands may carry 8-bit search strings.
+    pub upstream_literal_plus: bool,
     selection: Selection,
     /// The real folder the upstream has selected (as the client named
     /// it), and whether by SELECT (an expunge may remove messages there).
@@ -115,6 +118,7 @@ impl State {
             upstream_unselect: has("UNSELECT"),
             upstream_acl: has("ACL"),
             upstream_uidplus: has("UIDPLUS"),
+            upstream_literal_plus: has("LITERAL+"),
             selection: Selection::None,
             real_folder: None,
             real_uidvalidity: None,

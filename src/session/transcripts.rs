@@ -109,11 +109,19 @@ async fn replay(name: &str) {
 
 /// [`replay`] with or without ACL on the upstream.
 async fn replay_with(name: &str, upstream_acl: bool) {
+    replay_in(name, upstream_acl, None).await;
+}
+
+/// [`replay`] with a learned dialect stored for alice.
+async fn replay_in(name: &str, upstream_acl: bool, dialect: Option<crate::imap::dialect::Dialect>) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/transcripts/handlers/{name}.txt"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let t = Transcript::parse(&text);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store(dir.path());
+    if let Some(d) = &dialect {
+        store.set_dialect("alice", d).expect("store the dialect");
+    }
     let config = config();
     let tree = Tree::new(Some(store), None, "alice", "Time Machine", &Namespace::default());
     let mut st = State::new(tree, config.limits.clone(), |c| c != "ACL" || upstream_acl);
@@ -136,6 +144,31 @@ async fn replay_with(name: &str, upstream_acl: bool) {
 #[tokio::test]
 async fn snapshot_folder() {
     replay("snapshot_folder").await;
+}
+
+/// Cyrus's dialect, as the snapshot job learns it (tests/tree.rs checks it
+/// against a real Cyrus).
+#[tokio::test]
+async fn live_folder() {
+    use crate::imap::dialect::{Dialect, FetchDialect, OkText, PastEnd};
+    let cyrus = Dialect {
+        fetch: FetchDialect {
+            missing_nil: true,
+            strict_leaves: true,
+            empty_quoted: true,
+            fields_as_asked: true,
+            ..FetchDialect::default()
+        },
+        ok: OkText::Same("Completed".into()),
+        past_end: Some(PastEnd {
+            serves_existing: true,
+            refusal: "NO No matching messages".into(),
+        }),
+        esearch: Some(["COUNT", "MIN", "MAX", "ALL"].map(String::from).to_vec()),
+        seq_star_reversible: true,
+        ..Dialect::default()
+    };
+    replay_in("live_folder", true, Some(cyrus)).await;
 }
 
 #[tokio::test]

@@ -71,7 +71,7 @@ async fn probe_once(
 /// Learns the FETCH forms on the folder the job has open (read-only),
 /// which holds `exists` messages: the item order (one FETCH of each kind
 /// asked forward and backward), missing and empty sections, `[1.1]` of a
-/// leaf, an empty THREAD.
+/// leaf, an empty THREAD, a FETCH past the last message, ESEARCH's order.
 pub(super) async fn probe_fetch(
     up: &mut Upstream,
     dialect: &mut Dialect,
@@ -93,6 +93,9 @@ pub(super) async fn probe_fetch(
         };
         let asked: Vec<ItemKind> = forward.iter().map(|(k, _)| *k).collect();
         match ItemOrder::learn(&asked, &f, &b) {
+            // Dovecot's order on the kinds probed: Dovecot's, whole (the
+            // probe may have left out MODSEQ or BINARY).
+            Some(order) if order.agrees_with(&ItemOrder::default()) => dialect.fetch.order = ItemOrder::default(),
             Some(order) => dialect.fetch.order = order,
             None => {
                 tracing::warn!("the upstream's FETCH item order follows no rule the proxy knows; Dovecot's is used")
@@ -136,6 +139,34 @@ pub(super) async fn probe_fetch(
         let leaf_first = f.get("BODYSTRUCTURE").is_some_and(|b| b.starts_with(b"((\""));
         if let (true, Some(nil)) = (leaf_first, nil("BODY[1.1]")) {
             dialect.fetch.strict_leaves = nil;
+        }
+    }
+    // A message number past the last: refused, and are the numbers that
+    // exist served when some do?
+    let alone = up.run(&format!("FETCH {} (UID)", exists + 1)).await?;
+    let with_last = up.run(&format!("FETCH {exists},{} (UID)", exists + 1)).await?;
+    let served = with_last.is_ok()
+        && with_last
+            .untagged
+            .iter()
+            .any(|r| crate::imap::fetch_scan::scan(r).is_ok_and(|f| f.seq == exists));
+    if let Some(p) = dialect::PastEnd::learn(&alone.status, served) {
+        dialect.past_end = Some(p);
+    }
+    // `n:*` past the last message: the last one, or nothing?
+    let star = up.run(&format!("SEARCH {}:*", exists + 1)).await?;
+    if star.is_ok() {
+        let found = star
+            .untagged
+            .iter()
+            .filter_map(|r| crate::imap::response::searched(r))
+            .flatten();
+        dialect.seq_star_reversible = found.into_iter().any(|n| n == exists);
+    }
+    if up.has_capability("ESEARCH") {
+        let e = up.run("SEARCH RETURN (ALL COUNT MAX MIN) ALL").await?;
+        if let Some(line) = e.untagged.iter().find(|l| l.starts_with(b"* ESEARCH")) {
+            dialect.learn_esearch(line);
         }
     }
     if up.has_capability("THREAD=REFERENCES") {

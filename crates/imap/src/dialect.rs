@@ -220,6 +220,22 @@ impl ItemOrder {
         (order.predict(asked) == forward && order.predict(&reversed) == backward).then(|| order.normalized())
     }
 
+    /// Whether this order, learned from a probe that may have left kinds
+    /// out (MODSEQ without CONDSTORE, BINARY where the probe message did not
+    /// decode), orders the kinds it knows as `other` does.
+    pub fn agrees_with(&self, other: &ItemOrder) -> bool {
+        let known = |k: &ItemKind| self.groups.iter().any(|g| g.contains(k));
+        let restricted = ItemOrder {
+            groups: other
+                .groups
+                .iter()
+                .map(|g| g.iter().copied().filter(known).collect::<Vec<_>>())
+                .filter(|g| !g.is_empty())
+                .collect(),
+        };
+        restricted.normalized() == self.clone().normalized()
+    }
+
     /// The same order with each group's kinds in one canonical order (a
     /// group is a set), so that equal orders compare equal.
     fn normalized(mut self) -> Self {
@@ -245,9 +261,10 @@ impl FetchDialect {
     /// Whether these are Dovecot's FETCH forms, the ones the proxy's own
     /// reading of mail follows.
     pub fn is_dovecots(&self) -> bool {
+        let dovecot = FetchDialect::default();
         let mut this = self.clone();
-        this.order = this.order.normalized();
-        this == FetchDialect::default()
+        this.order = dovecot.order.clone();
+        this == dovecot && self.order.agrees_with(&dovecot.order)
     }
 }
 
@@ -467,11 +484,117 @@ pub struct Dialect {
     /// The untagged line of a THREAD that matched nothing, as the server
     /// wrote it (Dovecot `* THREAD ` with a space, Cyrus `* THREAD`).
     pub empty_thread: Option<String>,
+    /// How the server answers a FETCH that names message numbers past the
+    /// last one; `None`: as Dovecot does (the proxy's own answer).
+    pub past_end: Option<PastEnd>,
+    /// The order of `MIN`, `MAX`, `COUNT` and `ALL` in an ESEARCH answer
+    /// (RFC 4731), as the server wrote them; `None`: Dovecot's.
+    pub esearch: Option<Vec<String>>,
+    /// SEARCH reads `n:*` with `n` past the last message as `*:n` (RFC
+    /// 3501 9; Cyrus), not as nothing (Dovecot).
+    pub seq_star_reversible: bool,
+}
+
+/// The result words of an ESEARCH answer: Dovecot's order (as the probe
+/// learns it from Dovecot 2.3).
+pub const ESEARCH_WORDS: [&str; 4] = ["MIN", "MAX", "ALL", "COUNT"];
+
+impl Dialect {
+    /// Learns the ESEARCH order from one `* ESEARCH` line that holds all of
+    /// [`ESEARCH_WORDS`].
+    pub fn learn_esearch(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let words: Vec<String> = text
+            .split_ascii_whitespace()
+            .map(str::to_ascii_uppercase)
+            .filter(|w| ESEARCH_WORDS.contains(&w.as_str()))
+            .collect();
+        if words.len() == ESEARCH_WORDS.len() && ESEARCH_WORDS.iter().all(|w| words.iter().any(|x| x == w)) {
+            self.esearch = Some(words);
+        }
+    }
+
+    /// Where `word` goes among the ESEARCH result words.
+    pub fn esearch_rank(&self, word: &str) -> usize {
+        match self.esearch.as_deref() {
+            Some(o) => o.iter().position(|w| w == word),
+            None => ESEARCH_WORDS.iter().position(|w| *w == word),
+        }
+        .unwrap_or(ESEARCH_WORDS.len())
+    }
+}
+
+/// A FETCH of message numbers past the last one, as the server answered
+/// it: Dovecot refuses the whole command (`BAD ... Invalid messageset`),
+/// Cyrus serves the numbers that exist and says `NO No matching messages`
+/// only when none does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PastEnd {
+    /// Numbers that exist are served and the others ignored.
+    pub serves_existing: bool,
+    /// The tagged answer after the tag (`NO No matching messages`),
+    /// without timing.
+    pub refusal: String,
+}
+
+impl PastEnd {
+    /// Learns from the answer to `FETCH last+1 (UID)`, and whether
+    /// `FETCH last,last+1 (UID)` served the last message and completed OK;
+    /// `None` when the first was not a refusal.
+    pub fn learn(alone: &crate::response::Status, serves_existing: bool) -> Option<Self> {
+        if alone.is_ok() {
+            return None;
+        }
+        let mut refusal = alone.clone();
+        refusal.tag = Some(String::new());
+        refusal.text = without_timing(&refusal.text);
+        let line = refusal.to_string();
+        Some(Self {
+            serves_existing,
+            refusal: line.trim().to_string(),
+        })
+    }
+
+    /// The refusal, tagged `tag`.
+    pub fn refusal(&self, tag: &str) -> Option<crate::response::Status> {
+        crate::response::Status::parse(format!("{tag} {}\r\n", self.refusal).as_bytes())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Dovecot's and Cyrus's answers past the last message are learned
+    /// without their timing and given back under another tag.
+    #[test]
+    fn past_end_refusals() {
+        let parse = |l: &str| crate::response::Status::parse(l.as_bytes()).expect("status");
+        let dovecot = parse("p1 BAD Error in IMAP command FETCH: Invalid messageset (0.001 + 0.000 secs).\r\n");
+        let learned = PastEnd::learn(&dovecot, false).expect("a refusal");
+        assert!(!learned.serves_existing);
+        let line = learned.refusal("t").expect("parses").encode();
+        assert_eq!(line, b"t BAD Error in IMAP command FETCH: Invalid messageset.\r\n");
+        let cyrus = PastEnd::learn(&parse("p2 NO No matching messages (0.000 sec)\r\n"), true).expect("a refusal");
+        assert_eq!(
+            cyrus.refusal("a1").expect("parses").encode(),
+            b"a1 NO No matching messages\r\n"
+        );
+        assert!(PastEnd::learn(&parse("p3 OK Completed\r\n"), true).is_none());
+    }
+
+    /// Cyrus writes COUNT first; a line without all four words teaches
+    /// nothing.
+    #[test]
+    fn esearch_order() {
+        let mut d = Dialect::default();
+        assert!(d.esearch_rank("MIN") < d.esearch_rank("COUNT"));
+        d.learn_esearch(b"* ESEARCH (TAG \"p\") COUNT 3 MIN 1 MAX 4\r\n");
+        assert_eq!(d.esearch, None);
+        d.learn_esearch(b"* ESEARCH (TAG \"p\") COUNT 3 MIN 1 MAX 4 ALL 1:4\r\n");
+        assert!(d.esearch_rank("COUNT") < d.esearch_rank("MIN"));
+        assert!(d.esearch_rank("MAX") < d.esearch_rank("ALL"));
+    }
 
     fn kinds(items: &[(ItemKind, &str)]) -> Vec<ItemKind> {
         items.iter().map(|(k, _)| *k).collect()
@@ -501,6 +624,19 @@ mod tests {
             let a = if reversed { &backward_asked } else { &asked };
             assert_eq!(learned.predict(a), dovecot.predict(a));
         }
+        // A probe without MODSEQ and BINARY (no CONDSTORE; a message whose
+        // BINARY does not decode) still reads as Dovecot's.
+        let fewer = kinds(&probe_items(false, false));
+        let fewer_back: Vec<ItemKind> = fewer.iter().rev().copied().collect();
+        let partial =
+            ItemOrder::learn(&fewer, &dovecot.predict(&fewer), &dovecot.predict(&fewer_back)).expect("learned");
+        assert_ne!(partial, dovecot);
+        assert!(partial.agrees_with(&dovecot));
+        let fetch = FetchDialect {
+            order: partial,
+            ..FetchDialect::default()
+        };
+        assert!(fetch.is_dovecots());
 
         // Cyrus's index_fetchreply: FLAGS, UID, INTERNALDATE, MODSEQ,
         // RFC822.SIZE, ENVELOPE, BODYSTRUCTURE, BODY, RFC822.HEADER,
@@ -527,6 +663,7 @@ mod tests {
         // order); in Dovecot's order it joins RFC822.TEXT's group.
         assert_eq!(learned.groups.len(), cyrus.len() + 1);
         assert_eq!(learned.group(K::Rfc822), learned.group(K::Rfc822Text) + 1);
+        assert!(!learned.agrees_with(&dovecot));
         let dovecot_learned = ItemOrder::learn(&asked, &f, &b).expect("learned");
         assert_eq!(dovecot_learned.group(K::Rfc822), dovecot_learned.group(K::Rfc822Text));
     }

@@ -109,6 +109,11 @@ pub fn status_line(data: &[u8]) {
     let _ = tag_of(data);
     let _ = retag(data, "a1");
     let _ = crate::capability::filter_line(data);
+    let _ = crate::response::searched(data);
+    let text = String::from_utf8_lossy(data);
+    if let Some(same) = crate::response::renumbered(&text, Some) {
+        assert!(same.len() <= text.len(), "renumbering by identity grew the line");
+    }
     if let Some(s) = Status::parse(data) {
         let again = Status::parse(&s.encode()).unwrap_or_else(|| panic!("own encoding does not parse: {s:?}"));
         assert_eq!((again.tag, again.kind), (s.tag.clone(), s.kind));
@@ -186,6 +191,12 @@ pub fn dialect(data: &[u8]) {
         .collect();
     let pairs: Vec<(&str, &str)> = texts.iter().map(|(c, t)| (*c, t.as_str())).collect();
     let _ = OkText::learn(&pairs).of("Fetch");
+    let mut learned = crate::dialect::Dialect::default();
+    learned.learn_esearch(data);
+    let _ = learned.esearch_rank("COUNT");
+    if let Some(p) = crate::response::Status::parse(data).and_then(|s| crate::dialect::PastEnd::learn(&s, true)) {
+        assert!(p.refusal("t").is_some(), "a learned refusal must parse again: {p:?}");
+    }
     const KINDS: [ItemKind; 15] = [
         ItemKind::Uid,
         ItemKind::Flags,

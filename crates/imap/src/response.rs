@@ -328,6 +328,37 @@ impl fmt::Display for Status {
     }
 }
 
+/// The numbers of a `* SEARCH` response (`None` for any other response).
+pub fn searched(line: &[u8]) -> Option<Vec<u32>> {
+    line.get(..8).filter(|p| p.eq_ignore_ascii_case(b"* SEARCH"))?;
+    let text = std::str::from_utf8(line.get(8..)?).ok()?;
+    Some(text.split_ascii_whitespace().filter_map(|n| n.parse().ok()).collect())
+}
+
+/// `line` (`* SORT ...` / `* THREAD ...` with UIDs) with every number
+/// written as `number(uid)`; `None` when one is not known.
+pub fn renumbered(line: &str, number: impl Fn(u32) -> Option<u32>) -> Option<String> {
+    let (head, rest) = line.split_at(line.find(|c: char| c.is_ascii_digit()).unwrap_or(line.len()));
+    let mut out = String::with_capacity(line.len());
+    out.push_str(head);
+    let mut digits = String::new();
+    for c in rest.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        if !digits.is_empty() {
+            out.push_str(&number(digits.parse().ok()?)?.to_string());
+            digits.clear();
+        }
+        out.push(c);
+    }
+    if !digits.is_empty() {
+        out.push_str(&number(digits.parse().ok()?)?.to_string());
+    }
+    Some(out)
+}
+
 /// The tag of a response line: the bytes before the first space (`*` and
 /// `+` included). Never panics, whatever the bytes.
 pub fn tag_of(line: &[u8]) -> &[u8] {
@@ -354,6 +385,36 @@ pub fn retag(line: &[u8], tag: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// UIDs of an upstream THREAD or SORT line become the snapshot's
+    /// sequence numbers; the words and parentheses stay.
+    #[test]
+    fn renumbering() {
+        let seq = |uid: u32| {
+            [(10, 1), (12, 2), (15, 3)]
+                .iter()
+                .find(|(u, _)| *u == uid)
+                .map(|(_, s)| *s)
+        };
+        assert_eq!(
+            renumbered("* THREAD (10 (12)(15))\r\n", seq).as_deref(),
+            Some("* THREAD (1 (2)(3))\r\n")
+        );
+        assert_eq!(
+            renumbered("* SORT 15 10 12\r\n", seq).as_deref(),
+            Some("* SORT 3 1 2\r\n")
+        );
+        assert_eq!(renumbered("* SORT 15 99\r\n", seq), None);
+    }
+
+    #[test]
+    fn search_responses() {
+        assert_eq!(searched(b"* SEARCH 3 5 9\r\n"), Some(vec![3, 5, 9]));
+        assert_eq!(searched(b"* SEARCH\r\n"), Some(vec![]));
+        assert_eq!(searched(b"* search 7\r\n"), Some(vec![7]));
+        assert_eq!(searched(b"* 3 EXISTS\r\n"), None);
+        assert_eq!(searched(b"* SEARC"), None);
+    }
 
     #[test]
     fn encodes() {

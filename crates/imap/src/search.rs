@@ -39,6 +39,9 @@ pub struct Bounds {
     pub last_uid: u32,
     /// The time of the search (Unix seconds), for WITHIN.
     pub now: i64,
+    /// `n:*` of message numbers with `n` past the last names the last
+    /// (RFC 3501, Cyrus); `false`: nothing (Dovecot).
+    pub seq_star_reversible: bool,
 }
 
 /// Whether `key` names MODSEQ (the answer then reports the highest modseq
@@ -314,13 +317,16 @@ fn day_of(d: &imap_codec::imap_types::datetime::NaiveDate) -> (i64, u32, u32) {
     (i64::from(d.year()), d.month(), d.day())
 }
 
-fn eval(key: &SearchKey<'_>, m: &SearchMessage<'_>, p: &mut Parsed<'_>, b: Bounds) -> bool {
+fn eval(key: &SearchKey<'_>, m: &SearchMessage<'_>, p: &mut Parsed<'_>, b: Bounds, u: Option<&Upstream<'_>>) -> bool {
     use SearchKey::*;
+    if let Some(answer) = u.and_then(|u| u.answer(key, m.uid)) {
+        return answer;
+    }
     match key {
-        And(keys) => keys.as_ref().iter().all(|k| eval(k, m, p, b)),
-        Not(k) => !eval(k, m, p, b),
-        Or(x, y) => eval(x, m, p, b) || eval(y, m, p, b),
-        SequenceSet(set) => contains(set, m.seq, b.last_seq, false),
+        And(keys) => keys.as_ref().iter().all(|k| eval(k, m, p, b, u)),
+        Not(k) => !eval(k, m, p, b, u),
+        Or(x, y) => eval(x, m, p, b, u) || eval(y, m, p, b, u),
+        SequenceSet(set) => contains(set, m.seq, b.last_seq, b.seq_star_reversible),
         Uid(set) => contains(set, m.uid, b.last_uid, true),
         All | Old => true,
         // Snapshot messages are never recent.
@@ -364,12 +370,146 @@ fn eval(key: &SearchKey<'_>, m: &SearchMessage<'_>, p: &mut Parsed<'_>, b: Bound
 
 /// Whether message `m` satisfies `key`.
 pub fn matches(key: &SearchKey<'_>, m: &SearchMessage<'_>, bounds: Bounds) -> bool {
+    matches_with(key, m, bounds, None)
+}
+
+/// Whether message `m` satisfies `key`, the content keys answered by the
+/// upstream where `upstream` has its answer for the message.
+pub fn matches_with(
+    key: &SearchKey<'_>,
+    m: &SearchMessage<'_>,
+    bounds: Bounds,
+    upstream: Option<&Upstream<'_>>,
+) -> bool {
     let mut parsed = Parsed {
         raw: m.raw.unwrap_or_default(),
         message: None,
         tree: None,
     };
-    eval(key, m, &mut parsed, bounds)
+    eval(key, m, &mut parsed, bounds, upstream)
+}
+
+/// Keys whose answer depends on how the server reads the message's bytes
+/// (its MIME decoding, charsets, Date parsing), unlike flags, sizes and
+/// dates the snapshot recorded.
+fn reads_content(key: &SearchKey<'_>) -> bool {
+    use SearchKey::*;
+    matches!(
+        key,
+        Bcc(_)
+            | Body(_)
+            | Cc(_)
+            | From(_)
+            | Header(..)
+            | Subject(_)
+            | Text(_)
+            | To(_)
+            | SentBefore(_)
+            | SentOn(_)
+            | SentSince(_)
+    )
+}
+
+/// The keys of `key` that read content, in one fixed walk order (the
+/// order [`Upstream::new`] expects their answers in).
+pub fn content_keys<'a, 'k>(key: &'a SearchKey<'k>) -> Vec<&'a SearchKey<'k>> {
+    fn walk<'a, 'k>(key: &'a SearchKey<'k>, out: &mut Vec<&'a SearchKey<'k>>) {
+        use SearchKey::*;
+        match key {
+            And(keys) => keys.as_ref().iter().for_each(|k| walk(k, out)),
+            Not(k) => walk(k, out),
+            Or(x, y) => {
+                walk(x, out);
+                walk(y, out);
+            }
+            k if reads_content(k) => out.push(k),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(key, &mut out);
+    out
+}
+
+/// A string argument for the upstream: quoted where it can be, else a
+/// non-synchronizing literal (LITERAL+); `None` when neither fits.
+fn string_arg(s: &[u8], literal_plus: bool) -> Option<String> {
+    if let Some(q) = super::quoted(s) {
+        return Some(q);
+    }
+    let text = std::str::from_utf8(s).ok().filter(|_| literal_plus)?;
+    Some(format!("{{{}+}}\r\n{text}", s.len()))
+}
+
+/// One content key ([`content_keys`]) as the upstream is asked it;
+/// `None` when it cannot be written as text (bytes that are not UTF-8, or
+/// a literal without LITERAL+).
+pub fn content_key_text(key: &SearchKey<'_>, literal_plus: bool) -> Option<String> {
+    use SearchKey::*;
+    let date = |d: &imap_codec::imap_types::datetime::NaiveDate| {
+        let (y, m, day) = day_of(d);
+        let month = MONTHS.get(m.checked_sub(1)? as usize)?;
+        Some(format!("{day}-{month}-{y:04}"))
+    };
+    let named = |name: &str, s: &[u8]| Some(format!("{name} {}", string_arg(s, literal_plus)?));
+    match key {
+        Bcc(s) => named("BCC", s.as_ref()),
+        Body(s) => named("BODY", s.as_ref()),
+        Cc(s) => named("CC", s.as_ref()),
+        From(s) => named("FROM", s.as_ref()),
+        Subject(s) => named("SUBJECT", s.as_ref()),
+        Text(s) => named("TEXT", s.as_ref()),
+        To(s) => named("TO", s.as_ref()),
+        Header(name, value) => Some(format!(
+            "HEADER {} {}",
+            string_arg(name.as_ref(), literal_plus)?,
+            string_arg(value.as_ref(), literal_plus)?
+        )),
+        SentBefore(d) => Some(format!("SENTBEFORE {}", date(d)?)),
+        SentOn(d) => Some(format!("SENTON {}", date(d)?)),
+        SentSince(d) => Some(format!("SENTSINCE {}", date(d)?)),
+        _ => None,
+    }
+}
+
+/// The upstream's own answers to the content keys of one search, for the
+/// messages it still holds (`live`, by UID): where the server reads mail
+/// its own way, those answers are its, not the proxy's reading.
+pub struct Upstream<'a> {
+    /// A content key's address within the searched key, and the UIDs the
+    /// upstream matched for it.
+    at: std::collections::HashMap<usize, &'a std::collections::HashSet<u32>>,
+    live: &'a std::collections::HashSet<u32>,
+}
+
+impl<'a> Upstream<'a> {
+    /// `hits` holds one answer per key of [`content_keys`]`(key)`, in that
+    /// order; `None` when the counts differ.
+    pub fn new(
+        key: &SearchKey<'_>,
+        hits: &'a [std::collections::HashSet<u32>],
+        live: &'a std::collections::HashSet<u32>,
+    ) -> Option<Self> {
+        let keys = content_keys(key);
+        if keys.len() != hits.len() {
+            return None;
+        }
+        let at = keys
+            .iter()
+            .map(|k| *k as *const SearchKey<'_> as usize)
+            .zip(hits.iter())
+            .collect();
+        Some(Self { at, live })
+    }
+
+    /// The upstream's answer for `key` and the message `uid`, if it has one.
+    fn answer(&self, key: &SearchKey<'_>, uid: u32) -> Option<bool> {
+        if !self.live.contains(&uid) {
+            return None;
+        }
+        let hits = self.at.get(&(key as *const SearchKey<'_> as usize))?;
+        Some(hits.contains(&uid))
+    }
 }
 
 #[cfg(test)]
@@ -419,6 +559,7 @@ mod tests {
                 last_uid: 9,
                 // 100 seconds after the message arrived.
                 now: internal_time("24-Nov-2026 09:30:00 +0100") + 100,
+                seq_star_reversible: false,
             },
         )
     }

@@ -53,9 +53,32 @@ pub fn resolve(set: &SequenceSet, uids: &[u32], uid: bool) -> Result<Vec<usize>,
     Ok(hit.iter().enumerate().filter(|(_, h)| **h).map(|(i, _)| i).collect())
 }
 
+/// Indices of the messages among `n` whose sequence numbers `set` names,
+/// numbers past the last ignored (as Cyrus serves a FETCH that names some).
+pub fn resolve_existing(set: &SequenceSet, n: usize) -> Vec<usize> {
+    let mut hit = vec![false; n];
+    let value = |v: SeqOrUid| match v {
+        SeqOrUid::Value(v) => v.get() as usize,
+        SeqOrUid::Asterisk => n,
+    };
+    for seq in set.0.as_ref() {
+        let (a, b) = match seq {
+            Sequence::Single(x) => (value(*x), value(*x)),
+            Sequence::Range(x, y) => (value(*x), value(*y)),
+        };
+        let (lo, hi) = (a.min(b).max(1), a.max(b).min(n));
+        for h in hit.iter_mut().take(hi).skip(lo - 1) {
+            *h = true;
+        }
+    }
+    hit.iter().enumerate().filter(|(_, h)| **h).map(|(i, _)| i).collect()
+}
+
 /// Whether `value` is in `set`, `*` standing for `star` (SEARCH keys:
-/// numbers outside the folder simply match nothing).
-pub fn contains(set: &SequenceSet, value: u32, star: u32, uid: bool) -> bool {
+/// numbers outside the folder simply match nothing). `reversible`: `n:*`
+/// with `n` past the end is `*:n` (RFC 3501 9, and UID sets everywhere);
+/// else it is empty, as Dovecot reads message numbers.
+pub fn contains(set: &SequenceSet, value: u32, star: u32, reversible: bool) -> bool {
     let v = |x: SeqOrUid| match x {
         SeqOrUid::Value(n) => n.get(),
         SeqOrUid::Asterisk => star,
@@ -63,7 +86,7 @@ pub fn contains(set: &SequenceSet, value: u32, star: u32, uid: bool) -> bool {
     set.0.as_ref().iter().any(|seq| match seq {
         Sequence::Single(x) => v(*x) == value,
         // Dovecot reads `n:*` as "n to the end": empty when n is past it.
-        Sequence::Range(a, SeqOrUid::Asterisk) | Sequence::Range(SeqOrUid::Asterisk, a) if !uid => {
+        Sequence::Range(a, SeqOrUid::Asterisk) | Sequence::Range(SeqOrUid::Asterisk, a) if !reversible => {
             (v(*a)..=star).contains(&value)
         }
         Sequence::Range(a, b) => (v(*a).min(v(*b))..=v(*a).max(v(*b))).contains(&value),
@@ -133,6 +156,16 @@ mod tests {
         assert_eq!(resolve(&set("4,1,1"), &uids, false), Ok(vec![0, 3]));
         assert_eq!(resolve(&set("5"), &uids, false), Err(InvalidSet));
         assert_eq!(resolve(&set("1:*"), &[], false), Err(InvalidSet));
+    }
+
+    /// Past the last message, Cyrus's way: what exists is served.
+    #[test]
+    fn existing_numbers_only() {
+        assert_eq!(resolve_existing(&set("3:99"), 4), vec![2, 3]);
+        assert_eq!(resolve_existing(&set("1,99"), 4), vec![0]);
+        assert_eq!(resolve_existing(&set("99:*"), 4), vec![3]);
+        assert_eq!(resolve_existing(&set("99"), 4), Vec::<usize>::new());
+        assert_eq!(resolve_existing(&set("1:*"), 0), Vec::<usize>::new());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use imap_codec::imap_types::command::CommandBody;
 use crate::imap::fetch_response::{needs_raw, write_with, MessageView};
 use crate::imap::response::{Code, Status};
 use crate::imap::section::{BinaryError, Recorded};
-use crate::imap::sequence::resolve;
+use crate::imap::sequence::{resolve, resolve_existing};
 use crate::store::{ContentRecord, MessageRecord, StoreError};
 
 use super::super::io::{Chunks, Io, Outcome, Request, SessionEnd};
@@ -54,8 +54,21 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
     let Some(sel) = st.selected() else {
         return io.status(no_mailbox(tag)).await;
     };
-    let Ok(mut indices) = resolve(sequence_set, &sel.uids, *uid) else {
-        return io.status(invalid_set(tag, "FETCH")).await;
+    let mut indices = match resolve(sequence_set, &sel.uids, *uid) {
+        Ok(indices) => indices,
+        // Numbers past the last message: answered as the upstream does.
+        Err(_) => {
+            let past_end = st.dialect.past_end.as_ref();
+            let existing = match past_end {
+                Some(p) if p.serves_existing => resolve_existing(sequence_set, sel.uids.len()),
+                _ => Vec::new(),
+            };
+            if existing.is_empty() {
+                let learned = past_end.and_then(|p| p.refusal(tag));
+                return io.status(learned.unwrap_or_else(|| invalid_set(tag, "FETCH"))).await;
+            }
+            existing
+        }
     };
     let mut items: Vec<MessageDataItemName<'static>> = match macro_or_item_names {
         MacroOrMessageDataItemNames::Macro(m) => m.expand().iter().map(|i| i.to_static()).collect(),

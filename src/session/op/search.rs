@@ -13,10 +13,11 @@ use imap_codec::imap_types::ToStatic;
 
 use crate::imap::response::{Code, Status};
 pub use crate::imap::search::internal_time;
-use crate::imap::search::{charset_supported, matches, needs_raw, uses_modseq, Bounds, SearchMessage};
+use crate::imap::search::{charset_supported, matches_with, needs_raw, uses_modseq, Bounds, SearchMessage, Upstream};
 use crate::store::{MessageRecord, StoreError};
 
-use super::super::io::{Io, Outcome, Request};
+use super::super::io::{Io, Outcome, Request, SessionEnd};
+use super::super::live::{self, Asked, Live};
 use super::super::reply::{blocking, no_mailbox, not_understood};
 use super::super::source::Source;
 use super::super::state::State;
@@ -26,7 +27,7 @@ const BATCH: usize = 128;
 /// Matching indices, and the raw bytes of every message when kept.
 pub type Evaluated = (Vec<usize>, Vec<Option<bytes::Bytes>>);
 
-fn charset_name(c: &Charset<'_>) -> String {
+pub fn charset_name(c: &Charset<'_>) -> String {
     match c {
         Charset::Atom(a) => a.inner().to_string(),
         Charset::Quoted(q) => q.inner().to_string(),
@@ -45,19 +46,35 @@ fn all_of(criteria: &[SearchKey<'_>]) -> SearchKey<'static> {
     }
 }
 
+/// How the upstream reads what a search names, beyond the proxy's own
+/// reading: its answers to content keys for live messages ([`live`]), and
+/// its reading of `n:*` (`imap::dialect`).
+#[derive(Default)]
+pub struct Reading {
+    pub asked: Option<Asked>,
+    pub seq_star_reversible: bool,
+}
+
 /// Evaluates `key` over the folder; the indices of matching messages, and
 /// the raw bytes of all messages when `keep_raw` (SORT needs headers).
+/// The content keys take the upstream's answers where `asked` has them.
 pub fn evaluate(
     source: &Source,
     messages: &[MessageRecord],
     key: &SearchKey<'_>,
     keep_raw: bool,
+    reading: &Reading,
 ) -> Result<Evaluated, StoreError> {
+    let upstream = reading
+        .asked
+        .as_ref()
+        .and_then(|a| Upstream::new(key, &a.hits, &a.live));
     let raw_needed = needs_raw(key) || keep_raw;
     let bounds = Bounds {
         last_seq: messages.len() as u32,
         last_uid: messages.last().map(|m| m.uid).unwrap_or(0),
         now: jiff::Timestamp::now().as_second(),
+        seq_star_reversible: reading.seq_star_reversible,
     };
     let mut hits = Vec::new();
     let mut kept = Vec::new();
@@ -81,7 +98,7 @@ pub fn evaluate(
                 modseq: m.modseq,
                 raw,
             };
-            if matches(key, &view, bounds) {
+            if matches_with(key, &view, bounds, upstream.as_ref()) {
                 hits.push(i);
             }
         }
@@ -92,20 +109,56 @@ pub fn evaluate(
     Ok((hits, kept))
 }
 
+/// The upstream's answers to the content keys of `key` on the live folder
+/// ([`live`]), which is left open (`Some(Live)`) for a further question.
+/// Opened only for a question only it can answer: content keys, or an
+/// ordering (`ordering`).
+async fn ask_live(
+    st: &State,
+    io: &mut dyn Io,
+    key: &SearchKey<'_>,
+    charset: Option<&Charset<'_>>,
+    ordering: bool,
+) -> Result<(Option<Live>, Reading), SessionEnd> {
+    let mut reading = Reading {
+        asked: None,
+        seq_star_reversible: st.dialect.seq_star_reversible,
+    };
+    if !ordering && crate::imap::search::content_keys(key).is_empty() {
+        return Ok((None, reading));
+    }
+    let Some(open) = live::open(st, io).await? else {
+        return Ok((None, reading));
+    };
+    let charset = charset.map(charset_name);
+    reading.asked = open.ask(io, key, charset.as_deref(), st.upstream_literal_plus).await?;
+    Ok((Some(open), reading))
+}
+
 /// Runs a search over the selected folder: the matching indices, or the
 /// status to answer instead.
 async fn run_search(
     st: &State,
+    io: &mut dyn Io,
     tag: &str,
     charset: Option<&Charset<'_>>,
     criteria: &[SearchKey<'_>],
-) -> Result<(Vec<usize>, Arc<Vec<MessageRecord>>), Box<Answer>> {
-    let (key, messages, source) = prepare(st, tag, charset, criteria, "* SEARCH\r\n", "Search")?;
-    let m2 = messages.clone();
-    match blocking(tag, move || evaluate(&source, &m2, &key, false)).await {
-        Ok((hits, _)) => Ok((hits, messages)),
-        Err(failure) => Err(Box::new(Answer::status(failure))),
+) -> Result<Result<(Vec<usize>, Arc<Vec<MessageRecord>>), Box<Answer>>, SessionEnd> {
+    let (key, messages, source) = match prepare(st, tag, charset, criteria, "* SEARCH\r\n", "Search") {
+        Ok(prepared) => prepared,
+        Err(answer) => return Ok(Err(answer)),
+    };
+    let (opened, reading) = ask_live(st, io, &key, charset, false).await?;
+    if opened.is_some() {
+        live::close(st, io).await?;
     }
+    let m2 = messages.clone();
+    Ok(
+        match blocking(tag, move || evaluate(&source, &m2, &key, false, &reading)).await {
+            Ok((hits, _)) => Ok((hits, messages)),
+            Err(failure) => Err(Box::new(Answer::status(failure))),
+        },
+    )
 }
 
 fn numbers(hits: &[usize], messages: &[MessageRecord], uid: bool) -> Vec<u32> {
@@ -139,7 +192,7 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         return esearch(st, io, req, uid).await;
     };
     let (modseq, mut out) = implicit_condstore(st, criteria.as_ref());
-    let answer = match run_search(st, req.tag, charset.as_ref(), criteria.as_ref()).await {
+    let answer = match run_search(st, io, req.tag, charset.as_ref(), criteria.as_ref()).await? {
         Ok((hits, messages)) => {
             out.push_str("* SEARCH");
             for n in numbers(&hits, &messages, uid) {
@@ -177,7 +230,7 @@ async fn esearch(st: &mut State, io: &mut dyn Io, req: &Request<'_>, uid: bool) 
     };
     let tag = req.tag;
     let (modseq, announce) = implicit_condstore(st, criteria.as_ref());
-    let answer = match run_search(st, tag, charset.as_ref(), criteria.as_ref()).await {
+    let answer = match run_search(st, io, tag, charset.as_ref(), criteria.as_ref()).await? {
         Ok((hits, messages)) => {
             let n = numbers(&hits, &messages, uid);
             let has = |o: &str| options.iter().any(|x| x == o);
@@ -187,21 +240,27 @@ async fn esearch(st: &mut State, io: &mut dyn Io, req: &Request<'_>, uid: bool) 
             if uid {
                 out.push_str(" UID");
             }
+            // The result words in the upstream's order (imap::dialect).
+            let mut results: Vec<(&str, String)> = Vec::new();
             if has("MIN") {
                 if let Some(m) = n.iter().min() {
-                    out.push_str(&format!(" MIN {m}"));
+                    results.push(("MIN", m.to_string()));
                 }
             }
             if has("MAX") {
                 if let Some(m) = n.iter().max() {
-                    out.push_str(&format!(" MAX {m}"));
+                    results.push(("MAX", m.to_string()));
                 }
             }
             if has("COUNT") {
-                out.push_str(&format!(" COUNT {}", n.len()));
+                results.push(("COUNT", n.len().to_string()));
             }
             if all && !n.is_empty() {
-                out.push_str(&format!(" ALL {}", crate::imap::sequence::compact(&n)));
+                results.push(("ALL", crate::imap::sequence::compact(&n)));
+            }
+            results.sort_by_key(|(word, _)| st.dialect.esearch_rank(word));
+            for (word, value) in results {
+                out.push_str(&format!(" {word} {value}"));
             }
             if modseq {
                 // Only MIN or only MAX: that message's modseq; else the
@@ -254,7 +313,9 @@ fn esearch_options(bytes: &[u8]) -> Option<(Vec<String>, &[u8])> {
 /// What SORT and THREAD share: the messages the search selects (with their
 /// bytes when `keep_raw`) are turned by `order`, on a blocking thread, into
 /// the untagged answer (`empty` when there is nothing to search), then the
-/// completion of `command`.
+/// completion of `command`. Where the live folder answers ([`live`]) and
+/// holds every selected message, the upstream orders them itself:
+/// `upstream` is the command it is asked (`SORT (DATE) UTF-8`), over UIDs.
 #[allow(clippy::too_many_arguments)]
 pub async fn answer_ordered(
     st: &State,
@@ -262,7 +323,8 @@ pub async fn answer_ordered(
     tag: &str,
     charset: &Charset<'_>,
     criteria: &[SearchKey<'_>],
-    (command, empty): (&str, &str),
+    (command, empty, upstream): (&str, &str, String),
+    uid: bool,
     keep_raw: bool,
     order: impl FnOnce(Vec<usize>, Vec<Option<bytes::Bytes>>, &[MessageRecord]) -> String + Send + 'static,
 ) -> Outcome {
@@ -270,15 +332,59 @@ pub async fn answer_ordered(
         Ok(prepared) => prepared,
         Err(answer) => return answer.send(io).await,
     };
-    let job = blocking(tag, move || {
-        let (hits, raws) = evaluate(&source, &messages, &key, keep_raw)?;
-        Ok(order(hits, raws, &messages))
-    });
-    let answer = match job.await {
+    let (opened, reading) = ask_live(st, io, &key, Some(charset), true).await?;
+    let data = match opened {
+        Some(open) => {
+            let prepared = (key, messages, source);
+            let answer = ordered_live(io, tag, &open, prepared, reading, (upstream, uid), keep_raw, order).await;
+            live::close(st, io).await?;
+            answer?
+        }
+        None => {
+            let job = blocking(tag, move || {
+                let (hits, raws) = evaluate(&source, &messages, &key, keep_raw, &reading)?;
+                Ok(order(hits, raws, &messages))
+            });
+            job.await
+        }
+    };
+    let answer = match data {
         Ok(data) => Answer::new(data, Status::ok(tag, st.ok_text(command))),
         Err(failure) => Answer::status(failure),
     };
     answer.send(io).await
+}
+
+/// [`answer_ordered`] with the live folder open: the selected messages,
+/// then the upstream's ordering of them when it has them all, else `order`.
+#[allow(clippy::too_many_arguments)]
+async fn ordered_live(
+    io: &mut dyn Io,
+    tag: &str,
+    open: &Live,
+    (key, messages, source): Prepared,
+    reading: Reading,
+    (upstream, uid): (String, bool),
+    keep_raw: bool,
+    order: impl FnOnce(Vec<usize>, Vec<Option<bytes::Bytes>>, &[MessageRecord]) -> String + Send + 'static,
+) -> Result<Result<String, Status>, SessionEnd> {
+    let m2 = messages.clone();
+    let evaluated = blocking(tag, move || evaluate(&source, &m2, &key, keep_raw, &reading)).await;
+    let (hits, raws) = match evaluated {
+        Ok(evaluated) => evaluated,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let uids: Vec<u32> = hits.iter().filter_map(|&i| messages.get(i)).map(|m| m.uid).collect();
+    if let Some(line) = open.order(io, &upstream, &uids).await? {
+        let number = |u: u32| {
+            let i = messages.binary_search_by_key(&u, |m| m.uid).ok()?;
+            Some(if uid { u } else { i as u32 + 1 })
+        };
+        if let Some(line) = crate::imap::response::renumbered(&line, number) {
+            return Ok(Ok(line));
+        }
+    }
+    Ok(blocking(tag, move || Ok(order(hits, raws, &messages))).await)
 }
 
 /// What a search-like command answers: untagged data, then its status.

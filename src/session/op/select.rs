@@ -93,7 +93,7 @@ pub async fn before_forward(st: &mut State, io: &mut dyn Io, req: &Request<'_>) 
 /// responses can reach a client looking at a tree folder: UNSELECT, or a
 /// failed EXAMINE where UNSELECT is missing (RFC 3501: a failed EXAMINE
 /// leaves no folder selected and, unlike CLOSE, expunges nothing).
-async fn deselect_upstream(st: &State, io: &mut dyn Io) -> Outcome {
+pub(crate) async fn deselect_upstream(st: &State, io: &mut dyn Io) -> Outcome {
     if st.upstream_unselect {
         io.upstream("UNSELECT").await?;
     } else {

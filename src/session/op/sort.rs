@@ -15,7 +15,7 @@ use crate::store::MessageRecord;
 use super::super::io::{Io, Outcome, Request};
 use super::super::reply::not_understood;
 use super::super::state::State;
-use super::search::{answer_ordered, internal_time};
+use super::search::{answer_ordered, charset_name, internal_time};
 
 /// What SORT compares for one message.
 #[derive(Default)]
@@ -123,5 +123,37 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         out
     };
     let search = search_criteria.as_ref();
-    answer_ordered(st, io, tag, charset, search, ("Sort", "* SORT\r\n"), keep_raw, order).await
+    let upstream = format!(
+        "SORT ({}) {}",
+        criteria_text(sort_criteria.as_ref()),
+        charset_name(charset)
+    );
+    let what = ("Sort", "* SORT\r\n", upstream);
+    answer_ordered(st, io, tag, charset, search, what, uid, keep_raw, order).await
+}
+
+/// Sort criteria as a command writes them (`REVERSE DATE SUBJECT`).
+fn criteria_text(criteria: &[SortCriterion]) -> String {
+    let words: Vec<String> = criteria
+        .iter()
+        .map(|c| {
+            let key = match c.key {
+                SortKey::Arrival => "ARRIVAL",
+                SortKey::Date => "DATE",
+                SortKey::Size => "SIZE",
+                SortKey::From => "FROM",
+                SortKey::To => "TO",
+                SortKey::Cc => "CC",
+                SortKey::DisplayFrom => "DISPLAYFROM",
+                SortKey::DisplayTo => "DISPLAYTO",
+                SortKey::Subject => "SUBJECT",
+            };
+            if c.reverse {
+                format!("REVERSE {key}")
+            } else {
+                key.to_string()
+            }
+        })
+        .collect();
+    words.join(" ")
 }

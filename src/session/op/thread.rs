@@ -11,7 +11,7 @@ use crate::store::MessageRecord;
 use super::super::io::{Io, Outcome, Request};
 use super::super::reply::not_understood;
 use super::super::state::State;
-use super::search::{answer_ordered, internal_time};
+use super::search::{answer_ordered, charset_name, internal_time};
 
 /// Message-ids of a References / In-Reply-To header, without brackets.
 fn ids(v: &HeaderValue<'_>) -> Vec<String> {
@@ -82,5 +82,10 @@ pub async fn handle(st: &mut State, io: &mut dyn Io, req: &Request<'_>) -> Outco
         format!("* THREAD {}\r\n", thread(&msgs, algorithm))
     };
     let search = search_criteria.as_ref();
-    answer_ordered(st, io, tag, charset, search, ("Thread", &empty), true, order).await
+    let what = (
+        "Thread",
+        empty.as_str(),
+        format!("THREAD {name} {}", charset_name(charset)),
+    );
+    answer_ordered(st, io, tag, charset, search, what, uid, true, order).await
 }
