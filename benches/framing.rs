@@ -6,7 +6,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use imap_time_machine::imap::capability::filter_line;
-use imap_time_machine::imap::command::{decode, CommandHead};
+use imap_time_machine::imap::command::CommandHead;
 use imap_time_machine::imap::framing::{literal_announcement, FrameReader};
 use imap_time_machine::session::commands;
 use imap_time_machine::session::io::Request;
@@ -83,12 +83,7 @@ fn routing(c: &mut Criterion) {
     let state = State::new(tree, Default::default(), |_| true);
     let route = |bytes: &[u8]| {
         let head = CommandHead::parse(bytes)?;
-        let req = Request {
-            tag: head.tag_str(),
-            name: &head.name,
-            bytes,
-            command: decode(bytes),
-        };
+        let req = Request::new(head.tag_str(), &head.name, bytes);
         Some(matches!(
             commands::route(&state, commands::lookup(&head.name), &req),
             commands::Destination::Upstream

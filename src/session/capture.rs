@@ -65,28 +65,27 @@ pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&st
             return Ok(());
         }
     };
-    // The flags now (and which are still there). These responses are
-    // flag news the client may see as well: passed on in one write.
-    let now = ask_upstream(io, &format!("UID FETCH {} (UID FLAGS)", compact(&uids)), |_| true).await?;
+    // The flags now of the messages the store holds (and which of them are
+    // still there). These responses are flag news the client may see as
+    // well: passed on in one write. The others' flags come with their
+    // bodies below, and a message gone meanwhile simply returns no body:
+    // one round trip less where everything expunged is new mail.
+    let (held_uids, mut missing): (Vec<u32>, Vec<u32>) = uids.iter().partition(|u| known.contains_key(u));
     let mut flags: HashMap<u32, Vec<String>> = HashMap::new();
-    for response in &now.ours {
-        if let Ok(f) = fetch_scan::scan(response) {
-            if let (Some(uid), Some(fl)) = (f.number("UID").and_then(|u| u32::try_from(u).ok()), f.get("FLAGS")) {
-                flags.insert(uid, fetch_scan::atom_list(fl));
+    if !held_uids.is_empty() {
+        let now = ask_upstream(io, &format!("UID FETCH {} (UID FLAGS)", compact(&held_uids)), |_| true).await?;
+        for response in &now.ours {
+            if let Ok(f) = fetch_scan::scan(response) {
+                if let (Some(uid), Some(fl)) = (f.number("UID").and_then(|u| u32::try_from(u).ok()), f.get("FLAGS")) {
+                    flags.insert(uid, fetch_scan::atom_list(fl));
+                }
             }
         }
-    }
-    if !now.ours.is_empty() {
-        io.send(now.ours.concat().into()).await?;
-    }
-    let mut held: Vec<MessageRecord> = Vec::new();
-    let mut missing: Vec<u32> = Vec::new();
-    for uid in flags.keys() {
-        match known.get(uid) {
-            Some(m) => held.push(m.clone()),
-            None => missing.push(*uid),
+        if !now.ours.is_empty() {
+            io.send(now.ours.concat().into()).await?;
         }
     }
+    let held: Vec<MessageRecord> = flags.keys().filter_map(|uid| known.get(uid).cloned()).collect();
     missing.sort_unstable();
     let mut pending = capture::Pending::default();
     for batch in missing.chunks(BODIES_PER_FETCH) {

@@ -365,12 +365,18 @@ pub enum Destination {
 
 /// Routes a command read whole.
 pub fn route(st: &State, spec: Option<&'static Spec>, req: &Request<'_>) -> Destination {
-    let first_astring = || CommandHead::parse(req.bytes).and_then(|h| h.first_astring());
-    let names: Vec<Vec<u8>> = match req.body() {
-        Some(body) => mailboxes(body).into_iter().map(<[u8]>::to_vec).collect(),
-        None => first_astring().into_iter().collect(),
+    // The mailbox arguments, read only where the route depends on them.
+    let names = || -> Vec<Vec<u8>> {
+        match req.body() {
+            Some(body) => mailboxes(body).into_iter().map(<[u8]>::to_vec).collect(),
+            None => CommandHead::parse(req.bytes)
+                .and_then(|h| h.first_astring())
+                .into_iter()
+                .collect(),
+        }
     };
     let names_tree = |all: bool| {
+        let names = names();
         let mut it = names.iter();
         if all {
             it.any(|n| st.tree.is_virtual(n))
@@ -393,7 +399,7 @@ pub fn route(st: &State, spec: Option<&'static Spec>, req: &Request<'_>) -> Dest
         Route::Mailboxes => names_tree(true),
         Route::Acl => !st.upstream_acl || names_tree(false),
         // The target is the last mailbox argument of COPY/MOVE.
-        Route::Target => selected || names.last().is_some_and(|n| st.tree.is_virtual(n)),
+        Route::Target => selected || names().last().is_some_and(|n| st.tree.is_virtual(n)),
         Route::Selected => selected,
         Route::Proxy => true,
     };

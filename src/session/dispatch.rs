@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::imap::command::{decode, CommandHead};
+use crate::imap::command::CommandHead;
 use crate::imap::framing::{strip_eol, ReadCommand};
 use crate::imap::response::{Code, Status};
 
@@ -76,12 +76,7 @@ async fn handle(st: &mut State, io: &mut dyn Io, line: Result<Bytes, SessionEnd>
             return Err(SessionEnd::LiteralUnskippable);
         }
     };
-    let req = Request {
-        tag: &tag_text,
-        name: &name,
-        bytes: &cmd.bytes,
-        command: decode(&cmd.bytes),
-    };
+    let req = Request::new(&tag_text, &name, &cmd.bytes);
     match commands::route(st, spec, &req) {
         Destination::Upstream => {
             if let Some(hook) = spec.and_then(|s| s.before_forward) {

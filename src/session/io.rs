@@ -209,19 +209,37 @@ pub async fn ask_upstream(
 
 /// One command as a handler gets it: the original bytes, and imap-codec's
 /// reading of them when it has one (extensions it does not know come as
-/// bytes only).
+/// bytes only). The reading is made on first use: a command forwarded as
+/// its bytes whose route needs no argument (FETCH, STORE in a real folder)
+/// is never decoded.
 pub struct Request<'a> {
     pub tag: &'a str,
     /// Upper-cased name; `UID FETCH` and friends include the `UID `.
     pub name: &'a str,
     pub bytes: &'a [u8],
-    pub command: Option<imap_codec::imap_types::command::Command<'a>>,
+    command: std::sync::OnceLock<Option<imap_codec::imap_types::command::Command<'a>>>,
 }
 
 impl<'a> Request<'a> {
+    pub fn new(tag: &'a str, name: &'a str, bytes: &'a [u8]) -> Self {
+        Self {
+            tag,
+            name,
+            bytes,
+            command: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// imap-codec's reading of the command, if it has one.
+    pub fn command(&self) -> Option<&imap_codec::imap_types::command::Command<'a>> {
+        self.command
+            .get_or_init(|| crate::imap::command::decode(self.bytes))
+            .as_ref()
+    }
+
     /// The decoded body, if imap-codec read the command.
     pub fn body(&self) -> Option<&imap_codec::imap_types::command::CommandBody<'_>> {
-        self.command.as_ref().map(|c| &c.body)
+        self.command().map(|c| &c.body)
     }
 
     /// The sequence set as the client sent it, for commands that take one

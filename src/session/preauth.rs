@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
-use crate::imap::command::{decode, CommandHead};
+use crate::imap::command::CommandHead;
 use crate::imap::framing::{read_command, ContinuationSink, FrameError, FrameReader, ReadCommand};
 use crate::imap::response::{Code, Status};
 use crate::net::stream::ClientStream;
@@ -113,18 +113,12 @@ async fn step(st: &mut PreAuth, io: &mut dyn ClientIo, literal_limit: u64) -> Ou
             return Ok(());
         }
     };
-    let command = decode(&cmd.bytes);
     let spec = commands::lookup(&name);
     let handler = spec
         .filter(|s| s.states.allows(States::NOT_AUTHENTICATED))
         .and_then(|s| s.pre_auth);
-    let req = Request {
-        tag: &tag,
-        name: &name,
-        bytes: &cmd.bytes,
-        command,
-    };
-    match (handler, &req.command) {
+    let req = Request::new(&tag, &name, &cmd.bytes);
+    match (handler, req.command()) {
         (Some(handler), Some(_)) => handler(st, io, &req).await,
         (_, None) => {
             st.bad_commands += 1;
