@@ -43,6 +43,17 @@ pub fn applies(st: &State) -> bool {
     !st.dialect.fetch.is_dovecots() && st.selected().is_some_and(|s| s.synthetic.is_none())
 }
 
+/// The longest UID set the proxy sends in one command of its own (Dovecot's
+/// default line limit is 64 KiB).
+const MAX_SET: usize = 16 * 1024;
+
+/// `lowest:highest` of `uids` (`1:1` for none).
+fn uid_range(uids: &HashSet<u32>) -> String {
+    let lo = uids.iter().min().copied().unwrap_or(1);
+    let hi = uids.iter().max().copied().unwrap_or(1);
+    format!("{lo}:{hi}")
+}
+
 /// The tagged line of an own command's responses is OK.
 fn completed(responses: &[Bytes]) -> bool {
     responses
@@ -78,9 +89,18 @@ pub async fn open(st: &State, io: &mut dyn Io) -> Result<Option<Live>, SessionEn
         deselect_upstream(st, io).await?;
         return Ok(None);
     }
-    let uids: Vec<u32> = sel.messages.iter().map(|m| m.uid).collect();
-    let found = io.upstream(&format!("UID SEARCH UID {}", compact(&uids))).await?;
-    let uids: HashSet<u32> = found.iter().filter_map(|r| searched(r)).flatten().collect();
+    // The snapshot's UID range, not its set: a set of many scattered UIDs
+    // could pass a server's line limit; what lies between is not ours and
+    // is left out here.
+    let ours: HashSet<u32> = sel.messages.iter().map(|m| m.uid).collect();
+    let range = uid_range(&ours);
+    let found = io.upstream(&format!("UID SEARCH UID {range}")).await?;
+    let uids: HashSet<u32> = found
+        .iter()
+        .filter_map(|r| searched(r))
+        .flatten()
+        .filter(|u| ours.contains(u))
+        .collect();
     if !completed(&found) || uids.is_empty() {
         deselect_upstream(st, io).await?;
         return Ok(None);
@@ -114,9 +134,8 @@ impl Live {
         if texts.is_empty() {
             return Ok(None);
         }
-        let mut live: Vec<u32> = self.uids.iter().copied().collect();
-        live.sort_unstable();
-        let set = compact(&live);
+        // Answers for UIDs that are not the snapshot's are never read.
+        let set = uid_range(&self.uids);
         let charset = charset.map(|c| format!("CHARSET {c} ")).unwrap_or_default();
         let mut hits = Vec::with_capacity(texts.len());
         for text in texts {
@@ -141,8 +160,14 @@ impl Live {
         }
         let mut sorted = uids.to_vec();
         sorted.sort_unstable();
+        let set = compact(&sorted);
+        // Exactly these messages must be ordered; a set past this length
+        // is left to the proxy rather than to a server's line limit.
+        if set.len() > MAX_SET {
+            return Ok(None);
+        }
         let word = command.split(' ').next().unwrap_or_default().to_ascii_uppercase();
-        let answer = io.upstream(&format!("UID {command} UID {}", compact(&sorted))).await?;
+        let answer = io.upstream(&format!("UID {command} UID {set}")).await?;
         if !completed(&answer) {
             return Ok(None);
         }
