@@ -535,26 +535,35 @@ impl ProxyProcess {
     /// Starts `imap-time-machine serve` in front of `upstream`; `edit` may
     /// change the config text; `capture` pipes stderr (the log) for [`stop`].
     pub async fn start(upstream: SocketAddr, edit: impl FnOnce(String) -> String, capture: bool) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let [tls_port, plain_port] = free_ports::<2>();
-        let text = proxy_config_text(upstream, dir.path())
-            .replace(
-                "starttls = \"127.0.0.1:0\"",
-                &format!("starttls = \"127.0.0.1:{plain_port}\""),
-            )
-            .replace("\ntls = \"127.0.0.1:0\"", &format!("\ntls = \"127.0.0.1:{tls_port}\""))
+        let mut dir = tempfile::tempdir().expect("tempdir");
+        let text = edit(proxy_config_text(upstream, dir.path()))
             .replace("\"certs/", &format!("\"{}/certs/", repo_root().display()));
         let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, edit(text)).expect("write config");
-        private(&config_path);
-        Self::spawn(
-            dir,
-            config_path,
-            SocketAddr::from(([127, 0, 0, 1], tls_port)),
-            SocketAddr::from(([127, 0, 0, 1], plain_port)),
-            capture,
-        )
-        .await
+        // A port `free_ports` found free can be taken by a parallel test's
+        // server before `serve` binds it: `serve` then exits, and is
+        // started again on other ports.
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            let [tls_port, plain_port] = free_ports::<2>();
+            let text = text
+                .replace(
+                    "starttls = \"127.0.0.1:0\"",
+                    &format!("starttls = \"127.0.0.1:{plain_port}\""),
+                )
+                .replace("\ntls = \"127.0.0.1:0\"", &format!("\ntls = \"127.0.0.1:{tls_port}\""));
+            std::fs::write(&config_path, text).expect("write config");
+            private(&config_path);
+            let tls = SocketAddr::from(([127, 0, 0, 1], tls_port));
+            let plain = SocketAddr::from(([127, 0, 0, 1], plain_port));
+            match Self::launch(dir, config_path.clone(), tls, plain, capture).await {
+                Ok(p) => return p,
+                Err((back, why)) => {
+                    dir = back;
+                    failures.push(why);
+                }
+            }
+        }
+        panic!("serve did not start on free ports: {failures:?}");
     }
 
     /// Starts `serve` again on the directory (config, store) of one that
@@ -580,6 +589,22 @@ impl ProxyProcess {
         plain: SocketAddr,
         capture: bool,
     ) -> Self {
+        match Self::launch(dir, config_path, tls, plain, capture).await {
+            Ok(p) => p,
+            Err((_, why)) => panic!("serve did not listen: {why}"),
+        }
+    }
+
+    /// Starts `serve` and waits until its TLS port accepts; `Err` gives the
+    /// directory back, with why it did not listen (it exited, or never
+    /// listened within 10 s).
+    async fn launch(
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        tls: SocketAddr,
+        plain: SocketAddr,
+        capture: bool,
+    ) -> Result<Self, (tempfile::TempDir, String)> {
         let child = Command::new(env!("CARGO_BIN_EXE_imap-time-machine"))
             .args(["serve", "-c"])
             .arg(&config_path)
@@ -591,7 +616,7 @@ impl ProxyProcess {
             })
             .spawn()
             .expect("start imap-time-machine serve");
-        let p = Self {
+        let mut p = Self {
             child: Some(child),
             tls,
             plain,
@@ -600,12 +625,17 @@ impl ProxyProcess {
         };
         for _ in 0..1000 {
             if TcpStream::connect(p.tls).await.is_ok() {
-                return p;
+                return Ok(p);
+            }
+            let exited = p.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                let (out, dir) = p.stop();
+                return Err((dir, format!("serve exited ({status}): {}", show(&out.stderr))));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let (out, _) = p.stop();
-        panic!("serve did not listen: {}", show(&out.stderr));
+        let (out, dir) = p.stop();
+        Err((dir, format!("no listener within 10 s: {}", show(&out.stderr))))
     }
 
     pub fn pid(&self) -> u32 {
