@@ -43,6 +43,31 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
     std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
 }
 
+/// Whether process `pid` itself listens on 127.0.0.1:`port`: its open
+/// sockets (`/proc/PID/fd`) hold the inode of that listening socket
+/// (`/proc/net/tcp`, state 0A).
+pub fn listens(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let local = format!("0100007F:{port:04X}");
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A");
+            listening.then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))?
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
+    })
+}
+
 /// The real IMAP servers the suites run in front of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MailServer {
@@ -624,7 +649,9 @@ impl ProxyProcess {
             _dir: dir,
         };
         for _ in 0..1000 {
-            if TcpStream::connect(p.tls).await.is_ok() {
+            // Our own process's listener: a connect alone could reach the
+            // parallel test's server that took the port first.
+            if listens(p.pid(), tls.port()) && TcpStream::connect(p.tls).await.is_ok() {
                 return Ok(p);
             }
             let exited = p.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
