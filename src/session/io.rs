@@ -168,6 +168,14 @@ pub struct OwnAnswer {
 }
 
 impl OwnAnswer {
+    /// The upstream answered OK.
+    pub fn completed(&self) -> bool {
+        self.tagged
+            .as_ref()
+            .and_then(|t| Status::parse(t))
+            .is_some_and(|s| s.is_ok())
+    }
+
     /// The upstream answered, and not OK: its tagged line. (A connection
     /// lost meanwhile ends the session elsewhere.)
     pub fn refusal(&self) -> Option<&Bytes> {

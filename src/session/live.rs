@@ -13,14 +13,13 @@
 
 use std::collections::HashSet;
 
-use bytes::Bytes;
 use imap_codec::imap_types::search::SearchKey;
 
-use crate::imap::response::{searched, tag_of, Code, Status};
+use crate::imap::response::{searched, Code, Status};
 use crate::imap::search::{content_key_text, content_keys};
 use crate::imap::sequence::compact;
 
-use super::io::{Io, SessionEnd};
+use super::io::{ask_upstream, Io, OwnAnswer, SessionEnd};
 use super::op::select::deselect_upstream;
 use super::state::State;
 
@@ -54,13 +53,10 @@ fn uid_range(uids: &HashSet<u32>) -> String {
     format!("{lo}:{hi}")
 }
 
-/// The tagged line of an own command's responses is OK.
-fn completed(responses: &[Bytes]) -> bool {
-    responses
-        .iter()
-        .rfind(|r| tag_of(r) != b"*")
-        .and_then(|t| Status::parse(t))
-        .is_some_and(|s| s.is_ok())
+/// Runs one of the proxy's commands on the live folder; every response is
+/// the proxy's (the client has a snapshot folder selected).
+async fn ask(io: &mut dyn Io, command: &str) -> Result<OwnAnswer, SessionEnd> {
+    ask_upstream(io, command, |_| true).await
 }
 
 /// Examines the live folder of the selected snapshot folder; `None` (and
@@ -76,12 +72,12 @@ pub async fn open(st: &State, io: &mut dyn Io) -> Result<Option<Live>, SessionEn
     if sel.messages.is_empty() {
         return Ok(None);
     }
-    let opened = io.upstream(&format!("EXAMINE {name}")).await?;
-    let uidvalidity = opened.iter().find_map(|r| match Status::parse(r)?.code? {
+    let opened = ask(io, &format!("EXAMINE {name}")).await?;
+    let uidvalidity = opened.ours.iter().find_map(|r| match Status::parse(r)?.code? {
         Code::UidValidity(v) => Some(v),
         _ => None,
     });
-    if !completed(&opened) {
+    if !opened.completed() {
         // A failed EXAMINE leaves nothing selected.
         return Ok(None);
     }
@@ -94,14 +90,15 @@ pub async fn open(st: &State, io: &mut dyn Io) -> Result<Option<Live>, SessionEn
     // is left out here.
     let ours: HashSet<u32> = sel.messages.iter().map(|m| m.uid).collect();
     let range = uid_range(&ours);
-    let found = io.upstream(&format!("UID SEARCH UID {range}")).await?;
+    let found = ask(io, &format!("UID SEARCH UID {range}")).await?;
     let uids: HashSet<u32> = found
+        .ours
         .iter()
         .filter_map(|r| searched(r))
         .flatten()
         .filter(|u| ours.contains(u))
         .collect();
-    if !completed(&found) || uids.is_empty() {
+    if !found.completed() || uids.is_empty() {
         deselect_upstream(st, io).await?;
         return Ok(None);
     }
@@ -139,11 +136,11 @@ impl Live {
         let charset = charset.map(|c| format!("CHARSET {c} ")).unwrap_or_default();
         let mut hits = Vec::with_capacity(texts.len());
         for text in texts {
-            let answer = io.upstream(&format!("UID SEARCH {charset}UID {set} {text}")).await?;
-            if !completed(&answer) {
+            let answer = ask(io, &format!("UID SEARCH {charset}UID {set} {text}")).await?;
+            if !answer.completed() {
                 return Ok(None);
             }
-            hits.push(answer.iter().filter_map(|r| searched(r)).flatten().collect());
+            hits.push(answer.ours.iter().filter_map(|r| searched(r)).flatten().collect());
         }
         Ok(Some(Asked {
             live: self.uids.clone(),
@@ -167,12 +164,13 @@ impl Live {
             return Ok(None);
         }
         let word = command.split(' ').next().unwrap_or_default().to_ascii_uppercase();
-        let answer = io.upstream(&format!("UID {command} UID {set}")).await?;
-        if !completed(&answer) {
+        let answer = ask(io, &format!("UID {command} UID {set}")).await?;
+        if !answer.completed() {
             return Ok(None);
         }
         let prefix = format!("* {word}");
         Ok(answer
+            .ours
             .iter()
             .find(|r| {
                 r.get(..prefix.len())

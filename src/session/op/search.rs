@@ -49,7 +49,6 @@ fn all_of(criteria: &[SearchKey<'_>]) -> SearchKey<'static> {
 /// How the upstream reads what a search names, beyond the proxy's own
 /// reading: its answers to content keys for live messages ([`live`]), and
 /// its reading of `n:*` (`imap::dialect`).
-#[derive(Default)]
 pub struct Reading {
     pub asked: Option<Asked>,
     pub seq_star_reversible: bool,
@@ -80,9 +79,7 @@ pub fn evaluate(
     let mut kept = Vec::new();
     for (b, batch) in messages.chunks(BATCH).enumerate() {
         let blobs = if raw_needed {
-            let indices: Vec<usize> = (b * BATCH..b * BATCH + batch.len()).collect();
-            let records: Vec<&MessageRecord> = batch.iter().collect();
-            source.blobs(&indices, &records)?
+            batch_bytes(source, b, batch)?
         } else {
             Vec::new()
         };
@@ -368,10 +365,12 @@ async fn ordered_live(
     keep_raw: bool,
     order: impl FnOnce(Vec<usize>, Vec<Option<bytes::Bytes>>, &[MessageRecord]) -> String + Send + 'static,
 ) -> Result<Result<String, Status>, SessionEnd> {
-    let m2 = messages.clone();
-    let evaluated = blocking(tag, move || evaluate(&source, &m2, &key, keep_raw, &reading)).await;
-    let (hits, raws) = match evaluated {
-        Ok(evaluated) => evaluated,
+    // The selection first, without the bytes: where the upstream orders
+    // the messages, the proxy never reads them.
+    let (m2, s2) = (messages.clone(), source.clone());
+    let evaluated = blocking(tag, move || evaluate(&s2, &m2, &key, false, &reading)).await;
+    let hits = match evaluated {
+        Ok((hits, _)) => hits,
         Err(failure) => return Ok(Err(failure)),
     };
     let uids: Vec<u32> = hits.iter().filter_map(|&i| messages.get(i)).map(|m| m.uid).collect();
@@ -384,7 +383,32 @@ async fn ordered_live(
             return Ok(Ok(line));
         }
     }
-    Ok(blocking(tag, move || Ok(order(hits, raws, &messages))).await)
+    Ok(blocking(tag, move || {
+        let raws = if keep_raw {
+            all_bytes(&source, &messages)?
+        } else {
+            Vec::new()
+        };
+        Ok(order(hits, raws, &messages))
+    })
+    .await)
+}
+
+/// The bytes of every message of the folder, by index (what `evaluate`
+/// keeps with `keep_raw`).
+fn all_bytes(source: &Source, messages: &[MessageRecord]) -> Result<Vec<Option<bytes::Bytes>>, StoreError> {
+    let mut all = Vec::with_capacity(messages.len());
+    for (b, batch) in messages.chunks(BATCH).enumerate() {
+        all.extend(batch_bytes(source, b, batch)?);
+    }
+    Ok(all)
+}
+
+/// The bytes of batch number `b` (of [`BATCH`] messages) of the folder.
+fn batch_bytes(source: &Source, b: usize, batch: &[MessageRecord]) -> Result<Vec<Option<bytes::Bytes>>, StoreError> {
+    let indices: Vec<usize> = (b * BATCH..b * BATCH + batch.len()).collect();
+    let records: Vec<&MessageRecord> = batch.iter().collect();
+    source.blobs(&indices, &records)
 }
 
 /// What a search-like command answers: untagged data, then its status.
