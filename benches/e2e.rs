@@ -590,7 +590,7 @@ async fn snapshots(d: &Dovecot, a: &Args) {
         verdict(again_m <= 0.05 * full_m)
     );
     let raw_bytes = {
-        let store = Store::open(&dir.path().join("store")).expect("store");
+        let store = open_store(&cfg);
         let one = store
             .snapshots(Some("alice"))
             .expect("list")
@@ -617,7 +617,7 @@ async fn snapshots(d: &Dovecot, a: &Args) {
         run_cli(&cfg, &["snapshot", "--user", "alice", "--label", &label(day)]);
     }
     run_cli(&cfg, &["prune"]);
-    let store = Store::open(&dir.path().join("store")).expect("store");
+    let store = open_store(&cfg);
     store.sweep().expect("compact");
     let size = store.disk_size().expect("size");
     let n = store.snapshots(Some("alice")).expect("list").len();
@@ -628,6 +628,32 @@ async fn snapshots(d: &Dovecot, a: &Args) {
         raw_bytes as f64 / 1048576.0,
         verdict(size as f64 <= 0.8 * raw_bytes as f64)
     );
+    if support::cluster::StoreKind::of_run() == support::cluster::StoreKind::Cluster {
+        // Issue 16: what the cluster store holds for this mailbox.
+        let text = std::fs::read_to_string(&cfg).expect("config");
+        let (objects, bytes) = store.blob_stats().expect("stats");
+        let mut rows = Vec::new();
+        let mut total = 0;
+        for f in imap_time_machine::store::engine::Family::ALL {
+            let r = support::cluster::rows(&text, &format!("itm_{}", f.name()));
+            total += r;
+            if r > 0 {
+                rows.push(format!("{} {r}", f.name()));
+            }
+        }
+        println!(
+            "cluster store: S3 {objects} objects, {:.1} MiB; PostgreSQL {total} rows ({}), {:.1} MiB",
+            bytes as f64 / 1048576.0,
+            rows.join(", "),
+            (size - bytes) as f64 / 1048576.0
+        );
+    }
+}
+
+/// The store a config names (embedded or cluster, `ITM_STORE`).
+fn open_store(cfg: &Path) -> Store {
+    let config = imap_time_machine::config::Config::load(cfg).expect("config");
+    Store::open_config(&config.store).expect("store")
 }
 
 /// Issue 13: what capture at expunge adds to `UID EXPUNGE` (messages the

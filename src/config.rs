@@ -219,18 +219,159 @@ fn default_master_separator() -> String {
     "*".into()
 }
 
-/// The embedded snapshot store.
+/// The snapshot store: embedded (RocksDB under `path`, one machine) or
+/// the cluster store (PostgreSQL and S3-compatible object storage, shared
+/// by proxy nodes; SPEC section 10).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// The embedded store's directory.
     pub path: PathBuf,
+    pub postgres: Option<PostgresConfig>,
+    pub s3: Option<S3Config>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            backend: StoreBackend::Rocksdb,
             path: PathBuf::from("data/store"),
+            postgres: None,
+            s3: None,
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    Rocksdb,
+    Cluster,
+}
+
+/// `[store.postgres]`: the cluster store's records. The password is never
+/// in this file: `password_file`, or the environment's
+/// `ITM_POSTGRES_PASSWORD`, or none (peer or trust authentication).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// libpq-style (`host=db1 port=5432 user=itm dbname=itm`) or a
+    /// `postgresql://` URL, without the password.
+    pub url: String,
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "default_pg_connections")]
+    pub connections: usize,
+}
+
+fn default_pg_connections() -> usize {
+    8
+}
+
+/// `[store.s3]`: the cluster store's message bodies. The secret key is
+/// never in this file: `secret_access_key_file`, or the environment's
+/// `ITM_S3_SECRET_ACCESS_KEY`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// `http(s)://host:port` of the S3 API (path-style requests).
+    pub endpoint: String,
+    #[serde(default = "default_s3_region")]
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Put before every object's name (stores sharing a bucket).
+    #[serde(default)]
+    pub prefix: String,
+    /// MiB of message bodies each node keeps in memory.
+    #[serde(default = "default_s3_cache_mb")]
+    pub cache_mb: u64,
+}
+
+fn default_s3_region() -> String {
+    "garage".into()
+}
+fn default_s3_cache_mb() -> u64 {
+    256
+}
+
+impl StoreConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.backend == StoreBackend::Rocksdb {
+            return Ok(());
+        }
+        let Some(pg) = &self.postgres else {
+            return Err(invalid(
+                "store.postgres",
+                "missing: the cluster store keeps its records in PostgreSQL",
+            ));
+        };
+        let parsed: postgres::Config = pg
+            .url
+            .parse()
+            .map_err(|e| invalid("store.postgres.url", format!("not a PostgreSQL connection string: {e}")))?;
+        if parsed.get_password().is_some() {
+            return Err(invalid(
+                "store.postgres.url",
+                "holds a password: put it in `password_file` or ITM_POSTGRES_PASSWORD, so it is never logged",
+            ));
+        }
+        if pg.connections == 0 {
+            return Err(invalid("store.postgres.connections", "must be at least 1"));
+        }
+        let Some(s3) = &self.s3 else {
+            return Err(invalid(
+                "store.s3",
+                "missing: the cluster store keeps message bodies in S3",
+            ));
+        };
+        if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
+            return Err(invalid("store.s3.endpoint", "must start with http:// or https://"));
+        }
+        if s3.bucket.is_empty() || s3.access_key_id.is_empty() {
+            return Err(invalid("store.s3", "`bucket` and `access_key_id` must not be empty"));
+        }
+        // Read now, so a missing secret is a config error at start.
+        pg.password()?;
+        s3.secret_access_key()?;
+        Ok(())
+    }
+}
+
+/// A secret from its file (trailing newline dropped) or the environment.
+fn secret(key: &'static str, file: Option<&Path>, env: &str) -> Result<Option<String>, ConfigError> {
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    Ok(std::env::var(env).ok().filter(|v| !v.is_empty()))
+}
+
+impl PostgresConfig {
+    pub fn password(&self) -> Result<Option<String>, ConfigError> {
+        secret(
+            "store.postgres.password_file",
+            self.password_file.as_deref(),
+            "ITM_POSTGRES_PASSWORD",
+        )
+    }
+}
+
+impl S3Config {
+    pub fn secret_access_key(&self) -> Result<String, ConfigError> {
+        secret(
+            "store.s3.secret_access_key_file",
+            self.secret_access_key_file.as_deref(),
+            "ITM_S3_SECRET_ACCESS_KEY",
+        )?
+        .ok_or_else(|| {
+            invalid(
+                "store.s3.secret_access_key_file",
+                "missing: set it, or ITM_S3_SECRET_ACCESS_KEY in the environment",
+            )
+        })
     }
 }
 
@@ -260,6 +401,10 @@ pub struct SnapshotConfig {
     /// full) is tried again this many times, `retry_delay_secs` apart.
     pub retries: u32,
     pub retry_delay_secs: u64,
+    /// Nodes sharing a cluster store claim each user's nightly snapshot
+    /// and each restore for this long, renewed while the job runs; a dead
+    /// node's claims are taken over once it has passed.
+    pub claim_secs: u64,
 }
 
 impl Default for SnapshotConfig {
@@ -276,6 +421,7 @@ impl Default for SnapshotConfig {
             capture_timeout_secs: DEFAULT_CAPTURE_TIMEOUT_SECS,
             retries: 3,
             retry_delay_secs: 300,
+            claim_secs: 300,
         }
     }
 }
@@ -476,6 +622,12 @@ impl Config {
             join(p);
         }
         join(&mut self.store.path);
+        if let Some(p) = self.store.postgres.as_mut().and_then(|p| p.password_file.as_mut()) {
+            join(p);
+        }
+        if let Some(p) = self.store.s3.as_mut().and_then(|s| s.secret_access_key_file.as_mut()) {
+            join(p);
+        }
         join(&mut self.admin.socket);
     }
 
@@ -566,6 +718,7 @@ impl Config {
             ("limits.upstream_keepalive_secs", l.upstream_keepalive_secs),
             ("limits.shutdown_timeout_secs", l.shutdown_timeout_secs),
             ("snapshots.retry_delay_secs", self.snapshots.retry_delay_secs),
+            ("snapshots.claim_secs", self.snapshots.claim_secs),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1 second"));
@@ -574,6 +727,7 @@ impl Config {
         if !self.metrics.listen.is_empty() {
             check_host_port("metrics.listen", &self.metrics.listen)?;
         }
+        self.store.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("`{}` is not a valid filter: {e}", self.log.level)))?;
         Ok(())

@@ -135,9 +135,25 @@ fn warn_if_readable(path: &std::path::Path) {
 /// Changes the log filter of the running process (a reload).
 type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
+/// Libraries that log what they carry at debug and trace: the HTTP client
+/// of the object store (request and response bodies: mail) and the
+/// PostgreSQL driver (statements with their parameters; its notices at
+/// info are the server's "already exists, skipping"). Capped whatever
+/// the filter says, so a trace log never holds a message body.
+const QUIET: [&str; 4] = ["ureq=info", "ureq_proto=info", "tokio_postgres=warn", "postgres=warn"];
+
+fn capped(mut filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    for d in QUIET {
+        if let Ok(d) = d.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    filter
+}
+
 fn init_logging(log: &imap_time_machine::config::LogConfig) -> SetLogLevel {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let filter = capped(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level)));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -147,7 +163,7 @@ fn init_logging(log: &imap_time_machine::config::LogConfig) -> SetLogLevel {
         S: 'static,
     {
         Box::new(move |level: &str| {
-            let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+            let filter = capped(EnvFilter::try_new(level).map_err(|e| e.to_string())?);
             handle.reload(filter).map_err(|e| e.to_string())
         })
     }
@@ -254,12 +270,17 @@ fn reload(path: &std::path::Path, services: &Services, server: &ServerHandle, se
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
-    Store::open(&config.store.path).map(Arc::new).with_context(|| {
-        format!(
-            "opening the store at {} (config key `store.path`; is another imap-time-machine using it?)",
-            config.store.path.display()
-        )
-    })
+    Store::open_config(&config.store)
+        .map(Arc::new)
+        .with_context(|| match config.store.backend {
+            imap_time_machine::config::StoreBackend::Rocksdb => format!(
+                "opening the store at {} (config key `store.path`; is another imap-time-machine using it?)",
+                config.store.path.display()
+            ),
+            imap_time_machine::config::StoreBackend::Cluster => {
+                "opening the cluster store (config keys `store.postgres`, `store.s3`)".to_string()
+            }
+        })
 }
 
 async fn serve(path: PathBuf, config: Config, set_level: SetLogLevel) -> anyhow::Result<()> {

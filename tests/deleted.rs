@@ -450,25 +450,29 @@ async fn killed_during_a_capture() {
     let mut alice = Client::login_tls(p.tls, "alice", "alice-pw").await;
     alice.cmd("s", "SELECT Fresh").await;
     alice.cmd("d", "STORE 1:* +FLAGS.SILENT (\\Deleted)").await;
-    // The store's write-ahead log grows while the capture stores bodies:
-    // kill the proxy once it has grown by a twentieth of what is captured
-    // (bodies are stored compressed).
+    // Kill the proxy once the capture has stored a twentieth of what it
+    // captures: the embedded store's write-ahead log grows by it (bodies
+    // are stored compressed); the cluster store's content records count.
     let store = p.config_path.parent().expect("dir").join("store");
-    let wal = || -> u64 {
-        std::fs::read_dir(&store)
-            .map(|r| {
-                r.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
+    let config_text = std::fs::read_to_string(&p.config_path).expect("config");
+    let stored = || -> u64 {
+        match support::cluster::StoreKind::of_run() {
+            support::cluster::StoreKind::Embedded => std::fs::read_dir(&store)
+                .map(|r| {
+                    r.flatten()
+                        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0),
+            support::cluster::StoreKind::Cluster => support::cluster::rows(&config_text, "itm_content") * 20_000,
+        }
     };
-    let before = wal();
+    let before = stored();
     alice.send(b"x EXPUNGE\r\n").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while wal() < before + (N as u64 * 20_000) / 20 {
+    while stored() < before + (N as u64 * 20_000) / 20 {
         assert!(std::time::Instant::now() < deadline, "the capture never started");
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }

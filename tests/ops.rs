@@ -376,7 +376,80 @@ impl Drop for Mounted {
 /// readable, and once space returns the next snapshot succeeds in the same
 /// process (RocksDB resumes by itself when one memtable's worth, 64 MB, is
 /// free). Needs root for the tmpfs, as CI has.
+///
+/// On the cluster store the same fault is the bucket refusing writes (over
+/// its quota): [`a_full_bucket_recovers_without_a_restart`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_recovers_without_a_restart() {
+    match support::cluster::StoreKind::of_run() {
+        support::cluster::StoreKind::Embedded => a_full_store_disk_recovers_without_a_restart().await,
+        support::cluster::StoreKind::Cluster => a_full_bucket_recovers_without_a_restart().await,
+    }
+}
+
+/// The cluster store's bucket reaches its quota (Garage refuses PUTs:
+/// "Bucket size quota is reached"): the snapshot fails and says why, nothing of it
+/// becomes visible, earlier snapshots stay readable, and once the quota is
+/// raised the next snapshot succeeds in the same process.
+async fn a_full_bucket_recovers_without_a_restart() {
+    let cluster = support::cluster::cluster();
+    let bucket = format!("full-{}-{}", std::process::id(), free_port());
+    let garage = |args: &[&str]| {
+        let out = cluster.garage(1, args);
+        assert!(out.status.success(), "garage {args:?}: {}", show(&out.stderr));
+    };
+    garage(&["bucket", "create", &bucket]);
+    garage(&[
+        "bucket", "allow", "--read", "--write", "--owner", &bucket, "--key", "itm-key",
+    ]);
+    let d = Dovecot::start_seeded('/');
+    let port = free_port();
+    let p = ProxyProcess::start(
+        d.addr(),
+        |t| metrics_on(port)(t).replace("bucket = \"itm\"", &format!("bucket = \"{bucket}\"")),
+        false,
+    )
+    .await;
+    let first = cli(
+        &p.config_path,
+        &["snapshot", "--user", "alice", "--label", "2026-11-01"],
+    );
+    assert!(first.status.success(), "{}", show(&first.stderr));
+    // The bucket is full: a quota below what it holds, and 15 MB of new mail.
+    garage(&["bucket", "set-quotas", "--max-size", "1MiB", &bucket]);
+    d.generate("alice", "alice-pw", "Big", 150, 100_000, 2);
+    let full = cli(
+        &p.config_path,
+        &["snapshot", "--user", "alice", "--label", "2026-11-02"],
+    );
+    assert!(!full.status.success());
+    let why = show(&full.stderr);
+    assert!(why.contains("could not be stored") && why.contains("quota"), "{why}");
+    let listed = show(&cli(&p.config_path, &["snapshots", "--user", "alice"]).stdout);
+    assert!(
+        !listed.contains("2026-11-02"),
+        "a failed snapshot is not visible: {listed}"
+    );
+    // The earlier snapshot is intact and served.
+    let mut c = Client::login_tls(p.tls, "alice", "alice-pw").await;
+    let r = c.cmd("s", "SELECT \"Time Machine/2026-11-01/INBOX\"").await;
+    assert!(show(&r).contains("s OK"), "{}", show(&r));
+    let r = c.cmd("f", "FETCH 1 (BODY.PEEK[])").await;
+    assert!(show(&r).contains("f OK"), "{}", show(&r));
+
+    garage(&["bucket", "set-quotas", "--max-size", "none", &bucket]);
+    let again = cli(
+        &p.config_path,
+        &["snapshot", "--user", "alice", "--label", "2026-11-02"],
+    );
+    assert!(again.status.success(), "{}", show(&again.stderr));
+    let r = c.cmd("s2", "SELECT \"Time Machine/2026-11-02/Big\"").await;
+    assert!(show(&r).contains("* 150 EXISTS"), "{}", show(&r));
+    drop(c);
+    let (out, _) = p.stop();
+    assert!(out.status.success());
+}
+
 async fn a_full_store_disk_recovers_without_a_restart() {
     let d = Dovecot::start_seeded('/');
     let dir = tempfile::tempdir().expect("tempdir");

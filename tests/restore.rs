@@ -323,7 +323,9 @@ async fn cli_workflow_and_a_restore_killed_half_way() {
     d.generate("alice", "alice-pw", "Big", 3000, 12_000, 7);
     let p = support::ProxyProcess::start(
         d.addr(),
-        |t| t + "[restore]\nadmins = [\"admin\"]\nprice = \"25.00 EUR\"\n",
+        // A short claim: on the cluster store the killed process's claim
+        // on the restore holds this long after the restart.
+        |t| t + "[restore]\nadmins = [\"admin\"]\nprice = \"25.00 EUR\"\n[snapshots]\nclaim_secs = 3\n",
         false,
     )
     .await;

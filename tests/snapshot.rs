@@ -300,7 +300,7 @@ async fn master_login_with_sasl_plain_authorization_identity() {
     let mut config = Config::from_toml(&proxy_config_text(d.addr(), data.path()), &repo_root()).expect("config");
     config.upstream.login_style = imap_time_machine::config::MasterLoginStyle::SaslPlain;
     let config = Arc::new(config);
-    let store = Arc::new(Store::open(&config.store.path).expect("store"));
+    let store = Arc::new(Store::open_config(&config.store).expect("store"));
     let connector = Arc::new(Connector::from_config(&config).expect("connector"));
     let svc = Arc::new(Service::new(imap_time_machine::config::Live::new(config), store, connector).expect("service"));
     let stats = snap(&svc, "bob", "2026-11-20").await;
@@ -314,7 +314,7 @@ async fn master_login_with_sasl_plain_authorization_identity() {
     bad.upstream.master_password = "wrong".into();
     bad.store.path = data.path().join("store2");
     let bad = Arc::new(bad);
-    let store = Arc::new(Store::open(&bad.store.path).expect("store"));
+    let store = Arc::new(Store::open_config(&bad.store).expect("store"));
     let connector = Arc::new(Connector::from_config(&bad).expect("connector"));
     let svc = Arc::new(Service::new(imap_time_machine::config::Live::new(bad), store, connector).expect("service"));
     let r = svc

@@ -519,14 +519,22 @@ impl Restores {
             if let Err(e) = self.expire(Timestamp::now()) {
                 warn!(error = %e, "cannot expire restore requests");
             }
-            let next = self.store.requests().ok().and_then(|rs| {
-                rs.into_iter()
-                    .find(|r| matches!(r.state, RequestState::Running | RequestState::Confirmed))
-            });
+            let next = self.claim_next();
             match next {
-                Some(req) => {
+                Ok(Some(req)) => {
                     let span = tracing::info_span!("restore", request = req.id, user = %req.user);
+                    let claim = format!("restore/{}", req.id);
+                    let renewing = self.renew_while_running(claim.clone());
                     let result = self.run_one(req).instrument(span).await;
+                    renewing.abort();
+                    // Completed: kept, nobody runs it again; failed: given
+                    // up, so whichever node retries first takes it.
+                    if let Err(e) = self
+                        .store
+                        .finish_claim(&claim, crate::store::this_node(), result.is_ok())
+                    {
+                        warn!(error = %e, "cannot end the claim on the restore");
+                    }
                     drop(busy);
                     if let Err(e) = result {
                         warn!(error = %e, "restore failed; it stays confirmed and is retried");
@@ -536,15 +544,73 @@ impl Restores {
                         }
                     }
                 }
-                None => {
+                Ok(None) => {
                     drop(busy);
                     tokio::select! {
                         _ = notified => {}
                         _ = tokio::time::sleep(Duration::from_secs(60)) => {}
                     }
                 }
+                // Another node runs one: look again when its claim would
+                // run out (it is taken over if that node died).
+                Err(until) => {
+                    drop(busy);
+                    let left = u64::try_from(until - Timestamp::now().as_second()).unwrap_or(0) + 1;
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep(Duration::from_secs(left.min(60))) => {}
+                    }
+                }
             }
         }
+    }
+
+    /// The first confirmed (or interrupted) request this node claims:
+    /// nodes sharing a cluster store run each restore once, and one whose
+    /// node died is taken over when its claim runs out.
+    /// `Err(until)`: none, but another node's claim runs out at `until`.
+    fn claim_next(&self) -> Result<Option<RestoreRequest>, i64> {
+        let ttl = self.claim_ttl();
+        let now = Timestamp::now().as_second();
+        let Ok(requests) = self.store.requests() else {
+            return Ok(None);
+        };
+        let mut soonest = None;
+        for r in requests
+            .into_iter()
+            .filter(|r| matches!(r.state, RequestState::Running | RequestState::Confirmed))
+        {
+            let name = format!("restore/{}", r.id);
+            match self.store.claim(&name, crate::store::this_node(), now, ttl) {
+                Ok(crate::store::Claim::Taken) => return Ok(Some(r)),
+                Ok(crate::store::Claim::Held { until, .. }) => {
+                    soonest = Some(soonest.map_or(until, |s: i64| s.min(until)));
+                }
+                Ok(crate::store::Claim::Done { .. }) => {}
+                Err(e) => warn!(request = r.id, error = %e, "cannot claim the restore"),
+            }
+        }
+        soonest.map_or(Ok(None), Err)
+    }
+
+    fn claim_ttl(&self) -> i64 {
+        i64::try_from(self.config.get().snapshots.claim_secs).unwrap_or(i64::MAX)
+    }
+
+    /// Renews this node's claim every third of its time until aborted.
+    fn renew_while_running(&self, name: String) -> tokio::task::JoinHandle<()> {
+        let ttl = self.claim_ttl();
+        let store = self.store.clone();
+        let every = Duration::from_secs(u64::try_from(ttl / 3).unwrap_or(1).max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let now = Timestamp::now().as_second();
+                if !matches!(store.renew_claim(&name, crate::store::this_node(), now, ttl), Ok(true)) {
+                    warn!(claim = %name, "cannot renew the claim on the restore");
+                }
+            }
+        })
     }
 
     /// Shutdown: no restore starts any more; waits up to `limit` for the

@@ -16,20 +16,34 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::{RwLock, Semaphore};
-use tracing::{error, info, info_span, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::config::{parse_hh_mm, Live, SnapshotConfig};
-use crate::store::{find_folder, find_named, RequestState, SnapshotInfo, Store, StoreError, SweepStats};
+use crate::store::{find_folder, find_named, Claim, RequestState, SnapshotInfo, Store, StoreError, SweepStats};
 use crate::upstream::Connector;
 
 use self::job::{Job, JobStats, SnapshotError};
 use self::schedule::{Clock, Schedule};
+
+/// How often a node looks again at users another node is snapshotting.
+const HELD_RECHECK_SECS: u64 = 5;
 
 /// One user's outcome of a snapshot run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserResult {
     pub user: String,
     pub result: Result<JobStats, String>,
+    /// Nightly runs on a shared store: another node has this user's
+    /// snapshot (running: its claim holds until `until`; or done).
+    #[serde(default)]
+    pub elsewhere: Option<Elsewhere>,
+}
+
+/// Another node's claim on a user's nightly snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Elsewhere {
+    Running { node: String, until: i64 },
+    Done { node: String },
 }
 
 /// A message in Recently Deleted, as the CLI lists it.
@@ -150,6 +164,20 @@ impl Service {
         now: Timestamp,
         progress: ProgressFn,
     ) -> Result<Vec<UserResult>, ServiceError> {
+        self.run_users(users, label, now, progress, false).await
+    }
+
+    /// [`Service::snapshot`]; with `claimed` (the nightly run), each user
+    /// only if this node claims the user's snapshot of the date: nodes
+    /// sharing a cluster store take each user once.
+    async fn run_users(
+        self: &Arc<Self>,
+        users: &[String],
+        label: Option<&str>,
+        now: Timestamp,
+        progress: ProgressFn,
+        claimed: bool,
+    ) -> Result<Vec<UserResult>, ServiceError> {
         let config = self.config.get();
         let today = self.schedule().date_of(now);
         let date = match label {
@@ -191,6 +219,38 @@ impl Service {
                 async move {
                     let _permit = limit.acquire_owned().await;
                     let _shared = svc.jobs.read().await;
+                    let claim = format!("snapshot/{date}/{user}");
+                    let ttl = i64::try_from(config.snapshots.claim_secs).unwrap_or(i64::MAX);
+                    if claimed {
+                        match svc.take_claim(&claim, ttl) {
+                            Ok(None) => {}
+                            Ok(Some(elsewhere)) => {
+                                info!(?elsewhere, "another node has this snapshot");
+                                let result = Ok(JobStats::default());
+                                return (
+                                    i,
+                                    UserResult {
+                                        user,
+                                        result,
+                                        elsewhere: Some(elsewhere),
+                                    },
+                                );
+                            }
+                            Err(e) => {
+                                error!(error = %e, "cannot claim the snapshot");
+                                let result = Err(e.to_string());
+                                return (
+                                    i,
+                                    UserResult {
+                                        user,
+                                        result,
+                                        elsewhere: None,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    let renewing = claimed.then(|| svc.clone().renew_while_running(claim.clone(), ttl));
                     let result = if svc.stopping() {
                         Err(SnapshotError::ShuttingDown)
                     } else {
@@ -210,14 +270,28 @@ impl Service {
                         }
                         result
                     };
+                    if let Some(r) = renewing {
+                        r.abort();
+                    }
                     if let Err(e) = &result {
                         error!(error = %e, "snapshot failed; earlier snapshots are untouched");
+                    }
+                    if claimed {
+                        // Done: no node takes it again tonight; failed: given
+                        // up, so any node's retry takes it.
+                        if let Err(e) = svc
+                            .store
+                            .finish_claim(&claim, crate::store::this_node(), result.is_ok())
+                        {
+                            warn!(error = %e, "cannot end the claim on the snapshot");
+                        }
                     }
                     (
                         i,
                         UserResult {
                             user,
                             result: result.map_err(|e| e.to_string()),
+                            elsewhere: None,
                         },
                     )
                 }
@@ -233,6 +307,33 @@ impl Service {
         }
         results.sort_by_key(|(i, _)| *i);
         Ok(results.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Claims `name` for this node: `None` when taken, else who has it.
+    fn take_claim(&self, name: &str, ttl: i64) -> Result<Option<Elsewhere>, ServiceError> {
+        let now = Timestamp::now().as_second();
+        Ok(match self.store.claim(name, crate::store::this_node(), now, ttl)? {
+            Claim::Taken => None,
+            Claim::Held { holder, until } => Some(Elsewhere::Running { node: holder, until }),
+            Claim::Done { holder } => Some(Elsewhere::Done { node: holder }),
+        })
+    }
+
+    /// Renews this node's claim on `name` every third of `ttl` until the
+    /// task is aborted (the job ended).
+    fn renew_while_running(self: Arc<Self>, name: String, ttl: i64) -> tokio::task::JoinHandle<()> {
+        let every = std::time::Duration::from_secs(u64::try_from(ttl / 3).unwrap_or(1).max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let now = Timestamp::now().as_second();
+                match self.store.renew_claim(&name, crate::store::this_node(), now, ttl) {
+                    Ok(true) => {}
+                    Ok(false) => warn!(claim = %name, "the claim was taken over by another node"),
+                    Err(e) => warn!(claim = %name, error = %e, "cannot renew the claim"),
+                }
+            }
+        })
     }
 
     pub fn list(&self, user: Option<&str>) -> Result<Vec<SnapshotInfo>, ServiceError> {
@@ -270,6 +371,10 @@ impl Service {
         }
         // Recently Deleted goes with the day that last held a message.
         report.deleted_removed = self.store.prune_deleted(&cutoff)?;
+        // Claims of the dates retention removed are not needed any more.
+        for prefix in ["snapshot/", "prune/"] {
+            self.store.forget_claims(prefix, &cutoff)?;
+        }
         report.sweep = self.store.sweep()?;
         info!(
             removed = report.removed.len(),
@@ -418,10 +523,26 @@ impl Service {
             }
             Ok(_) | Err(_) => self.nightly_snapshots(now, progress).await,
         }
-        let pruned = self.prune(now).await;
-        crate::metrics::get().retention_run(pruned.is_ok());
-        if let Err(e) = pruned {
-            error!(error = %e, "retention failed");
+        // One node of a fleet prunes (and sweeps), after every user's
+        // snapshot is done or failed (nightly_snapshots waits for the
+        // other nodes' claims).
+        let label = self.schedule().date_of(now).to_string();
+        let claim = format!("prune/{label}");
+        let ttl = i64::try_from(self.config.get().snapshots.claim_secs).unwrap_or(i64::MAX);
+        match self.take_claim(&claim, ttl) {
+            Ok(Some(elsewhere)) => info!(?elsewhere, "another node runs retention"),
+            Ok(None) | Err(_) => {
+                let renewing = self.clone().renew_while_running(claim.clone(), ttl);
+                let pruned = self.prune(now).await;
+                renewing.abort();
+                crate::metrics::get().retention_run(pruned.is_ok());
+                if let Err(e) = &pruned {
+                    error!(error = %e, "retention failed");
+                }
+                let _ = self
+                    .store
+                    .finish_claim(&claim, crate::store::this_node(), pruned.is_ok());
+            }
         }
         if let Err(e) = self.store.set_last_run(now.as_second()) {
             error!(error = %e, "cannot record the nightly run");
@@ -431,48 +552,79 @@ impl Service {
     /// Snapshots every user; the ones that failed (the upstream down, the
     /// disk full) are tried again `snapshots.retries` times,
     /// `snapshots.retry_delay_secs` apart (growing), under the same label.
+    /// On a shared store each user is claimed first: users another node is
+    /// snapshotting are looked at again once its claim would have run out
+    /// (a dead node's users are taken over then); users another node has
+    /// done are left alone.
     async fn nightly_snapshots(self: &Arc<Self>, now: Timestamp, progress: ProgressFn) {
         let config = self.config.get();
         let label = self.schedule().date_of(now).to_string();
         let mut users: Vec<String> = Vec::new();
-        for attempt in 0..=config.snapshots.retries {
-            if attempt > 0 {
-                let wait = std::time::Duration::from_secs(config.snapshots.retry_delay_secs * u64::from(attempt));
-                info!(
-                    users = users.len(),
-                    attempt,
-                    wait_secs = wait.as_secs(),
-                    "retrying failed snapshots"
-                );
-                tokio::time::sleep(wait).await;
-                if self.stopping() {
-                    return;
-                }
-            }
-            match self.snapshot(&users, Some(&label), now, progress.clone()).await {
-                Ok(results) => {
-                    users = results
-                        .iter()
-                        .filter(|r| r.result.is_err())
-                        .map(|r| r.user.clone())
-                        .collect();
-                    info!(
-                        users = results.len(),
-                        failed = users.len(),
-                        attempt,
-                        "nightly snapshot run finished"
-                    );
-                }
+        let mut attempt = 0;
+        loop {
+            let results = match self.run_users(&users, Some(&label), now, progress.clone(), true).await {
+                Ok(results) => results,
                 Err(e) => {
                     error!(error = %e, "nightly snapshot run not started");
                     return;
                 }
-            }
-            if users.is_empty() || self.stopping() {
+            };
+            let failed: Vec<String> = results
+                .iter()
+                .filter(|r| r.result.is_err())
+                .map(|r| r.user.clone())
+                .collect();
+            let held: Vec<(String, i64)> = results
+                .iter()
+                .filter_map(|r| match &r.elsewhere {
+                    Some(Elsewhere::Running { until, .. }) => Some((r.user.clone(), *until)),
+                    _ => None,
+                })
+                .collect();
+            info!(
+                users = results.len(),
+                failed = failed.len(),
+                elsewhere = results.iter().filter(|r| r.elsewhere.is_some()).count(),
+                attempt,
+                "nightly snapshot run finished"
+            );
+            if (failed.is_empty() && held.is_empty()) || self.stopping() {
                 return;
             }
+            let mut wait = None;
+            let mut next: Vec<String> = held.iter().map(|(u, _)| u.clone()).collect();
+            if !failed.is_empty() {
+                if attempt < config.snapshots.retries {
+                    attempt += 1;
+                    wait = Some(config.snapshots.retry_delay_secs * u64::from(attempt));
+                    next.extend(failed);
+                } else {
+                    error!(users = ?failed, "snapshots still failing after every retry; the next nightly run tries again");
+                }
+            }
+            if next.is_empty() {
+                return;
+            }
+            // Another node's user: looked at again soon (done there, or
+            // taken over once its claim ran out).
+            if let Some(until) = held.iter().map(|(_, until)| *until).min() {
+                let left =
+                    (u64::try_from(until - Timestamp::now().as_second()).unwrap_or(0) + 1).min(HELD_RECHECK_SECS);
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
+            let wait = std::time::Duration::from_secs(wait.unwrap_or(1));
+            info!(
+                users = next.len(),
+                attempt,
+                wait_secs = wait.as_secs(),
+                "looking at users again"
+            );
+            tokio::time::sleep(wait).await;
+            if self.stopping() {
+                return;
+            }
+            users = next;
         }
-        error!(users = ?users, "snapshots still failing after every retry; the next nightly run tries again");
     }
 
     /// The scheduler loop of `serve`. A reload that changes `snapshots.at`

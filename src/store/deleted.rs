@@ -14,7 +14,8 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{corrupt, decode, encode, keys, Hash, MessageRecord, Store, StoreError, CF_DELETED};
+use super::engine::{Batch, Family, Lock};
+use super::{corrupt, decode, encode, keys, Hash, MessageRecord, Store, StoreError};
 
 /// Messages with the date label of the snapshot or capture that last
 /// held them.
@@ -75,17 +76,14 @@ impl DeletedFolder {
 impl Store {
     /// One folder's Recently Deleted messages (`None`: never had any).
     pub fn deleted_folder(&self, user: &str, folder: &[u8]) -> Result<Option<DeletedFolder>, StoreError> {
-        match self.db.get_cf(self.cf(CF_DELETED)?, keys::deleted(user, folder))? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
+        self.get_decoded(Family::Deleted, &keys::deleted(user, folder))
     }
 
     /// Every folder of `user` that has (or had) Recently Deleted messages,
     /// by the upstream's folder name.
     pub fn deleted_folders(&self, user: &str) -> Result<Vec<(Vec<u8>, DeletedFolder)>, StoreError> {
         let prefix = keys::deleted(user, b"");
-        self.scan(CF_DELETED, &prefix)?
+        self.scan(Family::Deleted, &prefix)?
             .into_iter()
             .map(|(k, v)| {
                 let name = k
@@ -103,13 +101,15 @@ impl Store {
         folder: &[u8],
         change: impl FnOnce(&mut DeletedFolder) -> T,
     ) -> Result<T, StoreError> {
-        let _guard = self.deleted_lock.lock().map_err(|_| corrupt("deleted lock poisoned"))?;
+        self.settle(Some(user))?;
+        let _held = self.records.lock(Lock::Deleted)?;
         let mut f = self.deleted_folder(user, folder)?.unwrap_or_default();
         let before = f.clone();
         let out = change(&mut f);
         if f != before {
-            self.db
-                .put_cf(self.cf(CF_DELETED)?, keys::deleted(user, folder), encode(&f)?)?;
+            let mut batch = Batch::default();
+            batch.put(Family::Deleted, keys::deleted(user, folder), encode(&f)?);
+            self.write(batch, false)?;
         }
         Ok(out)
     }
@@ -183,8 +183,7 @@ impl Store {
     /// `cutoff` (retention's first kept date). Returns how many.
     pub fn prune_deleted(&self, cutoff: &str) -> Result<usize, StoreError> {
         let mut users = std::collections::BTreeSet::new();
-        for item in self.db.iterator_cf(self.cf(CF_DELETED)?, rocksdb::IteratorMode::Start) {
-            let (k, _) = item?;
+        for (k, _) in self.scan(Family::Deleted, b"")? {
             users.insert(
                 keys::key_user(&k)
                     .ok_or_else(|| corrupt("deleted key without user"))?
@@ -237,8 +236,7 @@ impl Store {
     /// Every hash Recently Deleted references (the sweep keeps them).
     pub(crate) fn deleted_hashes(&self) -> Result<HashSet<(String, Hash)>, StoreError> {
         let mut out = HashSet::new();
-        for item in self.db.iterator_cf(self.cf(CF_DELETED)?, rocksdb::IteratorMode::Start) {
-            let (k, v) = item?;
+        for (k, v) in self.scan(Family::Deleted, b"")? {
             let user = keys::key_user(&k).ok_or_else(|| corrupt("deleted key without user"))?;
             let f: DeletedFolder = decode(&v)?;
             for d in f.messages {

@@ -108,16 +108,9 @@ pub fn request(id: u64) -> Vec<u8> {
     id.to_be_bytes().to_vec()
 }
 
-/// The smallest key greater than every key starting with `prefix`.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0xff; prefix.len() + 1]
+/// `meta`: who runs a job of a fleet ([`super::Claim`]), by the job's name.
+pub fn claim(name: &str) -> Vec<u8> {
+    [b"claim\0".as_slice(), name.as_bytes()].concat()
 }
 
 /// `user_state`: the \Seen a user set or cleared in one snapshot folder.
@@ -157,7 +150,5 @@ mod tests {
         let h = [9u8; 32];
         assert_eq!(content_hash(&content("bob", &h)), Some(h));
         assert_eq!(key_user(&content("bob", &h)), Some("bob"));
-        assert_eq!(prefix_end(b"ab\xff"), b"ac".to_vec());
-        assert!(prefix_end(b"a\0") > b"a\0\xff\xff".to_vec());
     }
 }

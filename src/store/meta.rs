@@ -1,7 +1,18 @@
 //! The `meta` family: the schema version, users seen at login, the last
 //! nightly run, and counters.
 
-use super::{corrupt, keys, Store, StoreError, CF_META};
+use super::engine::{Batch, Family};
+use super::{corrupt, keys, Store, StoreError};
+
+impl Store {
+    /// Writes one `meta` record, not durably (what it says is written again
+    /// if lost).
+    fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
+        batch.put(Family::Meta, key, value);
+        self.write(batch, false)
+    }
+}
 
 impl Store {
     /// Remembers a user who logged in through the proxy (snapshotted
@@ -21,8 +32,7 @@ impl Store {
         {
             return Ok(false);
         }
-        self.db
-            .put_cf(self.cf(CF_META)?, keys::known_user(user), at.to_be_bytes())?;
+        self.put_meta(&keys::known_user(user), &at.to_be_bytes())?;
         remembered.insert(user.to_string(), at);
         Ok(true)
     }
@@ -31,14 +41,13 @@ impl Store {
     /// (with their password) saw it (the upstream's STATUS line): a master
     /// login for the user must reach the same INBOX.
     pub fn remember_own_inbox(&self, user: &str, identity: &[u8]) -> Result<(), StoreError> {
-        self.db.put_cf(self.cf(CF_META)?, keys::own_inbox(user), identity)?;
-        Ok(())
+        self.put_meta(&keys::own_inbox(user), identity)
     }
 
     /// See [`Store::remember_own_inbox`]; `None` for a user never seen
     /// logging in through the proxy.
     pub fn own_inbox(&self, user: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(CF_META)?, keys::own_inbox(user))?)
+        self.get(Family::Meta, &keys::own_inbox(user))
     }
 
     /// Records how `user`'s upstream answers (see [`crate::imap::dialect`]);
@@ -47,9 +56,7 @@ impl Store {
         if self.dialect(user)?.as_ref() == Some(dialect) {
             return Ok(());
         }
-        self.db
-            .put_cf(self.cf(CF_META)?, keys::dialect(user), super::encode(dialect)?)?;
-        Ok(())
+        self.put_meta(&keys::dialect(user), &super::encode(dialect)?)
     }
 
     /// How `user`'s upstream answers; `None` before a snapshot learned it
@@ -58,15 +65,14 @@ impl Store {
     /// writes it again.
     pub fn dialect(&self, user: &str) -> Result<Option<crate::imap::dialect::Dialect>, StoreError> {
         Ok(self
-            .db
-            .get_cf(self.cf(CF_META)?, keys::dialect(user))?
+            .get(Family::Meta, &keys::dialect(user))?
             .and_then(|v| super::decode(&v).ok()))
     }
 
     pub fn known_users(&self) -> Result<Vec<String>, StoreError> {
         let prefix = keys::known_user_prefix();
         Ok(self
-            .scan(CF_META, &prefix)?
+            .scan(Family::Meta, &prefix)?
             .into_iter()
             .filter_map(|(k, _)| std::str::from_utf8(&k[prefix.len()..]).ok().map(str::to_string))
             .collect())
@@ -74,20 +80,17 @@ impl Store {
 
     pub fn last_run(&self) -> Result<Option<i64>, StoreError> {
         Ok(self
-            .db
-            .get_cf(self.cf(CF_META)?, keys::LAST_RUN)?
+            .get(Family::Meta, keys::LAST_RUN)?
             .and_then(|v| v.as_slice().try_into().ok().map(i64::from_be_bytes)))
     }
 
     pub fn set_last_run(&self, at: i64) -> Result<(), StoreError> {
-        self.db.put_cf(self.cf(CF_META)?, keys::LAST_RUN, at.to_be_bytes())?;
-        Ok(())
+        self.put_meta(keys::LAST_RUN, &at.to_be_bytes())
     }
 
     pub(crate) fn counter(&self, key: &[u8]) -> Result<u64, StoreError> {
         Ok(self
-            .db
-            .get_cf(self.cf(CF_META)?, key)?
+            .get(Family::Meta, key)?
             .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
             .unwrap_or(0))
     }

@@ -1,25 +1,31 @@
-//! The snapshot store: RocksDB with one column family per kind of record.
+//! The snapshot store: what its records mean. Where their bytes live is
+//! [`engine`]'s: the embedded store (RocksDB, a column family per family
+//! below and `blobs`) or the cluster store (the families as PostgreSQL
+//! tables, bodies as objects in S3-compatible storage).
 //!
-//! | column family | key ([`keys`]) | value |
+//! | family | key ([`keys`]) | value |
 //! |---|---|---|
-//! | `meta` | `schema`, `last_run`, `user\0NAME` | schema version, time, login time |
+//! | `meta` | `schema`, `last_run`, `user\0NAME`, `claim\0NAME` | schema version, time, login time, [`Claim`]s |
 //! | `snapshots` | `user\0date` | [`SnapshotInfo`] |
 //! | `folders` | `user\0date\0folder` | [`FolderRecord`] |
 //! | `messages` | `user\0date\0folder\0uid` | [`MessageRecord`] (per snapshot: UID, flags, date, hash) |
 //! | `content` | `user\0hash` | [`ContentRecord`] (per distinct message: size, ENVELOPE, BODYSTRUCTURE) |
-//! | `blobs` | `user\0hash` | the raw message, zstd-compressed |
+//! | bodies ([`engine::Bodies`]) | `user\0hash` | the raw message, zstd-compressed |
 //! | `requests` | `id` | [`RestoreRequest`] (state, scope, progress) |
 //! | `ledger` | `id` | [`LedgerEntry`] (billing, one per confirmed request) |
 //! | `lists` | `user\0date\0folder` | a folder's `messages` records as one value (derived; opening a folder is one read) |
 //! | `deleted` | `user\0folder` | [`DeletedFolder`]: Recently Deleted of one folder (UIDVALIDITY, next UID, messages) |
 //!
 //! Content is stored once per user however many snapshots and folders hold
-//! it. Blobs are written while a snapshot is taken; the snapshot becomes
-//! visible in one atomic batch. Blobs nobody references (after pruning, or
-//! left by a crashed job) are removed by [`Store::sweep`].
+//! it. Bodies are written while a snapshot is taken, and a body's content
+//! record only once the engine has stored the body; the snapshot becomes
+//! visible in one atomic batch. Bodies nobody references (after pruning,
+//! or left by a crashed job) are removed by [`Store::sweep`].
 
+mod claims;
 mod content;
 mod deleted;
+pub mod engine;
 pub mod keys;
 mod meta;
 mod records;
@@ -29,12 +35,14 @@ mod sweep;
 mod user_state;
 
 use std::path::Path;
+use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use claims::{this_node, Claim};
 pub use deleted::{DeletedFolder, DeletedMessage, FolderMessages, Held};
+use engine::{Batch, Bodies, EngineError, Family, KeyValue, Records};
 pub use keys::Hash;
 pub use records::*;
 pub use user_state::{has_seen, set_seen, SeenState};
@@ -48,61 +56,25 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// writes them, so reading never guesses.
 const UPGRADABLE: &[u32] = &[1];
 
-const CF_META: &str = "meta";
-const CF_SNAPSHOTS: &str = "snapshots";
-const CF_FOLDERS: &str = "folders";
-const CF_MESSAGES: &str = "messages";
-const CF_CONTENT: &str = "content";
-const CF_BLOBS: &str = "blobs";
-const CF_REQUESTS: &str = "requests";
-const CF_LEDGER: &str = "ledger";
-const CF_LISTS: &str = "lists";
-/// The upstream's recorded section answers of messages the proxy does not
-/// read as it does (`imap::section::Recorded`), keyed like `content`. A
-/// store without the family (made before it existed) opens with it empty:
-/// no recorded answers, as before.
-const CF_VIEWS: &str = "views";
-/// What each user changed about tree folders (\Seen on snapshot messages),
-/// beside the snapshots, which never change. A store made before it existed
-/// opens with it empty.
-const CF_USER_STATE: &str = "user_state";
-/// Recently Deleted, one value per user and folder ([`deleted`]). A store
-/// made before it existed opens with it empty.
-const CF_DELETED: &str = "deleted";
-const ALL_CFS: [&str; 12] = [
-    CF_META,
-    CF_SNAPSHOTS,
-    CF_FOLDERS,
-    CF_MESSAGES,
-    CF_CONTENT,
-    CF_BLOBS,
-    CF_REQUESTS,
-    CF_LEDGER,
-    CF_LISTS,
-    CF_VIEWS,
-    CF_USER_STATE,
-    CF_DELETED,
-];
-
-/// RocksDB block cache shared by the column families.
-const BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
-
-/// Memory of all memtables together.
-const MEMTABLES_BYTES: usize = 64 * 1024 * 1024;
-
 /// zstd level for message bodies: fast, and about as small as level 9 on mail.
 const ZSTD_LEVEL: i32 = 3;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("store: {0}")]
-    Rocks(#[from] rocksdb::Error),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     #[error("store at {path} has schema version {found}, this program reads version {expected}")]
     Schema { path: String, found: String, expected: u32 },
     #[error("store record is corrupt: {0}")]
     Corrupt(String),
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
+    #[error("store setting: {0}")]
+    Setting(String),
+    /// The engine could not store some bodies (an object store refusing or
+    /// unreachable); they are kept and tried again at the next settle.
+    #[error("{count} message bodies could not be stored ({first}); they are tried again next time")]
+    NotStored { count: usize, first: String },
 }
 
 /// The store holds every user's mail: only the service's own account may
@@ -133,17 +105,20 @@ pub(crate) fn decode<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Result<T, StoreErr
     postcard::from_bytes(b).map_err(corrupt)
 }
 
-/// A raw key and value.
-type KeyValue = (Box<[u8]>, Box<[u8]>);
-
-/// The store. One process opens it (RocksDB's lock enforces that).
+/// The store: what the records mean, over the engines ([`engine`]) that
+/// keep them.
 pub struct Store {
-    db: DB,
-    path: String,
-    /// Serialises the read-modify-write of counters and request records.
-    requests_lock: std::sync::Mutex<()>,
-    /// Serialises the read-modify-write of Recently Deleted folders.
-    deleted_lock: std::sync::Mutex<()>,
+    records: Arc<dyn Records>,
+    bodies: Arc<dyn Bodies>,
+    /// The embedded engine when this store is one (its files' size).
+    embedded: Option<Arc<engine::rocks::Rocks>>,
+    /// Where the store is, for messages (a path, or the cluster's name).
+    location: String,
+    /// Content records (by content key) whose bodies the engine may not
+    /// have stored yet ([`Store::put_content`]): written only once it has
+    /// ([`Store::settle`]), so a record never names a missing body, even
+    /// after a crash.
+    unsettled: std::sync::Mutex<Unsettled>,
     /// Message lists of recently opened snapshot folders. Snapshots are
     /// immutable, so a SELECT of the same folder again needs no scan; the
     /// cache is dropped whenever a snapshot is committed or deleted.
@@ -154,10 +129,16 @@ pub struct Store {
     remembered: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
+/// Content records waiting for their bodies, by content key.
+type Unsettled = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// See [`Store::messages_shared`].
 #[derive(Default)]
 pub(crate) struct FolderCache {
-    lists: std::collections::HashMap<Vec<u8>, std::sync::Arc<Vec<MessageRecord>>>,
+    /// By folder key: the snapshot's `taken_at` when read (cluster store
+    /// only) and the list.
+    #[allow(clippy::type_complexity)]
+    lists: std::collections::HashMap<Vec<u8>, (Option<i64>, std::sync::Arc<Vec<MessageRecord>>)>,
     records: usize,
     /// Bumped by every commit/delete: a list read before it is not cached.
     generation: u64,
@@ -166,67 +147,80 @@ pub(crate) struct FolderCache {
 /// Records kept in the folder cache at most (about 100 bytes each).
 const FOLDER_CACHE_RECORDS: usize = 500_000;
 impl Store {
-    /// Opens or creates the store, checking its schema version.
+    /// Opens or creates the embedded store (RocksDB) at `path`, checking
+    /// its schema version.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if !path.exists() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
         }
         private_dir(path)?;
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        // All memtables together (the blobs family takes nearly all of a
-        // snapshot's writes): a job's memory stays bounded whatever the
-        // message sizes.
-        opts.set_db_write_buffer_size(MEMTABLES_BYTES);
-        // Bodies are read straight from the mapped files, not copied out of
-        // the page cache by pread: a whole-folder BODY[] spent 17 % of its
-        // time in that copy (issue 14).
-        opts.set_allow_mmap_reads(true);
-        // One block cache for every column family: snapshot folders are
-        // read again and again (clients re-fetch), and bodies are served
-        // from it without touching the files.
-        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        let cfs = ALL_CFS.iter().map(|name| {
-            let mut o = Options::default();
-            let mut table = rocksdb::BlockBasedOptions::default();
-            table.set_block_cache(&cache);
-            // Blobs are zstd-compressed already, and read whole: big blocks.
-            if *name == CF_BLOBS {
-                o.set_compression_type(rocksdb::DBCompressionType::None);
-                table.set_block_size(64 * 1024);
-                // Few, large entries per block: a point lookup should not
-                // decode many of them to find its key.
-                table.set_block_restart_interval(4);
-            } else {
-                o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            }
-            o.set_block_based_table_factory(&table);
-            ColumnFamilyDescriptor::new(*name, o)
-        });
-        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let rocks = Arc::new(engine::rocks::Rocks::open(path)?);
+        Self::over(rocks.clone(), rocks.clone(), Some(rocks), path.display().to_string())
+    }
+
+    /// Opens the store `config` names: embedded, or the cluster store
+    /// (connecting to PostgreSQL and the bucket, so a wrong setting is an
+    /// error at start, not at the first snapshot).
+    pub fn open_config(config: &crate::config::StoreConfig) -> Result<Self, StoreError> {
+        use crate::config::StoreBackend;
+        let (Some(pg), Some(s3), StoreBackend::Cluster) = (&config.postgres, &config.s3, config.backend) else {
+            return Self::open(&config.path);
+        };
+        let setting = |e: crate::config::ConfigError| StoreError::Setting(e.to_string());
+        let records = engine::postgres::Postgres::connect(&engine::postgres::Settings {
+            url: pg.url.clone(),
+            password: pg.password().map_err(setting)?,
+            connections: pg.connections,
+        })?;
+        let bodies = engine::s3::S3::connect(&engine::s3::Settings {
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+            bucket: s3.bucket.clone(),
+            access_key_id: s3.access_key_id.clone(),
+            secret_access_key: s3.secret_access_key().map_err(setting)?,
+            prefix: s3.prefix.clone(),
+            cache_bytes: s3.cache_mb.saturating_mul(1024 * 1024),
+        })?;
+        let location = format!(
+            "cluster store (PostgreSQL {}, bucket {} at {})",
+            pg.url, s3.bucket, s3.endpoint
+        );
+        Self::over(Arc::new(records), Arc::new(bodies), None, location)
+    }
+
+    /// A store over the given engines, its schema checked (and written
+    /// when the engines are empty).
+    pub fn over(
+        records: Arc<dyn Records>,
+        bodies: Arc<dyn Bodies>,
+        embedded: Option<Arc<engine::rocks::Rocks>>,
+        location: String,
+    ) -> Result<Self, StoreError> {
         let store = Self {
-            db,
-            path: path.display().to_string(),
-            requests_lock: std::sync::Mutex::new(()),
-            deleted_lock: std::sync::Mutex::new(()),
+            records,
+            bodies,
+            embedded,
+            location,
+            unsettled: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             remembered: std::sync::Mutex::new(std::collections::HashMap::new()),
             folder_cache: std::sync::Mutex::new(FolderCache::default()),
         };
-        let meta = store.cf(CF_META)?;
-        let found = store.db.get_cf(meta, keys::SCHEMA)?;
+        let found = store.get(Family::Meta, keys::SCHEMA)?;
         let version = found
             .as_deref()
             .map(|v| std::str::from_utf8(v).ok().and_then(|t| t.parse::<u32>().ok()));
         match version {
-            None => store.db.put_cf(meta, keys::SCHEMA, SCHEMA_VERSION.to_string())?,
+            None => {
+                let mut batch = Batch::default();
+                batch.put(Family::Meta, keys::SCHEMA, SCHEMA_VERSION.to_string());
+                store.write(batch, true)?;
+            }
             Some(Some(SCHEMA_VERSION)) => {}
             Some(Some(v)) if UPGRADABLE.contains(&v) => store.upgrade_lists()?,
             Some(_) => {
                 return Err(StoreError::Schema {
-                    path: store.path.clone(),
+                    path: store.location.clone(),
                     found: String::from_utf8_lossy(found.as_deref().unwrap_or_default()).into_owned(),
                     expected: SCHEMA_VERSION,
                 })
@@ -235,27 +229,50 @@ impl Store {
         Ok(store)
     }
 
-    pub(crate) fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| corrupt(format!("column family {name} missing")))
+    pub(crate) fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.records.get(family, key)?)
+    }
+
+    /// The decoded record under `key`, if any.
+    pub(crate) fn get_decoded<T: for<'a> Deserialize<'a>>(
+        &self,
+        family: Family,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        self.get(family, key)?.map(|v| decode(&v)).transpose()
     }
 
     /// Values of every key starting with `prefix`, in key order.
-    pub(crate) fn scan(&self, cf: &str, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        let cf = self.cf(cf)?;
+    pub(crate) fn scan(&self, family: Family, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        Ok(engine::scan(&*self.records, family, prefix)?)
+    }
+
+    /// Every record under `prefix`, decoded, in key order.
+    pub(crate) fn scan_decoded<T: for<'a> Deserialize<'a>>(
+        &self,
+        family: Family,
+        prefix: &[u8],
+    ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(cf, IteratorMode::From(prefix, rocksdb::Direction::Forward))
-        {
-            let (k, v) = item?;
-            if !k.starts_with(prefix) {
-                break;
+        let mut failed = None;
+        self.records.visit(family, prefix, &mut |_, v| match decode(v) {
+            Ok(t) => {
+                out.push(t);
+                std::ops::ControlFlow::Continue(())
             }
-            out.push((k, v));
+            Err(e) => {
+                failed = Some(e);
+                std::ops::ControlFlow::Break(())
+            }
+        })?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
         }
-        Ok(out)
+    }
+
+    pub(crate) fn write(&self, batch: Batch, durable: bool) -> Result<(), StoreError> {
+        Ok(self.records.write(batch, durable)?)
     }
 
     /// Writes the memtables to SST files, so the next open of the store has
@@ -263,40 +280,26 @@ impl Store {
     /// A small synced write: fails while the store cannot write (a full
     /// disk), which is what `/health` needs to know.
     pub fn probe(&self) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            self.cf(CF_META)?,
-            b"probe",
-            jiff::Timestamp::now().as_second().to_be_bytes(),
-        );
-        self.write_synced(batch)
+        let now = jiff::Timestamp::now().as_second().to_be_bytes();
+        let mut batch = Batch::default();
+        batch.put(Family::Meta, b"probe".to_vec(), now.to_vec());
+        self.write(batch, true)?;
+        Ok(self.bodies.probe()?)
     }
 
-    /// Bytes of the store's files on disk.
+    /// Bytes of the store on disk: the embedded store's files; on the
+    /// cluster, PostgreSQL's tables (the bucket's size is the object
+    /// store's to report: listing it per scrape would not scale).
     pub fn size_on_disk(&self) -> u64 {
-        std::fs::read_dir(&self.path)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok()?.metadata().ok())
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
+        match &self.embedded {
+            Some(r) => r.files_size(),
+            None => self.records.size().unwrap_or(0),
+        }
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {
-        for name in ALL_CFS {
-            self.db.flush_cf(self.cf(name)?)?;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
-        Ok(())
+        self.settle(None)?;
+        Ok(self.records.flush()?)
     }
 }
 
@@ -479,7 +482,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Store::open(dir.path()).unwrap();
-            s.db.put_cf(s.cf(CF_META).unwrap(), keys::SCHEMA, "99").unwrap();
+            s.put_raw(Family::Meta, keys::SCHEMA, b"99");
         }
         let e = Store::open(dir.path()).err().expect("refused").to_string();
         assert!(e.contains("schema version 99"), "{e}");
@@ -499,8 +502,10 @@ mod tests {
             .unwrap();
             // As a version-1 store left it: no list record, version 1.
             let key = keys::folder("alice", "2026-11-20", b"A");
-            s.db.delete_cf(s.cf(CF_LISTS).unwrap(), &key).unwrap();
-            s.db.put_cf(s.cf(CF_META).unwrap(), keys::SCHEMA, "1").unwrap();
+            let mut batch = Batch::default();
+            batch.delete(Family::Lists, key);
+            batch.put(Family::Meta, keys::SCHEMA, "1");
+            s.write(batch, true).unwrap();
             assert!(s.load_list("alice", "2026-11-20", b"A").is_err(), "no silent fallback");
         }
         let s = Store::open(dir.path()).unwrap();
@@ -508,8 +513,16 @@ mod tests {
             s.load_list("alice", "2026-11-20", b"A").unwrap(),
             vec![msg(1, h), msg(2, h)]
         );
-        let version = s.db.get_cf(s.cf(CF_META).unwrap(), keys::SCHEMA).unwrap().unwrap();
+        let version = s.get(Family::Meta, keys::SCHEMA).unwrap().unwrap();
         assert_eq!(version, SCHEMA_VERSION.to_string().as_bytes());
+    }
+
+    impl Store {
+        fn put_raw(&self, family: Family, key: &[u8], value: &[u8]) {
+            let mut batch = Batch::default();
+            batch.put(family, key, value);
+            self.write(batch, true).unwrap();
+        }
     }
 
     #[test]

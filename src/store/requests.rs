@@ -1,27 +1,20 @@
 //! The `requests` and `ledger` families: restore requests with their
 //! journal, and the billing line written with a confirmation.
 
-use rocksdb::WriteBatch;
-
-use super::{
-    corrupt, decode, encode, keys, LedgerEntry, RestoreRequest, Store, StoreError, CF_LEDGER, CF_META, CF_REQUESTS,
-};
+use super::engine::{Batch, Family, Lock};
+use super::{encode, keys, LedgerEntry, RestoreRequest, Store, StoreError};
 
 impl Store {
     /// Creates a request: assigns its id and first status number, stores it.
     pub fn create_request(&self, mut req: RestoreRequest) -> Result<RestoreRequest, StoreError> {
-        let _guard = self
-            .requests_lock
-            .lock()
-            .map_err(|_| corrupt("request lock poisoned"))?;
+        let _held = self.records.lock(Lock::Requests)?;
         req.id = self.counter(keys::LAST_REQUEST_ID)? + 1;
         req.status_seq = self.counter(keys::LAST_STATUS_SEQ)? + 1;
-        let mut batch = WriteBatch::default();
-        let meta = self.cf(CF_META)?;
-        batch.put_cf(meta, keys::LAST_REQUEST_ID, req.id.to_be_bytes());
-        batch.put_cf(meta, keys::LAST_STATUS_SEQ, req.status_seq.to_be_bytes());
-        batch.put_cf(self.cf(CF_REQUESTS)?, keys::request(req.id), encode(&req)?);
-        self.write_synced(batch)?;
+        let mut batch = Batch::default();
+        batch.put(Family::Meta, keys::LAST_REQUEST_ID, req.id.to_be_bytes());
+        batch.put(Family::Meta, keys::LAST_STATUS_SEQ, req.status_seq.to_be_bytes());
+        batch.put(Family::Requests, keys::request(req.id), encode(&req)?);
+        self.write(batch, true)?;
         Ok(req)
     }
 
@@ -34,10 +27,7 @@ impl Store {
         id: u64,
         change: impl FnOnce(&mut RestoreRequest) -> Result<(bool, Option<LedgerEntry>), E>,
     ) -> Result<Result<RestoreRequest, E>, StoreError> {
-        let _guard = self
-            .requests_lock
-            .lock()
-            .map_err(|_| corrupt("request lock poisoned"))?;
+        let _held = self.records.lock(Lock::Requests)?;
         let Some(mut req) = self.request(id)? else {
             return Err(StoreError::Corrupt(format!("no restore request {id}")));
         };
@@ -45,32 +35,26 @@ impl Store {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         if state_changed {
             req.status_seq = self.counter(keys::LAST_STATUS_SEQ)? + 1;
-            batch.put_cf(self.cf(CF_META)?, keys::LAST_STATUS_SEQ, req.status_seq.to_be_bytes());
+            batch.put(Family::Meta, keys::LAST_STATUS_SEQ, req.status_seq.to_be_bytes());
         }
         if let Some(entry) = ledger {
-            batch.put_cf(self.cf(CF_LEDGER)?, keys::request(entry.request), encode(&entry)?);
+            batch.put(Family::Ledger, keys::request(entry.request), encode(&entry)?);
         }
-        batch.put_cf(self.cf(CF_REQUESTS)?, keys::request(req.id), encode(&req)?);
-        self.write_synced(batch)?;
+        batch.put(Family::Requests, keys::request(req.id), encode(&req)?);
+        self.write(batch, true)?;
         Ok(Ok(req))
     }
 
     pub fn request(&self, id: u64) -> Result<Option<RestoreRequest>, StoreError> {
-        match self.db.get_cf(self.cf(CF_REQUESTS)?, keys::request(id))? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
+        self.get_decoded(Family::Requests, &keys::request(id))
     }
 
     /// Every request, by id.
     pub fn requests(&self) -> Result<Vec<RestoreRequest>, StoreError> {
-        self.scan(CF_REQUESTS, b"")?
-            .into_iter()
-            .map(|(_, v)| decode(&v))
-            .collect()
+        self.scan_decoded(Family::Requests, b"")
     }
 
     /// The highest status number handed out (UIDNEXT of the request folders
@@ -81,9 +65,6 @@ impl Store {
 
     /// The billing ledger, by request id.
     pub fn ledger(&self) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.scan(CF_LEDGER, b"")?
-            .into_iter()
-            .map(|(_, v)| decode(&v))
-            .collect()
+        self.scan_decoded(Family::Ledger, b"")
     }
 }

@@ -3,11 +3,9 @@
 //! dates (and re-homing them before a date goes), reading folders and
 //! their messages (with a cache of opened folders' lists).
 
-use rocksdb::{WriteBatch, WriteOptions};
-
+use super::engine::{Batch, Family};
 use super::{
-    corrupt, decode, encode, keys, FolderRecord, MessageRecord, SnapshotInfo, Store, StoreError, CF_FOLDERS, CF_LISTS,
-    CF_MESSAGES, CF_SNAPSHOTS, FOLDER_CACHE_RECORDS,
+    corrupt, decode, encode, keys, FolderRecord, MessageRecord, SnapshotInfo, Store, StoreError, FOLDER_CACHE_RECORDS,
 };
 
 impl Store {
@@ -19,46 +17,38 @@ impl Store {
         folders: &[FolderRecord],
         messages: &[(Vec<u8>, Vec<MessageRecord>)],
     ) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
+        self.settle(Some(&info.user))?;
+        let mut batch = Batch::default();
         self.rehome_into(&mut batch, &info.user, &info.date)?;
-        self.delete_snapshot_into(&mut batch, &info.user, &info.date)?;
+        self.delete_snapshot_into(&mut batch, &info.user, &info.date);
         let (u, d) = (info.user.as_str(), info.date.as_str());
-        let fcf = self.cf(CF_FOLDERS)?;
         for f in folders {
-            batch.put_cf(fcf, keys::folder(u, d, &f.name), encode(f)?);
+            batch.put(Family::Folders, keys::folder(u, d, &f.name), encode(f)?);
         }
-        let mcf = self.cf(CF_MESSAGES)?;
-        let lcf = self.cf(CF_LISTS)?;
         for (folder, msgs) in messages {
             for m in msgs {
-                batch.put_cf(mcf, keys::message(u, d, folder, m.uid), encode(m)?);
+                batch.put(Family::Messages, keys::message(u, d, folder, m.uid), encode(m)?);
             }
-            batch.put_cf(lcf, keys::folder(u, d, folder), encode(msgs)?);
+            batch.put(Family::Lists, keys::folder(u, d, folder), encode(msgs)?);
         }
-        batch.put_cf(self.cf(CF_SNAPSHOTS)?, keys::snapshot(u, d), encode(info)?);
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
+        batch.put(Family::Snapshots, keys::snapshot(u, d), encode(info)?);
+        self.write(batch, true)?;
         self.forget_cached_folders();
         Ok(())
     }
 
-    fn delete_snapshot_into(&self, batch: &mut WriteBatch, user: &str, date: &str) -> Result<(), StoreError> {
+    fn delete_snapshot_into(&self, batch: &mut Batch, user: &str, date: &str) {
         let prefix = keys::snapshot_prefix(user, date);
-        let end = keys::prefix_end(&prefix);
-        batch.delete_range_cf(self.cf(CF_FOLDERS)?, &prefix, &end);
-        batch.delete_range_cf(self.cf(CF_MESSAGES)?, &prefix, &end);
-        batch.delete_range_cf(self.cf(CF_LISTS)?, &prefix, &end);
-        batch.delete_cf(self.cf(CF_SNAPSHOTS)?, keys::snapshot(user, date));
-        Ok(())
+        batch.delete_prefix(Family::Folders, prefix.clone());
+        batch.delete_prefix(Family::Messages, prefix.clone());
+        batch.delete_prefix(Family::Lists, prefix);
+        batch.delete(Family::Snapshots, keys::snapshot(user, date));
     }
 
     /// Before the records of `date` go (prune, or a snapshot replacing it),
     /// folders of other snapshots that share them get their own copy: the
     /// oldest such snapshot takes the records, later ones point to it.
-    fn rehome_into(&self, batch: &mut WriteBatch, user: &str, date: &str) -> Result<(), StoreError> {
-        let mcf = self.cf(CF_MESSAGES)?;
-        let fcf = self.cf(CF_FOLDERS)?;
+    fn rehome_into(&self, batch: &mut Batch, user: &str, date: &str) -> Result<(), StoreError> {
         // folder name -> the snapshot now holding its records
         let mut new_home: std::collections::HashMap<Vec<u8>, String> = std::collections::HashMap::new();
         for s in self.snapshots(Some(user))? {
@@ -72,19 +62,18 @@ impl Store {
                 match new_home.get(&f.name) {
                     Some(home) => f.messages_at = Some(home.clone()),
                     None => {
-                        for (_, v) in self.scan(CF_MESSAGES, &keys::message_folder_prefix(user, date, &f.name))? {
+                        for (_, v) in self.scan(Family::Messages, &keys::message_folder_prefix(user, date, &f.name))? {
                             let m: MessageRecord = decode(&v)?;
-                            batch.put_cf(mcf, keys::message(user, &s.date, &f.name, m.uid), &v);
+                            batch.put(Family::Messages, keys::message(user, &s.date, &f.name, m.uid), v);
                         }
-                        let lcf = self.cf(CF_LISTS)?;
-                        if let Some(list) = self.db.get_cf(lcf, keys::folder(user, date, &f.name))? {
-                            batch.put_cf(lcf, keys::folder(user, &s.date, &f.name), list);
+                        if let Some(list) = self.get(Family::Lists, &keys::folder(user, date, &f.name))? {
+                            batch.put(Family::Lists, keys::folder(user, &s.date, &f.name), list);
                         }
                         new_home.insert(f.name.clone(), s.date.clone());
                         f.messages_at = None;
                     }
                 }
-                batch.put_cf(fcf, keys::folder(user, &s.date, &f.name), encode(&f)?);
+                batch.put(Family::Folders, keys::folder(user, &s.date, &f.name), encode(&f)?);
             }
         }
         Ok(())
@@ -92,13 +81,11 @@ impl Store {
 
     /// Removes a snapshot (its bodies stay until [`Store::sweep`]).
     pub fn delete_snapshot(&self, user: &str, date: &str) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         self.rehome_into(&mut batch, user, date)?;
-        self.delete_snapshot_into(&mut batch, user, date)?;
-        self.forget_seen_into(&mut batch, user, date)?;
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
+        self.delete_snapshot_into(&mut batch, user, date);
+        self.forget_seen_into(&mut batch, user, date);
+        self.write(batch, true)?;
         self.forget_cached_folders();
         Ok(())
     }
@@ -106,10 +93,7 @@ impl Store {
     /// Snapshots of one user (or all users), oldest first per user.
     pub fn snapshots(&self, user: Option<&str>) -> Result<Vec<SnapshotInfo>, StoreError> {
         let prefix = user.map(keys::snapshot_user_prefix).unwrap_or_default();
-        self.scan(CF_SNAPSHOTS, &prefix)?
-            .into_iter()
-            .map(|(_, v)| decode(&v))
-            .collect()
+        self.scan_decoded(Family::Snapshots, &prefix)
     }
 
     /// The user's newest snapshot (the latest date).
@@ -121,24 +105,15 @@ impl Store {
     }
 
     pub fn snapshot(&self, user: &str, date: &str) -> Result<Option<SnapshotInfo>, StoreError> {
-        match self.db.get_cf(self.cf(CF_SNAPSHOTS)?, keys::snapshot(user, date))? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
+        self.get_decoded(Family::Snapshots, &keys::snapshot(user, date))
     }
 
     pub fn folders(&self, user: &str, date: &str) -> Result<Vec<FolderRecord>, StoreError> {
-        self.scan(CF_FOLDERS, &keys::snapshot_prefix(user, date))?
-            .into_iter()
-            .map(|(_, v)| decode(&v))
-            .collect()
+        self.scan_decoded(Family::Folders, &keys::snapshot_prefix(user, date))
     }
 
     pub fn folder(&self, user: &str, date: &str, name: &[u8]) -> Result<Option<FolderRecord>, StoreError> {
-        match self.db.get_cf(self.cf(CF_FOLDERS)?, keys::folder(user, date, name))? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
+        self.get_decoded(Family::Folders, &keys::folder(user, date, name))
     }
 
     /// The date whose records hold a folder's messages.
@@ -152,25 +127,14 @@ impl Store {
     /// A folder's messages in UID order (following a shared list).
     pub fn messages(&self, user: &str, date: &str, folder: &[u8]) -> Result<Vec<MessageRecord>, StoreError> {
         let at = self.records_date(user, date, folder)?;
-        // Decoded straight from the iterator's slices (no copy of keys and
-        // values): this is the cost of opening a snapshot folder.
-        let prefix = keys::message_folder_prefix(user, &at, folder);
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_MESSAGES)?, opts);
-        it.seek(&prefix);
-        let mut out = Vec::new();
-        while it.valid() {
-            if let Some(v) = it.value() {
-                out.push(decode(v)?);
-            }
-            it.next();
-        }
-        it.status()?;
-        Ok(out)
+        self.scan_decoded(Family::Messages, &keys::message_folder_prefix(user, &at, folder))
     }
 
     /// [`Store::messages`], shared and cached (SELECT of a snapshot folder).
+    /// Every commit or deletion by this process empties the cache. On the
+    /// cluster store another node may replace a snapshot too, so a cached
+    /// list counts only while the snapshot is the one it was read from
+    /// (the same `taken_at`): one small read instead of the list.
     pub fn messages_shared(
         &self,
         user: &str,
@@ -178,10 +142,18 @@ impl Store {
         folder: &[u8],
     ) -> Result<std::sync::Arc<Vec<MessageRecord>>, StoreError> {
         let key = keys::folder(user, date, folder);
+        let shared = self.embedded.is_none();
+        let taken_at = if shared {
+            self.snapshot(user, date)?.map(|s| s.taken_at)
+        } else {
+            None
+        };
         let generation = {
             let cache = self.folder_cache.lock().map_err(|_| corrupt("folder cache poisoned"))?;
-            if let Some(hit) = cache.lists.get(&key) {
-                return Ok(hit.clone());
+            if let Some((at, hit)) = cache.lists.get(&key) {
+                if *at == taken_at {
+                    return Ok(hit.clone());
+                }
             }
             cache.generation
         };
@@ -193,7 +165,9 @@ impl Store {
                     cache.records = 0;
                 }
                 cache.records += list.len();
-                cache.lists.insert(key, list.clone());
+                if let Some((_, old)) = cache.lists.insert(key, (taken_at, list.clone())) {
+                    cache.records = cache.records.saturating_sub(old.len());
+                }
             }
         }
         Ok(list)
@@ -207,10 +181,7 @@ impl Store {
             return Ok(Vec::new());
         };
         let at = record.messages_at.unwrap_or_else(|| date.to_string());
-        match self
-            .db
-            .get_pinned_cf(self.cf(CF_LISTS)?, keys::folder(user, &at, folder))?
-        {
+        match self.get(Family::Lists, &keys::folder(user, &at, folder))? {
             Some(v) => decode(&v),
             None => Err(corrupt(format!(
                 "no message list for {} of {user}'s snapshot of {at}",
@@ -222,29 +193,20 @@ impl Store {
     /// Schema 1 to 2: writes the `lists` record of every folder committed
     /// before they existed (from its `messages` records), then the version.
     pub(super) fn upgrade_lists(&self) -> Result<(), StoreError> {
-        let lcf = self.cf(CF_LISTS)?;
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         let mut written = 0u64;
-        for (key, value) in self.scan(CF_FOLDERS, b"")? {
+        for (key, value) in self.scan(Family::Folders, b"")? {
             let f: FolderRecord = decode(&value)?;
-            if f.messages_at.is_some() || self.db.get_pinned_cf(lcf, &key)?.is_some() {
+            if f.messages_at.is_some() || self.get(Family::Lists, &key)?.is_some() {
                 continue;
             }
             let prefix = keys::message_prefix_of_folder_key(&key);
-            let msgs: Vec<MessageRecord> = self
-                .scan(CF_MESSAGES, &prefix)?
-                .into_iter()
-                .map(|(_, v)| decode(&v))
-                .collect::<Result<_, _>>()?;
-            batch.put_cf(lcf, &key, encode(&msgs)?);
+            let msgs: Vec<MessageRecord> = self.scan_decoded(Family::Messages, &prefix)?;
+            batch.put(Family::Lists, key, encode(&msgs)?);
             written += 1;
         }
-        batch.put_cf(
-            self.cf(super::CF_META)?,
-            keys::SCHEMA,
-            super::SCHEMA_VERSION.to_string(),
-        );
-        self.write_synced(batch)?;
+        batch.put(Family::Meta, keys::SCHEMA, super::SCHEMA_VERSION.to_string());
+        self.write(batch, true)?;
         tracing::info!(folders = written, "store upgraded to schema 2 (folder lists written)");
         Ok(())
     }
@@ -265,12 +227,6 @@ impl Store {
         uid: u32,
     ) -> Result<Option<MessageRecord>, StoreError> {
         let at = self.records_date(user, date, folder)?;
-        match self
-            .db
-            .get_cf(self.cf(CF_MESSAGES)?, keys::message(user, &at, folder, uid))?
-        {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
+        self.get_decoded(Family::Messages, &keys::message(user, &at, folder, uid))
     }
 }

@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{decode, encode, keys, Store, StoreError, CF_USER_STATE};
+use super::engine::{Batch, Family};
+use super::{encode, keys, Store, StoreError};
 
 /// The \Seen a user set or cleared in one snapshot folder.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,12 +73,8 @@ impl Store {
     /// The \Seen state `user` recorded in the snapshot folder `folder` of
     /// `date` under `uidvalidity` (empty if none).
     pub fn seen_state(&self, user: &str, date: &str, folder: &[u8], uidvalidity: u32) -> Result<SeenState, StoreError> {
-        let raw = self
-            .db
-            .get_cf(self.cf(CF_USER_STATE)?, keys::seen(user, date, folder))?;
-        let state = match raw {
-            Some(v) => decode::<SeenState>(&v)?,
-            None => return Ok(SeenState::default()),
+        let Some(state) = self.get_decoded::<SeenState>(Family::UserState, &keys::seen(user, date, folder))? else {
+            return Ok(SeenState::default());
         };
         Ok(if state.uidvalidity == uidvalidity {
             state
@@ -113,9 +110,9 @@ impl Store {
             seen: seen.into_iter().collect(),
             unseen: unseen.into_iter().collect(),
         };
-        self.db
-            .put_cf(self.cf(CF_USER_STATE)?, keys::seen(user, date, folder), encode(&state)?)?;
-        Ok(())
+        let mut batch = Batch::default();
+        batch.put(Family::UserState, keys::seen(user, date, folder), encode(&state)?);
+        self.write(batch, false)
     }
 
     /// The tree names `user` subscribed (`true`) or unsubscribed; the rest
@@ -123,7 +120,7 @@ impl Store {
     pub fn subscriptions(&self, user: &str) -> Result<Vec<(Vec<u8>, bool)>, StoreError> {
         let prefix = keys::subscription_prefix(user);
         Ok(self
-            .scan(CF_USER_STATE, &prefix)?
+            .scan(Family::UserState, &prefix)?
             .into_iter()
             .filter_map(|(k, v)| Some((k.get(prefix.len()..)?.to_vec(), v.first() == Some(&1))))
             .collect())
@@ -131,24 +128,18 @@ impl Store {
 
     /// Records SUBSCRIBE (`true`) or UNSUBSCRIBE of a tree name.
     pub fn set_subscribed(&self, user: &str, name: &[u8], subscribed: bool) -> Result<(), StoreError> {
-        self.db.put_cf(
-            self.cf(CF_USER_STATE)?,
+        let mut batch = Batch::default();
+        batch.put(
+            Family::UserState,
             keys::subscription(user, name),
             [u8::from(subscribed)],
-        )?;
-        Ok(())
+        );
+        self.write(batch, false)
     }
 
     /// Forgets the \Seen state of every folder of one snapshot (pruned).
-    pub(super) fn forget_seen_into(
-        &self,
-        batch: &mut rocksdb::WriteBatch,
-        user: &str,
-        date: &str,
-    ) -> Result<(), StoreError> {
-        let prefix = keys::seen_snapshot_prefix(user, date);
-        batch.delete_range_cf(self.cf(CF_USER_STATE)?, &prefix, &keys::prefix_end(&prefix));
-        Ok(())
+    pub(super) fn forget_seen_into(&self, batch: &mut Batch, user: &str, date: &str) {
+        batch.delete_prefix(Family::UserState, keys::seen_snapshot_prefix(user, date));
     }
 }
 

@@ -4,6 +4,7 @@
 //! Used by the integration tests and by `benches/e2e.rs`.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod mime_gen;
 
 use std::net::SocketAddr;
@@ -383,6 +384,7 @@ pub struct Proxy {
 
 /// Config text for a proxy in front of `upstream` on ephemeral ports.
 pub fn proxy_config_text(upstream: SocketAddr, data: &Path) -> String {
+    let store = cluster::store_section(data);
     let data = data.display();
     // Cyrus has no `user*master` login; SASL PLAIN with an authorization
     // identity works on both (docs/UPSTREAMS.md).
@@ -392,9 +394,7 @@ pub fn proxy_config_text(upstream: SocketAddr, data: &Path) -> String {
     };
     format!(
         r#"
-[store]
-path = "{data}/store"
-[admin]
+{store}[admin]
 socket = "{data}/admin.sock"
 [listen]
 tls = "127.0.0.1:0"
@@ -425,7 +425,7 @@ impl Proxy {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let cfg = config.clone();
-        let store = Store::open(&config.store.path).map(Arc::new).expect("open store");
+        let store = Store::open_config(&config.store).map(Arc::new).expect("open store");
         let proxy_store = store.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -538,7 +538,7 @@ fn private(path: &Path) {
 /// The snapshot service in-process on a store in `data`, in front of `d`.
 pub fn service(d: &Dovecot, data: &Path) -> Arc<imap_time_machine::snapshot::Service> {
     let config = Arc::new(Config::from_toml(&proxy_config_text(d.addr(), data), &repo_root()).expect("config"));
-    let store = Arc::new(Store::open(&config.store.path).expect("store"));
+    let store = Arc::new(Store::open_config(&config.store).expect("store"));
     let connector = Arc::new(imap_time_machine::upstream::Connector::from_config(&config).expect("connector"));
     Arc::new(
         imap_time_machine::snapshot::Service::new(imap_time_machine::config::Live::new(config), store, connector)

@@ -1,0 +1,209 @@
+//! A fleet (SPEC section 10): two proxy nodes (`imap-time-machine serve`
+//! processes) in front of one Dovecot share one cluster store, a real
+//! PostgreSQL and a real three-node Garage. Always on the cluster store,
+//! whatever `ITM_STORE` says: one embedded store cannot have two nodes.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use imap_time_machine::config::Config;
+use imap_time_machine::store::Store;
+use support::{show, Client, Dovecot, ProxyProcess};
+
+/// Turns a proxy config onto the cluster namespace `ns`, writing its
+/// secret under `secrets`.
+fn on_cluster(ns: &str, secrets: &Path) -> impl FnOnce(String) -> String {
+    let section = support::cluster::cluster_section(secrets, ns);
+    move |text: String| {
+        let start = text.find("[store]").expect("a [store] section");
+        let end = text.find("[admin]").expect("an [admin] section");
+        format!("{}{section}{}", &text[..start], &text[end..])
+    }
+}
+
+/// The namespace's store, opened by the test as a third party.
+fn store_of(config: &Path) -> Store {
+    let config = Config::load(config).expect("config");
+    Store::open_config(&config.store).expect("the cluster store")
+}
+
+fn cli(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_imap-time-machine"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run the CLI")
+}
+
+/// A snapshot one node takes is browsed through the other, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_taken_by_one_node_is_browsed_through_the_other() {
+    let ns = support::cluster::namespace();
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let d = Dovecot::start_seeded('/');
+    let a = ProxyProcess::start(d.addr(), on_cluster(&ns, secrets.path()), false).await;
+    let b = ProxyProcess::start(d.addr(), on_cluster(&ns, secrets.path()), false).await;
+    let out = cli(
+        &a.config_path,
+        &["snapshot", "--user", "alice", "--label", "2026-12-01"],
+    );
+    assert!(out.status.success(), "{}", show(&out.stderr));
+    let fetch = "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[])";
+    let mut live = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    live.cmd("s", "EXAMINE INBOX").await;
+    let direct = live.cmd("f", fetch).await;
+    let mut answers = Vec::new();
+    for node in [&a, &b] {
+        let mut c = Client::login_tls(node.tls, "alice", "alice-pw").await;
+        c.cmd("s", "EXAMINE \"Time Machine/2026-12-01/INBOX\"").await;
+        answers.push(show(&c.cmd("f", fetch).await));
+    }
+    assert_eq!(answers[0], answers[1], "the two nodes answer alike");
+    // The live folder's answer, but for what is the live session's own
+    // (\Recent, Dovecot's timing): tests/tree.rs compares in full.
+    let live = show(&direct)
+        .replace(" \\Recent", "")
+        .replace("\\Recent ", "")
+        .replace("\\Recent", "");
+    let live = live.split("f OK").next().unwrap_or_default();
+    assert!(answers[0].starts_with(live), "{}\n---\n{live}", answers[0]);
+}
+
+/// Both nodes run the nightly run at once (a fresh store has no last
+/// run: it fires at start): every user is snapshotted exactly once, by
+/// one node or the other, and retention runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nightly_run_of_two_nodes_snapshots_each_user_once() {
+    let ns = support::cluster::namespace();
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let d = Dovecot::start_seeded('/');
+    for user in ["bob", "admin"] {
+        d.generate(user, &format!("{user}-pw"), "Mail", 200, 8_000, 7);
+    }
+    let users = ["alice", "bob", "admin"];
+    let node = |secrets: &Path| {
+        let cluster = on_cluster(&ns, secrets);
+        move |t: String| {
+            cluster(t).replace("level = \"warn\"", "level = \"info\"")
+                + "[snapshots]\nusers = [\"alice\", \"bob\", \"admin\"]\nparallel = 1\n"
+        }
+    };
+    let a = ProxyProcess::start(d.addr(), node(secrets.path()), true).await;
+    let b = ProxyProcess::start(d.addr(), node(secrets.path()), true).await;
+    // A node records the run once every user is done (it waits for the
+    // other node's users): then stop both, letting running jobs finish.
+    let store = store_of(&a.config_path);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while store.last_run().expect("last run").is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let finished = store.last_run().expect("last run").is_some();
+    let (out_a, _) = a.stop();
+    let (out_b, _) = b.stop();
+    let logs = [show(&out_a.stderr), show(&out_b.stderr)];
+    assert!(
+        finished,
+        "the nightly run never finished:\n{}\n---\n{}",
+        logs[0], logs[1]
+    );
+    for user in users {
+        let committed: usize = logs
+            .iter()
+            .map(|log| {
+                log.lines()
+                    .filter(|l| l.contains("snapshot committed") && l.contains(&format!("user=\"{user}\"")))
+                    .count()
+            })
+            .sum();
+        assert_eq!(
+            committed, 1,
+            "{user} snapshotted {committed} times:\n{}\n---\n{}",
+            logs[0], logs[1]
+        );
+        assert_eq!(store.snapshots(Some(user)).expect("list").len(), 1, "{user}");
+    }
+    let pruned: usize = logs.iter().map(|l| l.matches("pruned removed=").count()).sum();
+    assert_eq!(pruned, 1, "retention ran {pruned} times");
+}
+
+/// A node is killed (SIGKILL) in the middle of a restore: the other node
+/// takes the restore over once the dead node's claim has run out, and
+/// the mailbox ends with every message exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_of_a_killed_node_is_taken_over_by_the_other() {
+    let ns = support::cluster::namespace();
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let d = Dovecot::start_seeded('/');
+    d.generate("alice", "alice-pw", "Big", 3000, 12_000, 9);
+    let node = |secrets: &Path| {
+        let cluster = on_cluster(&ns, secrets);
+        move |t: String| cluster(t) + "[restore]\nadmins = [\"admin\"]\n[snapshots]\nclaim_secs = 3\n"
+    };
+    let a = ProxyProcess::start(d.addr(), node(secrets.path()), false).await;
+    let out = cli(
+        &a.config_path,
+        &["snapshot", "--user", "alice", "--label", "2026-12-01"],
+    );
+    assert!(out.status.success(), "{}", show(&out.stderr));
+    let hashes = |msgs: Vec<Vec<u8>>| {
+        let mut h: Vec<[u8; 32]> = msgs.iter().map(|m| *blake3::hash(m).as_bytes()).collect();
+        h.sort();
+        h
+    };
+    let snapshot = hashes(d.messages("alice", "Big").await.expect("Big"));
+    let mut direct = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    direct.cmd("s", "SELECT Big").await;
+    direct.cmd("x", "STORE 1:* +FLAGS.SILENT (\\Deleted)").await;
+    direct.cmd("x", "EXPUNGE").await;
+    direct.cmd("z", "LOGOUT").await;
+    let filed = cli(
+        &a.config_path,
+        &[
+            "restore",
+            "request",
+            "--user",
+            "alice",
+            "--date",
+            "2026-12-01",
+            "--folder",
+            "Big",
+        ],
+    );
+    assert!(filed.status.success(), "{}", show(&filed.stderr));
+    let confirmed = cli(&a.config_path, &["restore", "confirm", "1", "--by", "admin"]);
+    assert!(confirmed.status.success(), "{}", show(&confirmed.stderr));
+    // Node a runs it; kill a once messages are going back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while d.count("alice", "Big").await.unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "the restore never started");
+    }
+    let _dir = a.kill();
+    let at_kill = d.count("alice", "Big").await.unwrap_or(0);
+    assert!(
+        at_kill < 3000,
+        "the restore finished before the kill ({at_kill}); make it bigger"
+    );
+    // Node b starts after the kill: it finds the restore claimed by a dead
+    // node, waits for the claim to run out, then finishes it.
+    let b = ProxyProcess::start(d.addr(), node(secrets.path()), false).await;
+    let store = store_of(&b.config_path);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = store.request(1).expect("store").expect("request 1");
+        if r.state == imap_time_machine::store::RequestState::Completed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not completed by the other node: {:?} {:?}",
+            r.state,
+            r.error
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(hashes(d.messages("alice", "Big").await.expect("Big")), snapshot);
+    drop(b);
+}
