@@ -524,7 +524,7 @@ impl Restores {
                 Ok(Some(req)) => {
                     let span = tracing::info_span!("restore", request = req.id, user = %req.user);
                     let claim = format!("restore/{}", req.id);
-                    let renewing = self.renew_while_running(claim.clone());
+                    let renewing = self.store.keep_claim(claim.clone(), self.claim_ttl());
                     let result = self.run_one(req).instrument(span).await;
                     renewing.abort();
                     // Completed: kept, nobody runs it again; failed: given
@@ -595,22 +595,6 @@ impl Restores {
 
     fn claim_ttl(&self) -> i64 {
         i64::try_from(self.config.get().snapshots.claim_secs).unwrap_or(i64::MAX)
-    }
-
-    /// Renews this node's claim every third of its time until aborted.
-    fn renew_while_running(&self, name: String) -> tokio::task::JoinHandle<()> {
-        let ttl = self.claim_ttl();
-        let store = self.store.clone();
-        let every = Duration::from_secs(u64::try_from(ttl / 3).unwrap_or(1).max(1));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let now = Timestamp::now().as_second();
-                if !matches!(store.renew_claim(&name, crate::store::this_node(), now, ttl), Ok(true)) {
-                    warn!(claim = %name, "cannot renew the claim on the restore");
-                }
-            }
-        })
     }
 
     /// Shutdown: no restore starts any more; waits up to `limit` for the

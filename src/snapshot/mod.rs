@@ -250,7 +250,7 @@ impl Service {
                             }
                         }
                     }
-                    let renewing = claimed.then(|| svc.clone().renew_while_running(claim.clone(), ttl));
+                    let renewing = claimed.then(|| svc.store.keep_claim(claim.clone(), ttl));
                     let result = if svc.stopping() {
                         Err(SnapshotError::ShuttingDown)
                     } else {
@@ -316,23 +316,6 @@ impl Service {
             Claim::Taken => None,
             Claim::Held { holder, until } => Some(Elsewhere::Running { node: holder, until }),
             Claim::Done { holder } => Some(Elsewhere::Done { node: holder }),
-        })
-    }
-
-    /// Renews this node's claim on `name` every third of `ttl` until the
-    /// task is aborted (the job ended).
-    fn renew_while_running(self: Arc<Self>, name: String, ttl: i64) -> tokio::task::JoinHandle<()> {
-        let every = std::time::Duration::from_secs(u64::try_from(ttl / 3).unwrap_or(1).max(1));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let now = Timestamp::now().as_second();
-                match self.store.renew_claim(&name, crate::store::this_node(), now, ttl) {
-                    Ok(true) => {}
-                    Ok(false) => warn!(claim = %name, "the claim was taken over by another node"),
-                    Err(e) => warn!(claim = %name, error = %e, "cannot renew the claim"),
-                }
-            }
         })
     }
 
@@ -532,7 +515,7 @@ impl Service {
         match self.take_claim(&claim, ttl) {
             Ok(Some(elsewhere)) => info!(?elsewhere, "another node runs retention"),
             Ok(None) | Err(_) => {
-                let renewing = self.clone().renew_while_running(claim.clone(), ttl);
+                let renewing = self.store.keep_claim(claim.clone(), ttl);
                 let pruned = self.prune(now).await;
                 renewing.abort();
                 crate::metrics::get().retention_run(pruned.is_ok());

@@ -122,6 +122,25 @@ impl Store {
         Ok(old.len())
     }
 
+    /// Renews this process's claim on `name` every third of `ttl` until
+    /// the returned task is aborted (its job ended). A claim another node
+    /// took over (this one stalled past `ttl`) is logged, not fought for.
+    pub fn keep_claim(self: &std::sync::Arc<Self>, name: String, ttl: i64) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        let every = std::time::Duration::from_secs(u64::try_from(ttl / 3).unwrap_or(1).max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let now = jiff::Timestamp::now().as_second();
+                match store.renew_claim(&name, this_node(), now, ttl) {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(claim = %name, "the claim was taken over by another node"),
+                    Err(e) => tracing::warn!(claim = %name, error = %e, "cannot renew the claim"),
+                }
+            }
+        })
+    }
+
     fn put_claim(&self, key: &[u8], holder: &str, until: i64, done: bool) -> Result<(), StoreError> {
         let record = Record {
             holder: holder.to_string(),

@@ -61,25 +61,21 @@ impl Store {
         let keys: Vec<Vec<u8>> = taken.iter().map(|(k, _)| k.clone()).collect();
         let stored = self.bodies.stored(&keys)?;
         let mut batch = Batch::default();
+        let mut written = Vec::new();
         let mut failed = 0;
         let mut first = None;
         for ((k, v), why) in taken.into_iter().zip(stored) {
             match why {
-                None => batch.put(Family::Content, k, v),
+                None => {
+                    written.push(k.clone());
+                    batch.put(Family::Content, k, v);
+                }
                 Some(why) => {
                     failed += 1;
                     first.get_or_insert(why);
                 }
             }
         }
-        let written: Vec<Vec<u8>> = batch
-            .ops
-            .iter()
-            .filter_map(|op| match op {
-                super::engine::Op::Put(_, k, _) => Some(k.clone()),
-                _ => None,
-            })
-            .collect();
         self.write(batch, false)?;
         let mut unsettled = self.unsettled()?;
         for k in written {

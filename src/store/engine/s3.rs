@@ -79,7 +79,6 @@ struct Uploads {
     pending: std::collections::HashMap<Vec<u8>, Pending>,
     queue: std::collections::VecDeque<Vec<u8>>,
     bytes: u64,
-    in_flight: usize,
     closing: bool,
 }
 
@@ -243,7 +242,6 @@ impl Inner {
                         if let Some(p) = u.pending.get_mut(&key) {
                             p.queued = false;
                             let value = p.value.clone();
-                            u.in_flight += 1;
                             break (key, value);
                         }
                         continue;
@@ -263,7 +261,6 @@ impl Inner {
                 result = self.put_now(&key, &value);
             }
             let Ok(mut u) = self.uploads.lock() else { return };
-            u.in_flight -= 1;
             match result {
                 Ok(()) => {
                     if u.pending.remove(&key).is_some() {
