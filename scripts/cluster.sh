@@ -8,6 +8,7 @@
 #   scripts/cluster.sh install                # PostgreSQL and Garage, cached
 #   scripts/cluster.sh garage DIR N ARGS...   # the garage CLI against node N (1-3)
 #   scripts/cluster.sh pg-node DIR stop|start # PostgreSQL alone
+#   scripts/cluster.sh garage-node DIR N stop|start # one Garage node (1-3), killed or back
 #
 # DIR/cluster.env (shell syntax) tells how to reach them:
 #   PG_URL        libpq connection string (user itm, trust auth on loopback)
@@ -30,12 +31,16 @@ PG_BIN=/usr/lib/postgresql/15/bin
 PY=$(command -v /usr/bin/python3 || command -v python3)
 
 install() {
-  if [ ! -x "$PG_BIN/initdb" ]; then
-    echo "installing postgresql-15 ..." >&2
+  local need=()
+  [ -x "$PG_BIN/initdb" ] || need+=(postgresql-15)
+  # curl signs the S3 request that tells a restarted node is back.
+  command -v curl >/dev/null 2>&1 || need+=(curl)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]} ..." >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq postgresql-15 >/dev/null 2>&1 || {
+    apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || {
       apt-get update -qq >/dev/null
-      apt-get install -y -qq postgresql-15 >/dev/null
+      apt-get install -y -qq "${need[@]}" >/dev/null
     }
   fi
   if [ ! -x "$GARAGE" ] || ! "$GARAGE" --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
@@ -87,6 +92,17 @@ start_pg() {
     start >/dev/null
 }
 
+start_garage() { # N: node N of DIR, from its config file
+  local n=$1
+  RUST_LOG=${GARAGE_LOG:-warn} setsid "$GARAGE" -c "$DIR/garage/n$n.toml" server >>"$DIR/garage/n$n.log" 2>&1 &
+  echo $! >"$DIR/garage/n$n.pid"
+}
+
+# The port of KEY (rpc_bind_addr or api_bind_addr) in node N's config.
+node_port() { # N KEY
+  sed -n "s/^$2 = \"127.0.0.1:\([0-9]*\)\"/\1/p" "$DIR/garage/n$1.toml"
+}
+
 start() {
   install
   mkdir -p "$DIR/pg" "$DIR/garage"
@@ -121,8 +137,7 @@ s3_region = "garage"
 api_bind_addr = "127.0.0.1:${s3[$((i - 1))]}"
 root_domain = ".s3.garage.localhost"
 EOF
-    RUST_LOG=${GARAGE_LOG:-warn} setsid "$GARAGE" -c "$DIR/garage/n$i.toml" server >"$DIR/garage/n$i.log" 2>&1 &
-    echo $! >"$DIR/garage/n$i.pid"
+    start_garage "$i"
   done
   for i in 1 2 3; do wait_port "${rpc[$((i - 1))]}" 30 "garage node $i (rpc)"; done
   local ids=()
@@ -200,8 +215,47 @@ case "$cmd" in
       start) start_pg "$PG_PORT" ;;
     esac
     ;;
+  garage-node)
+    DIR=$(realpath "${2:?DIR}")
+    n=${3:?N}
+    case "${4:?stop|start}" in
+      stop)
+        pid=$(cat "$DIR/garage/n$n.pid")
+        # As a crash: a graceful stop takes Garage about 12 s.
+        kill -KILL "$pid"
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+        ;;
+      start)
+        start_garage "$n"
+        wait_port "$(node_port "$n" rpc_bind_addr)" 30 "garage node $n (rpc)"
+        wait_port "$(node_port "$n" api_bind_addr)" 30 "garage node $n (S3)"
+        # Listening is not enough: until it has reconnected to the other
+        # nodes it cannot reach a quorum. Connect it to those that run (it
+        # would find them by itself, in tens of seconds); ready once it
+        # answers a LIST.
+        for m in 1 2 3; do
+          [ "$m" = "$n" ] && continue
+          if id=$(g "$m" node id -q 2>/dev/null | tail -1) && [ -n "$id" ]; then
+            g "$n" node connect "$id" >/dev/null 2>&1 || true
+          fi
+        done
+        # shellcheck disable=SC1091
+        . "$DIR/cluster.env"
+        end=$((SECONDS + 60))
+        until [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
+          --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_KEY_ID:$S3_SECRET" \
+          "http://127.0.0.1:$(node_port "$n" api_bind_addr)/$S3_BUCKET?list-type=2&max-keys=1")" = 200 ]; do
+          if [ $SECONDS -ge $end ]; then
+            echo "cluster.sh: garage node $n did not rejoin the cluster within 60 s" >&2
+            exit 1
+          fi
+          sleep 0.2
+        done
+        ;;
+    esac
+    ;;
   *)
-    echo "usage: $0 install | start DIR [WATCH_PID] | stop DIR | garage DIR N ARGS... | pg-node DIR stop|start" >&2
+    echo "usage: $0 install | start DIR [WATCH_PID] | stop DIR | garage DIR N ARGS... | pg-node DIR stop|start | garage-node DIR N stop|start" >&2
     exit 2
     ;;
 esac

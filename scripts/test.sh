@@ -12,8 +12,9 @@ python3 scripts/check-structure.py
 # The cluster store's engines (docs/OPERATIONS.md, "A fleet on the cluster
 # store"): one real PostgreSQL 15 and one real three-node Garage for the
 # whole run, on loopback under a temp dir, stopped when this script exits;
-# each test gets its own schema and bucket prefix. tests/fleet.rs always
-# uses it; the suites in `cluster_suites` run on it once more at the end.
+# each test gets its own schema and bucket prefix. tests/fleet.rs and
+# tests/migrate.rs always use it; the suites in `cluster_suites` run on it
+# once more at the end.
 cluster_suites=(cli clients deleted fetch_response mbsync mime_fuzz ops restore sections session snapshot snapshot_cli store_engines tree)
 scripts/cluster.sh install
 cluster_dir=$(mktemp -d /tmp/itm-cluster.XXXXXX)

@@ -298,7 +298,9 @@ fn default_s3_cache_mb() -> u64 {
 
 impl StoreConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.backend == StoreBackend::Rocksdb {
+        // The cluster sections are checked whenever present: with the
+        // embedded store, they name where `migrate --to cluster` copies.
+        if self.backend == StoreBackend::Rocksdb && self.postgres.is_none() && self.s3.is_none() {
             return Ok(());
         }
         let Some(pg) = &self.postgres else {

@@ -32,6 +32,12 @@ struct Cli {
     command: Command,
 }
 
+/// Where `migrate` copies to.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MigrateTo {
+    Cluster,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy, the nightly snapshots and the admin socket.
@@ -83,6 +89,14 @@ enum Command {
     Restore {
         #[command(subcommand)]
         action: RestoreAction,
+    },
+    /// Copy the embedded store (`store.path`) into the cluster store of
+    /// `[store.postgres]` and `[store.s3]`, with the proxy stopped. Safe
+    /// to run again: an interrupted copy resumes. See docs/OPERATIONS.md.
+    Migrate {
+        /// The store to copy into: `cluster`.
+        #[arg(long, value_enum)]
+        to: MigrateTo,
     },
     /// The billing ledger as CSV (confirmed restores).
     Billing {
@@ -500,6 +514,36 @@ fn quiet_mail_parser_panics() {
     }));
 }
 
+/// `migrate --to cluster`: the embedded store at `store.path` into the
+/// cluster store the config names.
+fn migrate(config: &Config) -> anyhow::Result<()> {
+    use imap_time_machine::store::Store;
+    let path = &config.store.path;
+    // Opening creates a store where there is none: say so instead.
+    if !path.join("CURRENT").exists() {
+        anyhow::bail!("no embedded store at {} (store.path)", path.display());
+    }
+    let source = Store::open(path).with_context(|| {
+        format!(
+            "opening the embedded store at {} (stop the proxy that uses it first)",
+            path.display()
+        )
+    })?;
+    let target = Store::open_cluster(&config.store).context("opening the cluster store")?;
+    let started = std::time::Instant::now();
+    let report = source.migrate_into(&target, &mut |line| println!("{line}"))?;
+    println!(
+        "done in {:.1} s: {} bodies copied ({} bytes as stored), {} already there; {} records written, {} removed",
+        started.elapsed().as_secs_f64(),
+        report.bodies_copied,
+        report.bytes_copied,
+        report.bodies_present,
+        report.records,
+        report.removed
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     quiet_mail_parser_panics();
     let cli = Cli::parse();
@@ -522,6 +566,10 @@ fn main() -> anyhow::Result<()> {
             let set_level = init_logging(&config.log);
             warn_if_readable(&cli.config);
             return rt()?.block_on(serve(cli.config, config, set_level));
+        }
+        Command::Migrate { to: MigrateTo::Cluster } => {
+            let _ = init_logging(&config.log);
+            return migrate(&config);
         }
         Command::Snapshot { users, label } => (Request::Snapshot { users, label }, None),
         Command::Snapshots { user } => (Request::Snapshots { user }, None),

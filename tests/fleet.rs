@@ -10,17 +10,19 @@ use std::time::{Duration, Instant};
 
 use imap_time_machine::config::Config;
 use imap_time_machine::store::Store;
+use support::cluster::{Cluster, OwnCluster};
 use support::{show, Client, Dovecot, ProxyProcess};
 
 /// Turns a proxy config onto the cluster namespace `ns`, writing its
 /// secret under `secrets`.
 fn on_cluster(ns: &str, secrets: &Path) -> impl FnOnce(String) -> String {
-    let section = support::cluster::cluster_section(secrets, ns);
-    move |text: String| {
-        let start = text.find("[store]").expect("a [store] section");
-        let end = text.find("[admin]").expect("an [admin] section");
-        format!("{}{section}{}", &text[..start], &text[end..])
-    }
+    on(support::cluster::cluster(), ns, secrets)
+}
+
+/// [`on_cluster`] on cluster `c`.
+fn on(c: &Cluster, ns: &str, secrets: &Path) -> impl FnOnce(String) -> String {
+    let section = c.section(secrets, ns);
+    move |text: String| support::cluster::with_store(&text, &section)
 }
 
 /// The namespace's store, opened by the test as a third party.
@@ -206,4 +208,127 @@ async fn a_restore_of_a_killed_node_is_taken_over_by_the_other() {
     }
     assert_eq!(hashes(d.messages("alice", "Big").await.expect("Big")), snapshot);
     drop(b);
+}
+
+/// `answer` (of a snapshot folder) is the live folder's `live`, but for
+/// what is the live session's own (\Recent): tests/tree.rs compares in
+/// full.
+fn assert_as_live(answer: &[u8], live: &[u8], tag: &str) {
+    let live = show(live)
+        .replace(" \\Recent", "")
+        .replace("\\Recent ", "")
+        .replace("\\Recent", "");
+    let live = live.split(&format!("{tag} OK")).next().unwrap_or_default().to_string();
+    let answer = show(answer);
+    assert!(answer.starts_with(&live), "{answer}\n---\n{live}");
+    assert!(answer.len() > live.len(), "no OK after the answer: {answer}");
+}
+
+/// The live folder's answer to `fetch`.
+async fn live_answer(d: &Dovecot, folder: &str, fetch: &str) -> Vec<u8> {
+    let mut live = Client::login_plain(d.addr(), "alice", "alice-pw").await;
+    live.cmd("s", &format!("EXAMINE {folder}")).await;
+    live.cmd("f", fetch).await
+}
+
+/// A snapshot folder's answer to `fetch` through the node at `tls`.
+async fn snapshot_answer(tls: std::net::SocketAddr, date: &str, folder: &str, fetch: &str) -> Vec<u8> {
+    let mut c = Client::login_tls(tls, "alice", "alice-pw").await;
+    c.cmd("s", &format!("EXAMINE \"Time Machine/{date}/{folder}\"")).await;
+    c.cmd("f", fetch).await
+}
+
+/// One Garage node of three stopped: browsing goes on (a node that never
+/// read the bodies reads them from the other two), a snapshot running
+/// when the node stops completes or fails cleanly and is retried, and
+/// with the node the store talks to down a snapshot fails cleanly,
+/// nothing of it visible, and the retry after it is back succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garage_node_stopped_loses_nothing() {
+    // The cluster of this test alone: it stops nodes.
+    let own = OwnCluster::start();
+    let c = &own.cluster;
+    let ns = c.namespace();
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let d = Dovecot::start_seeded('/');
+    d.generate("alice", "alice-pw", "Big", 600, 12_000, 3);
+    let a = ProxyProcess::start(d.addr(), on(c, &ns, secrets.path()), false).await;
+    let fetch = "UID FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[])";
+    let snapshot = |label: &str| cli(&a.config_path, &["snapshot", "--user", "alice", "--label", label]);
+    let out = snapshot("2026-11-20");
+    assert!(out.status.success(), "{}", show(&out.stderr));
+    let big = live_answer(&d, "Big", fetch).await;
+
+    // Browsing with node 3 down, through a node whose cache is cold.
+    own.garage_node(3, "stop");
+    let b = ProxyProcess::start(d.addr(), on(c, &ns, secrets.path()), false).await;
+    assert_as_live(&snapshot_answer(b.tls, "2026-11-20", "Big", fetch).await, &big, "f");
+
+    // A snapshot of new mail, node 2 stopped while it stores the bodies.
+    own.garage_node(3, "start");
+    d.generate("alice", "alice-pw", "Fresh", 3000, 12_000, 4);
+    let before = c.rows(&ns, "itm_content");
+    let running = std::process::Command::new(env!("CARGO_BIN_EXE_imap-time-machine"))
+        .arg("-c")
+        .arg(&a.config_path)
+        .args(["snapshot", "--user", "alice", "--label", "2026-11-21"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the snapshot");
+    // Its first bodies are stored (their records settle every 512).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while c.rows(&ns, "itm_content") == before {
+        assert!(Instant::now() < deadline, "the snapshot stored nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    own.garage_node(2, "stop");
+    let at_stop = c.rows(&ns, "itm_content") - before;
+    assert!(at_stop < 3000, "the snapshot was over before the stop; make it bigger");
+    let out = running.wait_with_output().expect("the snapshot ends");
+    if !out.status.success() {
+        // Failed cleanly: said why, nothing of it visible, and retried.
+        let err = show(&out.stderr);
+        assert!(err.contains("alice"), "{err}");
+        let store = store_of(&a.config_path);
+        assert!(store.snapshot("alice", "2026-11-21").expect("store").is_none());
+        let retry = snapshot("2026-11-21");
+        assert!(retry.status.success(), "{}", show(&retry.stderr));
+    }
+    own.garage_node(2, "start");
+    let fresh = live_answer(&d, "Fresh", fetch).await;
+    let c2 = ProxyProcess::start(d.addr(), on(c, &ns, secrets.path()), false).await;
+    assert_as_live(
+        &snapshot_answer(c2.tls, "2026-11-21", "Fresh", fetch).await,
+        &fresh,
+        "f",
+    );
+    assert_as_live(&snapshot_answer(c2.tls, "2026-11-21", "Big", fetch).await, &big, "f");
+
+    // The node the store talks to (node 1) down: no write can succeed.
+    own.garage_node(1, "stop");
+    d.generate("alice", "alice-pw", "Third", 50, 12_000, 5);
+    let out = snapshot("2026-11-22");
+    assert!(
+        !out.status.success(),
+        "a snapshot succeeded with its object store unreachable"
+    );
+    let err = show(&out.stderr);
+    assert!(
+        err.contains("alice") && (err.contains("object store") || err.contains("S3") || err.contains("127.0.0.1")),
+        "the failure does not say what failed: {err}"
+    );
+    own.garage_node(1, "start");
+    let store = store_of(&a.config_path);
+    assert!(store.snapshot("alice", "2026-11-22").expect("store").is_none());
+    assert!(store.snapshot("alice", "2026-11-21").expect("store").is_some());
+    let retry = snapshot("2026-11-22");
+    assert!(retry.status.success(), "{}", show(&retry.stderr));
+    let third = live_answer(&d, "Third", fetch).await;
+    let c3 = ProxyProcess::start(d.addr(), on(c, &ns, secrets.path()), false).await;
+    assert_as_live(
+        &snapshot_answer(c3.tls, "2026-11-22", "Third", fetch).await,
+        &third,
+        "f",
+    );
 }

@@ -8,7 +8,6 @@ mod support;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use imap_time_machine::config::Config;
 use imap_time_machine::store::{
     ContentRecord, FolderRecord, MessageRecord, RequestState, RestoreRequest, SnapshotInfo, Store,
 };
@@ -19,19 +18,8 @@ fn namespace() -> Option<String> {
     (StoreKind::of_run() == StoreKind::Cluster).then(cluster::namespace)
 }
 
-/// A store in `data` of the run's kind; in the cluster, on namespace `ns`
-/// (two stores on one namespace are two nodes of a fleet).
 fn open(data: &std::path::Path, ns: Option<&str>) -> Store {
-    let section = match ns {
-        Some(ns) => cluster::cluster_section(data, ns),
-        None => format!("[store]\npath = \"{}/store\"\n", data.display()),
-    };
-    let text = format!(
-        "{section}[listen]\ntls = \"127.0.0.1:0\"\n[tls]\ncert = \"certs/localhost.pem\"\nkey = \"certs/localhost-key.pem\"\n\
-         [upstream]\naddress = \"127.0.0.1:1\"\nmaster_user = \"m\"\nmaster_password = \"p\"\n"
-    );
-    let config = Config::from_toml(&text, &support::repo_root()).expect("config");
-    Store::open_config(&config.store).expect("open store")
+    cluster::open_store(data, ns)
 }
 
 fn message(raw: &[u8]) -> ([u8; 32], ContentRecord) {
@@ -230,4 +218,77 @@ fn concurrent_requests_get_distinct_ids() {
     assert_eq!(distinct, (1..=80).collect::<HashSet<u64>>());
     assert_eq!(first.requests().expect("requests").len(), 80);
     assert_eq!(stores[1].last_status_seq().expect("seq"), 80);
+}
+
+/// Retention's sweep on one node while a snapshot job of another node
+/// runs and reuses a body that only an expired snapshot held: the sweep
+/// waits for the job (its fence), so the body the new snapshot names is
+/// kept; once nothing holds it, the next sweep frees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_waits_for_the_snapshot_jobs_of_other_nodes() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data2 = tempfile::tempdir().expect("tempdir");
+    let Some(ns) = namespace() else {
+        // One process owns an embedded store: the snapshot service's own
+        // lock keeps its sweep apart from its jobs, and marks left by a
+        // crashed process must not hold a sweep back.
+        let s = Arc::new(open(data.path(), None));
+        assert!(s.start_writing(60).await.expect("mark").is_none());
+        assert!(s.fence_writers(60).await.expect("fence").is_none());
+        return;
+    };
+    let a = Arc::new(open(data.path(), Some(&ns)));
+    let b = Arc::new(open(data2.path(), Some(&ns)));
+    let raw = b"Subject: kept\r\n\r\nstill needed\r\n".to_vec();
+    let (h, meta) = message(&raw);
+    assert!(a.put_content("alice", &h, &raw, &meta).expect("put"));
+    let held = vec![(b"INBOX".to_vec(), vec![record(1, h, raw.len() as u64)])];
+    a.commit_snapshot(&info("alice", "2026-11-01", 1), &[folder("INBOX", 1)], &held)
+        .expect("commit");
+    // Retention removed that day: the body is unreferenced now.
+    a.delete_snapshot("alice", "2026-11-01").expect("delete");
+
+    // Node a's job starts, and finds the body stored (it will reuse it).
+    let job = a.start_writing(60).await.expect("mark");
+    assert!(job.is_some(), "a job on a shared store leaves a mark");
+    assert!(a.has_content("alice", &h).expect("has"));
+    // Node b prunes meanwhile.
+    let sweeper = b.clone();
+    let sweep = tokio::spawn(async move {
+        let fence = sweeper.fence_writers(60).await.expect("fence");
+        assert!(fence.is_some());
+        sweeper.sweep().expect("sweep")
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let now = || jiff::Timestamp::now().as_second();
+    while !a.sweeping(now()).expect("sweeping") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(a.sweeping(now()).expect("sweeping"), "the sweep took its fence");
+    assert_eq!(b.live_writers(now()).expect("writers"), 1, "and sees a's job");
+    assert!(!sweep.is_finished(), "the sweep waits while a's job runs");
+    // No new job starts while the sweep holds its fence.
+    let waiting = tokio::time::timeout(std::time::Duration::from_millis(1500), a.start_writing(60)).await;
+    assert!(waiting.is_err(), "a job started while a sweep ran");
+    // a's job commits the snapshot that names the body, and ends.
+    a.commit_snapshot(&info("alice", "2026-12-01", 1), &[folder("INBOX", 1)], &held)
+        .expect("commit");
+    drop(job);
+    let swept = sweep.await.expect("sweep task");
+    assert_eq!(swept.blobs_removed, 0, "the body a's new snapshot names was swept");
+    for s in [&a, &b] {
+        assert_eq!(s.blob("alice", &h).expect("read"), Some(raw.clone()));
+    }
+    // The fence is gone: jobs start at once again.
+    let again = tokio::time::timeout(std::time::Duration::from_secs(5), a.start_writing(60))
+        .await
+        .expect("a job starts once the sweep ended")
+        .expect("mark");
+    drop(again);
+    // Nothing holds the body any more: the next sweep frees it.
+    a.delete_snapshot("alice", "2026-12-01").expect("delete");
+    let fence = b.fence_writers(60).await.expect("fence");
+    assert_eq!(b.sweep().expect("sweep").blobs_removed, 1);
+    drop(fence);
+    assert!(b.content("alice", &h).expect("content").is_none());
 }

@@ -58,6 +58,19 @@ pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&st
         return Ok(());
     };
     st.set_real_uidvalidity(uidvalidity);
+    // Held to the end: another node's sweep must not free what this
+    // capture stores or refers to.
+    let _writing = match tokio::time::timeout(capturer.timeout(), capturer.writing()).await {
+        Ok(Ok(w)) => w,
+        Ok(Err(e)) => {
+            fail(&e.to_string());
+            return Ok(());
+        }
+        Err(_) => {
+            fail("timed out waiting for a sweep of the store to end");
+            return Ok(());
+        }
+    };
     let known = match capturer.known(&user, &folder, uidvalidity, &uids).await {
         Ok(k) => k,
         Err(e) => {

@@ -84,6 +84,14 @@ impl Capturer {
         std::time::Duration::from_secs(self.config.snapshots.capture_timeout_secs)
     }
 
+    /// Marks the capture as writing on a shared store (no sweep runs
+    /// while it stores bodies and refers to them), once no sweep runs:
+    /// [`Store::start_writing`]. Held until dropped.
+    pub async fn writing(&self) -> Result<Option<crate::store::ClaimGuard>, SnapshotError> {
+        let ttl = i64::try_from(self.config.snapshots.claim_secs).unwrap_or(i64::MAX);
+        Ok(self.store.start_writing(ttl).await?)
+    }
+
     /// The records the newest snapshot holds of `folder` under
     /// `uidvalidity` for `uids` (their bodies need no download).
     pub async fn known(

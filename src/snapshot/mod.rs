@@ -251,8 +251,17 @@ impl Service {
                         }
                     }
                     let renewing = claimed.then(|| svc.store.keep_claim(claim.clone(), ttl));
+                    // On a shared store: no other node's sweep runs while
+                    // this job stores and commits (it may reuse a body only
+                    // an expired snapshot held).
+                    let (writing, unmarked) = match svc.store.start_writing(ttl).await {
+                        Ok(w) => (w, None),
+                        Err(e) => (None, Some(e)),
+                    };
                     let result = if svc.stopping() {
                         Err(SnapshotError::ShuttingDown)
+                    } else if let Some(e) = unmarked {
+                        Err(SnapshotError::Store(e))
                     } else {
                         let job = Job {
                             store: svc.store.clone(),
@@ -270,6 +279,7 @@ impl Service {
                         }
                         result
                     };
+                    drop(writing);
                     if let Some(r) = renewing {
                         r.abort();
                     }
@@ -358,7 +368,12 @@ impl Service {
         for prefix in ["snapshot/", "prune/"] {
             self.store.forget_claims(prefix, &cutoff)?;
         }
+        // Other nodes' snapshot jobs may be storing bodies the sweep
+        // would find unreferenced: it runs only while none does.
+        let ttl = i64::try_from(self.config.get().snapshots.claim_secs).unwrap_or(i64::MAX);
+        let fence = self.store.fence_writers(ttl).await?;
         report.sweep = self.store.sweep()?;
+        drop(fence);
         info!(
             removed = report.removed.len(),
             blobs_freed = report.sweep.blobs_removed,

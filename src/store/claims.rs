@@ -35,6 +35,35 @@ struct Record {
     done: bool,
 }
 
+/// The claim a sweep holds on a shared store.
+const SWEEP: &str = "sweep";
+/// Claims of running snapshot jobs: `writing/NODE/N`.
+const WRITING: &str = "writing/";
+
+/// A claim renewed while its holder lives and given up when dropped: a
+/// snapshot job's mark ([`Store::start_writing`]) or a sweep's fence
+/// ([`Store::fence_writers`]).
+pub struct ClaimGuard {
+    store: std::sync::Arc<Store>,
+    name: String,
+    renewing: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        self.renewing.abort();
+        if let Err(e) = self.store.finish_claim(&self.name, this_node(), false) {
+            tracing::warn!(claim = %self.name, error = %e, "cannot give up the claim; it expires");
+        }
+    }
+}
+
+/// How often a waiting job or sweep looks again: what it waits for may
+/// end long before its claim would run out.
+async fn pause() {
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+}
+
 /// What [`Store::claim`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -139,6 +168,103 @@ impl Store {
                 }
             }
         })
+    }
+
+    /// Whether other processes may share this store (the cluster store):
+    /// only then are claims, writers and the sweep's fence needed.
+    pub fn shared(&self) -> bool {
+        self.embedded.is_none()
+    }
+
+    /// Marks a snapshot job as running on a shared store, once no sweep
+    /// runs (waits for one to end). While a mark is live no sweep starts:
+    /// the job may reference a body a sweep would find unreferenced (one
+    /// only an expired snapshot held, or one it stored but has not
+    /// committed yet). `None` on the embedded store, where the snapshot
+    /// service's own lock keeps its sweep apart from its jobs.
+    pub async fn start_writing(self: &std::sync::Arc<Self>, ttl: i64) -> Result<Option<ClaimGuard>, StoreError> {
+        if !self.shared() {
+            return Ok(None);
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{WRITING}{}/{n}", this_node());
+        loop {
+            let now = jiff::Timestamp::now().as_second();
+            match self.try_writing(&name, now, ttl)? {
+                None => break,
+                Some(until) => {
+                    tracing::info!(until, "a sweep runs on the store; the snapshot waits for it");
+                    pause().await;
+                }
+            }
+        }
+        Ok(Some(self.hold(name, ttl)))
+    }
+
+    /// Under the claims lock: the running sweep's end, or else `name`
+    /// written as a live writer.
+    fn try_writing(&self, name: &str, now: i64, ttl: i64) -> Result<Option<i64>, StoreError> {
+        let _held = self.records.lock(Lock::Claims)?;
+        if let Some(r) = self.get_decoded::<Record>(Family::Meta, &keys::claim(SWEEP))? {
+            if !r.done && r.until > now {
+                return Ok(Some(r.until));
+            }
+        }
+        self.put_claim(&keys::claim(name), this_node(), now.saturating_add(ttl), false)?;
+        Ok(None)
+    }
+
+    /// The fence a sweep needs on a shared store: takes the sweep's claim
+    /// (no snapshot job starts after it), then waits until no job another
+    /// node started before is live (ended, or its node dead and its mark
+    /// expired). Held until dropped. `None` on the embedded store.
+    pub async fn fence_writers(self: &std::sync::Arc<Self>, ttl: i64) -> Result<Option<ClaimGuard>, StoreError> {
+        if !self.shared() {
+            return Ok(None);
+        }
+        loop {
+            let now = jiff::Timestamp::now().as_second();
+            match self.claim(SWEEP, this_node(), now, ttl)? {
+                Claim::Taken | Claim::Done { .. } => break,
+                Claim::Held { holder, until } => {
+                    tracing::info!(%holder, until, "another node sweeps; this sweep waits for it");
+                    pause().await;
+                }
+            }
+        }
+        let fence = self.hold(SWEEP.to_string(), ttl);
+        loop {
+            let now = jiff::Timestamp::now().as_second();
+            let live = self.live_writers(now)?;
+            if live == 0 {
+                return Ok(Some(fence));
+            }
+            tracing::info!(live, "the sweep waits for snapshot jobs to end");
+            pause().await;
+        }
+    }
+
+    /// Snapshot jobs whose marks are live.
+    pub fn live_writers(&self, now: i64) -> Result<usize, StoreError> {
+        let marks: Vec<Record> = self.scan_decoded(Family::Meta, &keys::claim(WRITING))?;
+        Ok(marks.iter().filter(|r| !r.done && r.until > now).count())
+    }
+
+    /// Whether a sweep holds its fence now.
+    pub fn sweeping(&self, now: i64) -> Result<bool, StoreError> {
+        let r = self.get_decoded::<Record>(Family::Meta, &keys::claim(SWEEP))?;
+        Ok(r.is_some_and(|r| !r.done && r.until > now))
+    }
+
+    /// `name` (taken) renewed until the returned guard is dropped, then
+    /// given up.
+    fn hold(self: &std::sync::Arc<Self>, name: String, ttl: i64) -> ClaimGuard {
+        ClaimGuard {
+            renewing: self.keep_claim(name.clone(), ttl),
+            store: self.clone(),
+            name,
+        }
     }
 
     fn put_claim(&self, key: &[u8], holder: &str, until: i64, done: bool) -> Result<(), StoreError> {

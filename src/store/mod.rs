@@ -28,6 +28,7 @@ mod deleted;
 pub mod engine;
 pub mod keys;
 mod meta;
+mod migrate;
 mod records;
 mod requests;
 mod snapshots;
@@ -40,10 +41,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use claims::{this_node, Claim};
+pub use claims::{this_node, Claim, ClaimGuard};
 pub use deleted::{DeletedFolder, DeletedMessage, FolderMessages, Held};
 use engine::{Batch, Bodies, EngineError, Family, KeyValue, Records};
 pub use keys::Hash;
+pub use migrate::MigrateReport;
 pub use records::*;
 pub use user_state::{has_seen, set_seen, SeenState};
 
@@ -164,8 +166,20 @@ impl Store {
     /// error at start, not at the first snapshot).
     pub fn open_config(config: &crate::config::StoreConfig) -> Result<Self, StoreError> {
         use crate::config::StoreBackend;
-        let (Some(pg), Some(s3), StoreBackend::Cluster) = (&config.postgres, &config.s3, config.backend) else {
-            return Self::open(&config.path);
+        match config.backend {
+            StoreBackend::Cluster => Self::open_cluster(config),
+            StoreBackend::Rocksdb => Self::open(&config.path),
+        }
+    }
+
+    /// Opens the cluster store `config`'s `[store.postgres]` and
+    /// `[store.s3]` name, whatever `store.backend` says (`migrate` copies
+    /// into it before the nodes switch).
+    pub fn open_cluster(config: &crate::config::StoreConfig) -> Result<Self, StoreError> {
+        let (Some(pg), Some(s3)) = (&config.postgres, &config.s3) else {
+            return Err(StoreError::Setting(
+                "the cluster store needs both [store.postgres] and [store.s3]".into(),
+            ));
         };
         let setting = |e: crate::config::ConfigError| StoreError::Setting(e.to_string());
         let records = engine::postgres::Postgres::connect(&engine::postgres::Settings {

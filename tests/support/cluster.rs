@@ -71,6 +71,53 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// A fresh namespace: a schema and a bucket prefix.
+    pub fn namespace(&self) -> String {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("t{}_{}", std::process::id(), n);
+        self.psql(&format!("CREATE SCHEMA {name}"));
+        name
+    }
+
+    /// A `[store]` section on namespace `ns` of this cluster, for a proxy
+    /// whose files (and S3 secret) live in `data`.
+    pub fn section(&self, data: &Path, ns: &str) -> String {
+        let secret = data.join("s3-secret");
+        std::fs::write(&secret, self.var("S3_SECRET")).expect("write the S3 secret");
+        format!(
+            r#"[store]
+backend = "cluster"
+path = "{d}/store"
+[store.postgres]
+url = "{url} options='-csearch_path={ns}'"
+connections = 4
+[store.s3]
+endpoint = "{endpoint}"
+region = "{region}"
+bucket = "{bucket}"
+access_key_id = "{key}"
+secret_access_key_file = "{secret}"
+prefix = "{ns}/"
+cache_mb = 64
+"#,
+            d = data.display(),
+            url = self.var("PG_URL"),
+            endpoint = self.var("S3_ENDPOINT"),
+            region = self.var("S3_REGION"),
+            bucket = self.var("S3_BUCKET"),
+            key = self.var("S3_KEY_ID"),
+            secret = secret.display(),
+        )
+    }
+
+    /// Rows of `table` in namespace `ns`.
+    pub fn rows(&self, ns: &str, table: &str) -> u64 {
+        self.psql(&format!("SELECT count(*) FROM {ns}.{table}"))
+            .parse()
+            .expect("a count")
+    }
+
     /// The garage CLI against node `n` (1-3).
     pub fn garage(&self, n: u8, args: &[&str]) -> std::process::Output {
         Command::new(repo_root().join("scripts/cluster.sh"))
@@ -126,13 +173,9 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
-/// A fresh namespace in the cluster: a schema and a bucket prefix.
+/// A fresh namespace in the run's cluster: a schema and a bucket prefix.
 pub fn namespace() -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = format!("t{}_{}", std::process::id(), n);
-    cluster().psql(&format!("CREATE SCHEMA {name}"));
-    name
+    cluster().namespace()
 }
 
 /// The `[store]` section of a proxy whose files live in `data`.
@@ -144,36 +187,82 @@ pub fn store_section(data: &Path) -> String {
     }
 }
 
-/// A cluster `[store]` section on namespace `ns` (several proxies given
-/// the same `ns` share one store: a fleet).
+/// A cluster `[store]` section on namespace `ns` of the run's cluster
+/// (several proxies given the same `ns` share one store: a fleet).
 pub fn cluster_section(data: &Path, ns: &str) -> String {
-    let c = cluster();
-    let secret = data.join("s3-secret");
-    std::fs::write(&secret, c.var("S3_SECRET")).expect("write the S3 secret");
-    format!(
-        r#"[store]
-backend = "cluster"
-path = "{d}/store"
-[store.postgres]
-url = "{url} options='-csearch_path={ns}'"
-connections = 4
-[store.s3]
-endpoint = "{endpoint}"
-region = "{region}"
-bucket = "{bucket}"
-access_key_id = "{key}"
-secret_access_key_file = "{secret}"
-prefix = "{ns}/"
-cache_mb = 64
-"#,
-        d = data.display(),
-        url = c.var("PG_URL"),
-        endpoint = c.var("S3_ENDPOINT"),
-        region = c.var("S3_REGION"),
-        bucket = c.var("S3_BUCKET"),
-        key = c.var("S3_KEY_ID"),
-        secret = secret.display(),
-    )
+    cluster().section(data, ns)
+}
+
+/// A proxy config text (support's `proxy_config_text`) with its
+/// `[store]` section replaced by `section`.
+pub fn with_store(text: &str, section: &str) -> String {
+    let start = text.find("[store]").expect("a [store] section");
+    let end = text.find("[admin]").expect("an [admin] section");
+    format!("{}{section}{}", &text[..start], &text[end..])
+}
+
+/// A store of the run's kind in `data`; on the cluster, on namespace `ns`
+/// (two stores on one namespace are two nodes of a fleet).
+pub fn open_store(data: &Path, ns: Option<&str>) -> imap_time_machine::store::Store {
+    let section = match ns {
+        Some(ns) => cluster_section(data, ns),
+        None => format!("[store]\npath = \"{}/store\"\n", data.display()),
+    };
+    let text = format!(
+        "{section}[listen]\ntls = \"127.0.0.1:0\"\n[tls]\ncert = \"certs/localhost.pem\"\nkey = \"certs/localhost-key.pem\"\n\
+         [upstream]\naddress = \"127.0.0.1:1\"\nmaster_user = \"m\"\nmaster_password = \"p\"\n"
+    );
+    let config = imap_time_machine::config::Config::from_toml(&text, &repo_root()).expect("config");
+    imap_time_machine::store::Store::open_config(&config.store).expect("open store")
+}
+
+/// A cluster of a test's own, for tests that stop its engines' nodes
+/// (the run's cluster is shared by every test); stopped when dropped.
+pub struct OwnCluster {
+    pub cluster: Cluster,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnCluster {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("itm-own-cluster-")
+            .tempdir()
+            .expect("tempdir");
+        let status = Command::new(repo_root().join("scripts/cluster.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .arg(std::process::id().to_string())
+            .status()
+            .expect("run scripts/cluster.sh");
+        assert!(status.success(), "scripts/cluster.sh start failed");
+        Self {
+            cluster: parse_env(dir.path()),
+            _dir: dir,
+        }
+    }
+
+    /// Stops or starts Garage node `n` (1-3); a start returns once it
+    /// listens.
+    pub fn garage_node(&self, n: u8, action: &str) {
+        let status = Command::new(repo_root().join("scripts/cluster.sh"))
+            .arg("garage-node")
+            .arg(&self.cluster.dir)
+            .arg(n.to_string())
+            .arg(action)
+            .status()
+            .expect("run scripts/cluster.sh");
+        assert!(status.success(), "garage node {n} {action} failed");
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/cluster.sh"))
+            .arg("stop")
+            .arg(&self.cluster.dir)
+            .status();
+    }
 }
 
 /// Rows of `table` in the namespace a proxy's config text names.
@@ -183,8 +272,5 @@ pub fn rows(config_text: &str, table: &str) -> u64 {
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
         .expect("a cluster config names its schema");
-    cluster()
-        .psql(&format!("SELECT count(*) FROM {ns}.{table}"))
-        .parse()
-        .expect("a count")
+    cluster().rows(ns, table)
 }
