@@ -94,7 +94,8 @@ fn bodies() -> Vec<Vec<u8>> {
 #[test]
 fn snapshots_are_stored_read_replaced_and_swept() {
     let data = tempfile::tempdir().expect("tempdir");
-    let s = open(data.path(), namespace().as_deref());
+    let ns = namespace();
+    let s = open(data.path(), ns.as_deref());
     let raws = bodies();
     let mut records = Vec::new();
     for (i, raw) in raws.iter().enumerate() {
@@ -119,6 +120,18 @@ fn snapshots_are_stored_read_replaced_and_swept() {
         *s.messages_shared("alice", "2026-12-01", b"INBOX").expect("list"),
         records
     );
+    assert_eq!(s.messages("alice", "2026-12-01", b"INBOX").expect("list"), records);
+    assert_eq!(
+        s.message("alice", "2026-12-01", b"INBOX", 3).expect("one"),
+        Some(records[2].clone())
+    );
+    assert_eq!(s.message("alice", "2026-12-01", b"INBOX", 99).expect("none"), None);
+    if let Some(ns) = &ns {
+        // A folder version is one row, whatever its messages (schema 3).
+        let c = cluster::cluster();
+        assert_eq!(c.rows(ns, "itm_lists"), 1);
+        assert_eq!(c.rows(ns, "itm_messages"), 0);
+    }
     let wanted: Vec<_> = records.iter().map(|m| (m.hash, m.size)).collect();
     for verify in [false, true] {
         let got = s.blobs("alice", &wanted, verify).expect("read");

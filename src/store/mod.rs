@@ -8,12 +8,12 @@
 //! | `meta` | `schema`, `last_run`, `user\0NAME`, `claim\0NAME` | schema version, time, login time, [`Claim`]s |
 //! | `snapshots` | `user\0date` | [`SnapshotInfo`] |
 //! | `folders` | `user\0date\0folder` | [`FolderRecord`] |
-//! | `messages` | `user\0date\0folder\0uid` | [`MessageRecord`] (per snapshot: UID, flags, date, hash) |
+//! | `messages` | `user\0date\0folder\0uid` | [`MessageRecord`]: written by schema 2 and before only (read by the upgrade from 1; deleted with their snapshots) |
 //! | `content` | `user\0hash` | [`ContentRecord`] (per distinct message: size, ENVELOPE, BODYSTRUCTURE) |
 //! | bodies ([`engine::Bodies`]) | `user\0hash` | the raw message, zstd-compressed |
 //! | `requests` | `id` | [`RestoreRequest`] (state, scope, progress) |
 //! | `ledger` | `id` | [`LedgerEntry`] (billing, one per confirmed request) |
-//! | `lists` | `user\0date\0folder` | a folder's `messages` records as one value (derived; opening a folder is one read) |
+//! | `lists` | `user\0date\0folder` | a folder version's [`MessageRecord`]s (UID, flags, date, hash) in UID order, one value: opening a folder is one read, and the cluster store has a row per folder version, not per message |
 //! | `deleted` | `user\0folder` | [`DeletedFolder`]: Recently Deleted of one folder (UIDVALIDITY, next UID, messages) |
 //!
 //! Content is stored once per user however many snapshots and folders hold
@@ -51,12 +51,14 @@ pub use user_state::{has_seen, set_seen, SeenState};
 
 /// Version of the key and value formats. A store with another version is
 /// refused rather than misread.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Versions [`Store::open`] upgrades in place. Version 1 stores may lack
 /// the `lists` record of folders committed before it existed; the upgrade
-/// writes them, so reading never guesses.
-const UPGRADABLE: &[u32] = &[1];
+/// writes them, so reading never guesses. Version 2 also wrote a
+/// `messages` record per message; 3 reads the lists alone (the old
+/// records go with their snapshots), so an older binary must not open it.
+const UPGRADABLE: &[u32] = &[1, 2];
 
 /// zstd level for message bodies: fast, and about as small as level 9 on mail.
 const ZSTD_LEVEL: i32 = 3;
@@ -514,9 +516,14 @@ mod tests {
                 &[(b"A".to_vec(), vec![msg(1, h), msg(2, h)])],
             )
             .unwrap();
-            // As a version-1 store left it: no list record, version 1.
+            // As a version-1 store left it: a record per message, no list
+            // record, version 1.
             let key = keys::folder("alice", "2026-11-20", b"A");
             let mut batch = Batch::default();
+            for m in [msg(1, h), msg(2, h)] {
+                let k = keys::message("alice", "2026-11-20", b"A", m.uid);
+                batch.put(Family::Messages, k, encode(&m).unwrap());
+            }
             batch.delete(Family::Lists, key);
             batch.put(Family::Meta, keys::SCHEMA, "1");
             s.write(batch, true).unwrap();

@@ -25,10 +25,9 @@ impl Store {
         for f in folders {
             batch.put(Family::Folders, keys::folder(u, d, &f.name), encode(f)?);
         }
+        // One value per folder version, not a record per message: a
+        // tenth of the rows on the cluster store (schema 3).
         for (folder, msgs) in messages {
-            for m in msgs {
-                batch.put(Family::Messages, keys::message(u, d, folder, m.uid), encode(m)?);
-            }
             batch.put(Family::Lists, keys::folder(u, d, folder), encode(msgs)?);
         }
         batch.put(Family::Snapshots, keys::snapshot(u, d), encode(info)?);
@@ -40,6 +39,7 @@ impl Store {
     fn delete_snapshot_into(&self, batch: &mut Batch, user: &str, date: &str) {
         let prefix = keys::snapshot_prefix(user, date);
         batch.delete_prefix(Family::Folders, prefix.clone());
+        // Written by schema 2 and before; gone with their snapshots.
         batch.delete_prefix(Family::Messages, prefix.clone());
         batch.delete_prefix(Family::Lists, prefix);
         batch.delete(Family::Snapshots, keys::snapshot(user, date));
@@ -62,10 +62,6 @@ impl Store {
                 match new_home.get(&f.name) {
                     Some(home) => f.messages_at = Some(home.clone()),
                     None => {
-                        for (_, v) in self.scan(Family::Messages, &keys::message_folder_prefix(user, date, &f.name))? {
-                            let m: MessageRecord = decode(&v)?;
-                            batch.put(Family::Messages, keys::message(user, &s.date, &f.name, m.uid), v);
-                        }
                         if let Some(list) = self.get(Family::Lists, &keys::folder(user, date, &f.name))? {
                             batch.put(Family::Lists, keys::folder(user, &s.date, &f.name), list);
                         }
@@ -116,18 +112,9 @@ impl Store {
         self.get_decoded(Family::Folders, &keys::folder(user, date, name))
     }
 
-    /// The date whose records hold a folder's messages.
-    fn records_date(&self, user: &str, date: &str, folder: &[u8]) -> Result<String, StoreError> {
-        Ok(self
-            .folder(user, date, folder)?
-            .and_then(|f| f.messages_at)
-            .unwrap_or_else(|| date.to_string()))
-    }
-
     /// A folder's messages in UID order (following a shared list).
     pub fn messages(&self, user: &str, date: &str, folder: &[u8]) -> Result<Vec<MessageRecord>, StoreError> {
-        let at = self.records_date(user, date, folder)?;
-        self.scan_decoded(Family::Messages, &keys::message_folder_prefix(user, &at, folder))
+        self.load_list(user, date, folder)
     }
 
     /// [`Store::messages`], shared and cached (SELECT of a snapshot folder).
@@ -190,8 +177,9 @@ impl Store {
         }
     }
 
-    /// Schema 1 to 2: writes the `lists` record of every folder committed
-    /// before they existed (from its `messages` records), then the version.
+    /// Schema 1 or 2 to 3: writes the `lists` record of every folder
+    /// committed before they existed (from its `messages` records; none
+    /// in a version 2 store), then the version.
     pub(super) fn upgrade_lists(&self) -> Result<(), StoreError> {
         let mut batch = Batch::default();
         let mut written = 0u64;
@@ -207,7 +195,11 @@ impl Store {
         }
         batch.put(Family::Meta, keys::SCHEMA, super::SCHEMA_VERSION.to_string());
         self.write(batch, true)?;
-        tracing::info!(folders = written, "store upgraded to schema 2 (folder lists written)");
+        tracing::info!(
+            folders = written,
+            version = super::SCHEMA_VERSION,
+            "store upgraded (folder lists written)"
+        );
         Ok(())
     }
 
@@ -226,7 +218,12 @@ impl Store {
         folder: &[u8],
         uid: u32,
     ) -> Result<Option<MessageRecord>, StoreError> {
-        let at = self.records_date(user, date, folder)?;
-        self.get_decoded(Family::Messages, &keys::message(user, &at, folder, uid))
+        // The (cached) list, in UID order.
+        let list = self.messages_shared(user, date, folder)?;
+        Ok(list
+            .binary_search_by_key(&uid, |m| m.uid)
+            .ok()
+            .and_then(|i| list.get(i))
+            .cloned())
     }
 }

@@ -16,13 +16,14 @@ impl Store {
         // Recently Deleted holds bodies no snapshot has any more.
         let mut referenced: HashSet<(String, Hash)> = self.deleted_hashes()?;
         let mut failed = None;
-        self.records.visit(Family::Messages, b"", &mut |k, v| {
+        // Every folder version's list (one value per folder and date).
+        self.records.visit(Family::Lists, b"", &mut |k, v| {
             let read = keys::key_user(k)
-                .ok_or_else(|| corrupt("message key without user"))
-                .and_then(|user| Ok((user.to_string(), decode::<MessageRecord>(v)?.hash)));
+                .ok_or_else(|| corrupt("list key without user"))
+                .and_then(|user| Ok((user, decode::<Vec<MessageRecord>>(v)?)));
             match read {
-                Ok(r) => {
-                    referenced.insert(r);
+                Ok((user, list)) => {
+                    referenced.extend(list.into_iter().map(|m| (user.to_string(), m.hash)));
                     ControlFlow::Continue(())
                 }
                 Err(e) => {
