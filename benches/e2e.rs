@@ -457,6 +457,67 @@ async fn time_machine(d: &Dovecot, imaps: u16, p: &ProxyProcess, a: &Args, varia
             );
         }
     }
+    if support::cluster::StoreKind::of_run() == support::cluster::StoreKind::Cluster {
+        cluster_caches(d, p, &mut sessions[0], &folder(Variant::ProxyPlain), a).await;
+    }
+}
+
+/// Issue 16: the snapshot folder through a node whose caches are cold (a
+/// node that just started: nothing read from PostgreSQL or the bucket
+/// yet), then warm (a body cache bigger than the folder), against the
+/// live folder on Dovecot (`direct`, the folder selected).
+async fn cluster_caches(d: &Dovecot, p: &ProxyProcess, direct: &mut Client, folder: &str, a: &Args) {
+    let text = std::fs::read_to_string(&p.config_path).expect("config");
+    let start = text.find("[store]").expect("[store]");
+    let end = text.find("[admin]").expect("[admin]");
+    let section = text[start..end]
+        .lines()
+        .map(|l| if l.starts_with("cache_mb") { "cache_mb = 1024" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    let node = ProxyProcess::start(
+        d.addr(),
+        |t| support::cluster::with_store(&t, &section).replace("[listen]", "[listen]\nallow_plaintext_login = true"),
+        false,
+    )
+    .await;
+    let mut c = Client::login_plain(node.plain, "alice", "alice-pw").await;
+    c.cmd("s", &format!("SELECT {folder}")).await;
+    let cmds = [
+        ("metadata", "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)"),
+        ("BODY.PEEK[]", "UID FETCH 1:* (BODY.PEEK[])"),
+    ];
+    let mut cold = Vec::new();
+    for (_, cmd) in cmds {
+        let t = Instant::now();
+        c.cmd("f", cmd).await;
+        cold.push(t.elapsed().as_secs_f64());
+    }
+    println!(
+        "\n## Cluster store, {} messages: a node's first read (cold caches) and later ones (warm, store.s3.cache_mb = 1024)",
+        a.messages
+    );
+    for (i, (title, cmd)) in cmds.iter().enumerate() {
+        let (mut warm, mut live) = (Vec::new(), Vec::new());
+        for _ in 0..a.rounds.min(3) {
+            let t = Instant::now();
+            c.cmd("f", cmd).await;
+            warm.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            direct.cmd("f", cmd).await;
+            live.push(t.elapsed().as_secs_f64());
+        }
+        let (warm, live) = (median(warm), median(live));
+        println!(
+            "{title:12} dovecot live {:8.1} ms; cold {:8.1} ms ({:.2} x); warm {:8.1} ms ({:.2} x)",
+            live * 1000.0,
+            cold[i] * 1000.0,
+            cold[i] / live,
+            warm * 1000.0,
+            warm / live
+        );
+    }
 }
 
 /// Runs the CLI; returns its wall time and peak RSS (KiB, sampled).
