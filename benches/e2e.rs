@@ -472,7 +472,13 @@ async fn cluster_caches(d: &Dovecot, p: &ProxyProcess, direct: &mut Client, fold
     let end = text.find("[admin]").expect("[admin]");
     let section = text[start..end]
         .lines()
-        .map(|l| if l.starts_with("cache_mb") { "cache_mb = 1024" } else { l })
+        .map(|l| {
+            if l.starts_with("cache_mb") {
+                "cache_mb = 1024"
+            } else {
+                l
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
         + "\n";
@@ -485,7 +491,10 @@ async fn cluster_caches(d: &Dovecot, p: &ProxyProcess, direct: &mut Client, fold
     let mut c = Client::login_plain(node.plain, "alice", "alice-pw").await;
     c.cmd("s", &format!("SELECT {folder}")).await;
     let cmds = [
-        ("metadata", "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)"),
+        (
+            "metadata",
+            "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)",
+        ),
         ("BODY.PEEK[]", "UID FETCH 1:* (BODY.PEEK[])"),
     ];
     let mut cold = Vec::new();

@@ -12,6 +12,8 @@
 #
 # DIR/cluster.env (shell syntax) tells how to reach them:
 #   PG_URL        libpq connection string (user itm, trust auth on loopback)
+#   PG_TLS_URL    the same as user itm_tls, which may connect over TLS only
+#                 (sslmode=require); PG_CA signs the server's certificate
 #   PG_PORT, PG_SOCKET_DIR
 #   S3_ENDPOINT   node 1's S3 API; S3_ENDPOINTS all three, space-separated
 #   S3_REGION, S3_BUCKET, S3_KEY_ID, S3_SECRET
@@ -28,6 +30,7 @@ GARAGE_VERSION=2.5.0
 GARAGE_CACHE=${GARAGE_CACHE:-/var/cache/imap-time-machine/garage}
 GARAGE=$GARAGE_CACHE/bin/garage
 PG_BIN=/usr/lib/postgresql/15/bin
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=$(command -v /usr/bin/python3 || command -v python3)
 
 install() {
@@ -87,8 +90,9 @@ g() { # N ARGS...: the garage CLI against node N
 
 start_pg() {
   local port=$1
+  # TLS with the repo's test certificate (certs/, signed by certs/ca.pem).
   runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/log" -w -t 60 \
-    -o "-p $port -k $DIR/pg -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=400" \
+    -o "-p $port -k $DIR/pg -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=400 -c ssl=on -c ssl_cert_file=$DIR/pg/server.pem -c ssl_key_file=$DIR/pg/server-key.pem" \
     start >/dev/null
 }
 
@@ -114,7 +118,15 @@ start() {
     cat "$DIR/pg/initdb.log" >&2
     exit 1
   }
+  command install -o postgres -m 600 "$ROOT/certs/localhost.pem" "$DIR/pg/server.pem"
+  command install -o postgres -m 600 "$ROOT/certs/localhost-key.pem" "$DIR/pg/server-key.pem"
+  # Role itm_tls may connect over TLS only: what the TLS tests log in as.
+  local hba="$DIR/pg/data/pg_hba.conf"
+  printf 'hostnossl all itm_tls 127.0.0.1/32 reject\nhostssl all itm_tls 127.0.0.1/32 trust\n' | cat - "$hba" >"$hba.new"
+  mv "$hba.new" "$hba"
+  chown postgres "$hba"
   start_pg "$PG_PORT"
+  psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U itm -d postgres -c "CREATE ROLE itm_tls SUPERUSER LOGIN" >/dev/null
   # Garage: three nodes, one zone, replication factor 3.
   local secret
   secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
@@ -163,6 +175,8 @@ EOF
 PG_PORT=$PG_PORT
 PG_SOCKET_DIR=$DIR/pg
 PG_URL="host=127.0.0.1 port=$PG_PORT user=itm dbname=postgres"
+PG_TLS_URL="host=127.0.0.1 port=$PG_PORT user=itm_tls dbname=postgres sslmode=require"
+PG_CA=$ROOT/certs/ca.pem
 S3_ENDPOINT=http://127.0.0.1:$S31
 S3_ENDPOINTS="http://127.0.0.1:$S31 http://127.0.0.1:$S32 http://127.0.0.1:$S33"
 S3_REGION=garage

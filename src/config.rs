@@ -262,6 +262,9 @@ pub struct PostgresConfig {
     pub password_file: Option<PathBuf>,
     #[serde(default = "default_pg_connections")]
     pub connections: usize,
+    /// CAs that sign the server's certificate (PEM), when the URL says
+    /// `sslmode=require`; default: the system's.
+    pub ca: Option<PathBuf>,
 }
 
 fn default_pg_connections() -> usize {
@@ -352,6 +355,13 @@ fn secret(key: &'static str, file: Option<&Path>, env: &str) -> Result<Option<St
 }
 
 impl PostgresConfig {
+    /// Whether the connection string asks for TLS (`sslmode=require`).
+    pub fn requires_tls(&self) -> bool {
+        self.url
+            .parse::<postgres::Config>()
+            .is_ok_and(|c| c.get_ssl_mode() == postgres::config::SslMode::Require)
+    }
+
     pub fn password(&self) -> Result<Option<String>, ConfigError> {
         secret(
             "store.postgres.password_file",
@@ -624,8 +634,10 @@ impl Config {
             join(p);
         }
         join(&mut self.store.path);
-        if let Some(p) = self.store.postgres.as_mut().and_then(|p| p.password_file.as_mut()) {
-            join(p);
+        if let Some(pg) = self.store.postgres.as_mut() {
+            for p in [pg.password_file.as_mut(), pg.ca.as_mut()].into_iter().flatten() {
+                join(p);
+            }
         }
         if let Some(p) = self.store.s3.as_mut().and_then(|s| s.secret_access_key_file.as_mut()) {
             join(p);

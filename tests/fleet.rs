@@ -332,3 +332,51 @@ async fn a_garage_node_stopped_loses_nothing() {
         "f",
     );
 }
+
+/// PostgreSQL over TLS (`sslmode=require`, the server's certificate
+/// checked against `store.postgres.ca`). The role the test logs in as may
+/// connect over TLS only (scripts/cluster.sh), so a store that works
+/// speaks TLS; without TLS, or trusting a CA that did not sign the
+/// server's certificate, it is refused, naming why.
+#[test]
+fn the_cluster_store_speaks_tls_to_postgresql() {
+    let c = support::cluster::cluster();
+    let ns = c.namespace();
+    let data = tempfile::tempdir().expect("tempdir");
+    let plain = c.section(data.path(), &ns);
+    let with = |url: &str, ca: Option<&str>| {
+        let ca = ca.map(|p| format!("ca = \"{p}\"\n")).unwrap_or_default();
+        plain
+            .replace(c.var("PG_URL"), url)
+            .replace("connections = 4\n", &format!("connections = 4\n{ca}"))
+    };
+    let tls_url = c.var("PG_TLS_URL");
+    let store = support::cluster::store_of_section(&with(tls_url, Some(c.var("PG_CA")))).expect("over TLS");
+    let info = imap_time_machine::store::SnapshotInfo {
+        user: "alice".into(),
+        date: "2026-12-01".into(),
+        taken_at: 1,
+        folders: 0,
+        messages: 0,
+        bytes: 0,
+    };
+    store.commit_snapshot(&info, &[], &[]).expect("commit over TLS");
+    assert_eq!(store.snapshots(Some("alice")).expect("list"), vec![info]);
+
+    let no_tls = tls_url.replace("sslmode=require", "sslmode=disable");
+    let refused = support::cluster::store_of_section(&with(&no_tls, None))
+        .err()
+        .expect("refused");
+    assert!(
+        refused.contains("pg_hba") && refused.contains("no encryption"),
+        "{refused}"
+    );
+    // The system's CAs did not sign the test certificate.
+    let untrusted = support::cluster::store_of_section(&with(tls_url, None))
+        .err()
+        .expect("refused");
+    assert!(
+        untrusted.contains("PostgreSQL") && untrusted.to_lowercase().contains("certificate"),
+        "{untrusted}"
+    );
+}

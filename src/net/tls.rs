@@ -79,10 +79,13 @@ pub fn upstream_config(config: &Config) -> Result<Option<Arc<ClientConfig>>, Tls
     if config.upstream.tls == UpstreamTls::None {
         return Ok(None);
     }
-    let (key, path) = match &config.upstream.ca {
-        Some(p) => ("upstream.ca", p.as_path()),
-        None => ("upstream.ca", Path::new(SYSTEM_CA_BUNDLE)),
-    };
+    client_config("upstream.ca", config.upstream.ca.as_deref()).map(Some)
+}
+
+/// A client config trusting the CAs in `ca` (config key `key`), or the
+/// system's when `None`: the upstream's, PostgreSQL's.
+pub fn client_config(key: &'static str, ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let path = ca.unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
     let mut roots = RootCertStore::empty();
     for cert in load_certs(key, path)? {
         roots.add(cert).map_err(|e| TlsSetupError::Rustls {
@@ -93,10 +96,10 @@ pub fn upstream_config(config: &Config) -> Result<Option<Arc<ClientConfig>>, Tls
     let cc = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsSetupError::Rustls {
-            key: "upstream.tls",
+            key,
             message: e.to_string(),
         })?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(Some(Arc::new(cc)))
+    Ok(Arc::new(cc))
 }

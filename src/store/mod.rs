@@ -188,6 +188,14 @@ impl Store {
             url: pg.url.clone(),
             password: pg.password().map_err(setting)?,
             connections: pg.connections,
+            tls: if pg.requires_tls() {
+                Some(
+                    crate::net::tls::client_config("store.postgres.ca", pg.ca.as_deref())
+                        .map_err(|e| StoreError::Setting(e.to_string()))?,
+                )
+            } else {
+                None
+            },
         })?;
         let bodies = engine::s3::S3::connect(&engine::s3::Settings {
             endpoint: s3.endpoint.clone(),

@@ -208,12 +208,17 @@ pub fn open_store(data: &Path, ns: Option<&str>) -> imap_time_machine::store::St
         Some(ns) => cluster_section(data, ns),
         None => format!("[store]\npath = \"{}/store\"\n", data.display()),
     };
+    store_of_section(&section).expect("open store")
+}
+
+/// The store a `[store]` section names, or why it does not open.
+pub fn store_of_section(section: &str) -> Result<imap_time_machine::store::Store, String> {
     let text = format!(
         "{section}[listen]\ntls = \"127.0.0.1:0\"\n[tls]\ncert = \"certs/localhost.pem\"\nkey = \"certs/localhost-key.pem\"\n\
          [upstream]\naddress = \"127.0.0.1:1\"\nmaster_user = \"m\"\nmaster_password = \"p\"\n"
     );
-    let config = imap_time_machine::config::Config::from_toml(&text, &repo_root()).expect("config");
-    imap_time_machine::store::Store::open_config(&config.store).expect("open store")
+    let config = imap_time_machine::config::Config::from_toml(&text, &repo_root()).map_err(|e| e.to_string())?;
+    imap_time_machine::store::Store::open_config(&config.store).map_err(|e| e.to_string())
 }
 
 /// A cluster of a test's own, for tests that stop its engines' nodes

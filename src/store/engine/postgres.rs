@@ -27,6 +27,9 @@ pub struct Settings {
     pub password: Option<String>,
     /// Connections (worker threads).
     pub connections: usize,
+    /// TLS to the server, when the connection string says
+    /// `sslmode=require` (rustls, its certificate verified).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -35,6 +38,7 @@ impl std::fmt::Debug for Settings {
             .field("url", &self.url)
             .field("password", &self.password.as_ref().map(|_| "(set)"))
             .field("connections", &self.connections)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -42,13 +46,18 @@ impl std::fmt::Debug for Settings {
 /// One worker's connection, reconnected when the server closed it.
 struct Connection {
     config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     client: Option<postgres::Client>,
 }
 
 impl Connection {
     fn client(&mut self) -> Result<&mut postgres::Client, EngineError> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            self.client = Some(self.config.connect(postgres::NoTls).map_err(pg)?);
+            let client = match &self.tls {
+                Some(tls) => self.config.connect(tls.clone()),
+                None => self.config.connect(postgres::NoTls),
+            };
+            self.client = Some(client.map_err(pg)?);
         }
         self.client
             .as_mut()
@@ -61,7 +70,18 @@ fn pg(e: postgres::Error) -> EngineError {
     // it never includes the password.
     EngineError::Postgres(match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            // The cause says what failed (a TLS handshake: which
+            // certificate check).
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
     })
 }
 
@@ -97,6 +117,19 @@ impl Postgres {
             config.password(p);
         }
         config.application_name("imap-time-machine");
+        let tls = match (config.get_ssl_mode(), &settings.tls) {
+            (postgres::config::SslMode::Require, Some(tls)) => {
+                Some(tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone()))
+            }
+            (postgres::config::SslMode::Require, None) => {
+                return Err(EngineError::Postgres(
+                    "sslmode=require, but no TLS settings were given".into(),
+                ))
+            }
+            // `prefer` (the default) and `disable`: plain, as libpq does
+            // where it has no TLS; ask for it with sslmode=require.
+            _ => None,
+        };
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         // More than the locks (one worker each at most), so held locks
@@ -105,6 +138,7 @@ impl Postgres {
             let rx = rx.clone();
             let mut conn = Connection {
                 config: config.clone(),
+                tls: tls.clone(),
                 client: None,
             };
             std::thread::Builder::new()
