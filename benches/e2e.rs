@@ -986,7 +986,7 @@ async fn nightly(d: &Dovecot, a: &Args) {
     std::fs::write(d.dir.path().join("users"), passwd).expect("write users");
     d.generate(&users[0], "pw", "INBOX", per_user / 2, 4000, 1);
     d.generate(&users[0], "pw", "Archive", per_user - per_user / 2, 4000, 2);
-    let home = d.dir.path().join("home");
+    let home = d.dir.path().join("mail");
     for u in &users[1..] {
         let ok = Command::new("cp")
             .arg("-a")
