@@ -246,7 +246,8 @@ case "$cmd" in
         # Listening is not enough: until it has reconnected to the other
         # nodes it cannot reach a quorum. Connect it to those that run (it
         # would find them by itself, in tens of seconds); ready once it
-        # answers a LIST.
+        # has answered five LISTs in a row (its peers may drop and redo
+        # their connections to it at first).
         for m in 1 2 3; do
           [ "$m" = "$n" ] && continue
           if id=$(g "$m" node id -q 2>/dev/null | tail -1) && [ -n "$id" ]; then
@@ -256,9 +257,15 @@ case "$cmd" in
         # shellcheck disable=SC1091
         . "$DIR/cluster.env"
         end=$((SECONDS + 60))
-        until [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
-          --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_KEY_ID:$S3_SECRET" \
-          "http://127.0.0.1:$(node_port "$n" api_bind_addr)/$S3_BUCKET?list-type=2&max-keys=1")" = 200 ]; do
+        ok=0
+        while [ $ok -lt 5 ]; do
+          if [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
+            --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_KEY_ID:$S3_SECRET" \
+            "http://127.0.0.1:$(node_port "$n" api_bind_addr)/$S3_BUCKET?list-type=2&max-keys=1")" = 200 ]; then
+            ok=$((ok + 1))
+          else
+            ok=0
+          fi
           if [ $SECONDS -ge $end ]; then
             echo "cluster.sh: garage node $n did not rejoin the cluster within 60 s" >&2
             exit 1

@@ -115,6 +115,22 @@ const PENDING_BYTES: u64 = 32 * 1024 * 1024;
 /// Attempts of one upload before it counts as failed.
 const ATTEMPTS: usize = 3;
 
+/// `call` tried up to [`ATTEMPTS`] times, a little apart: an object store
+/// answers 503 while a node rejoins its cluster, and connections drop.
+/// Every request here may be repeated (reads, deletes, and puts of bytes
+/// named by their hash).
+fn retried<T>(mut call: impl FnMut() -> Result<T, EngineError>) -> Result<T, EngineError> {
+    let mut result = call();
+    for _ in 1..ATTEMPTS {
+        if result.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        result = call();
+    }
+    result
+}
+
 fn http(what: &str, e: ureq::Error) -> EngineError {
     EngineError::Objects(format!("{what}: {e}"))
 }
@@ -252,14 +268,7 @@ impl Inner {
                     };
                 }
             };
-            let mut result = self.put_now(&key, &value);
-            for _ in 1..ATTEMPTS {
-                if result.is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-                result = self.put_now(&key, &value);
-            }
+            let result = retried(|| self.put_now(&key, &value));
             let Ok(mut u) = self.uploads.lock() else { return };
             match result {
                 Ok(()) => {
@@ -297,19 +306,24 @@ impl Inner {
         if let Some(hit) = self.cache.get(key) {
             return Ok(Some(hit));
         }
-        let url = self
-            .bucket
-            .get_object(Some(&self.credentials), &object_name(&self.prefix, key))
-            .sign(SIGNED_FOR);
-        let Some(mut resp) = answer("GET", self.agent.get(url.as_str()).call())? else {
+        let fetch = || {
+            let url = self
+                .bucket
+                .get_object(Some(&self.credentials), &object_name(&self.prefix, key))
+                .sign(SIGNED_FOR);
+            let Some(mut resp) = answer("GET", self.agent.get(url.as_str()).call())? else {
+                return Ok(None);
+            };
+            resp.body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .read_to_vec()
+                .map(Some)
+                .map_err(|e| http("GET body", e))
+        };
+        let Some(body) = retried(fetch)? else {
             return Ok(None);
         };
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .read_to_vec()
-            .map_err(|e| http("GET body", e))?;
         let body = Arc::new(body);
         self.cache.insert(key.to_vec(), body.clone());
         Ok(Some(body))
@@ -327,11 +341,13 @@ impl Inner {
             action.with_continuation_token(t);
         }
         let url = action.sign(SIGNED_FOR);
-        let text = answer("LIST", self.agent.get(url.as_str()).call())?
-            .ok_or_else(|| EngineError::Objects("LIST: HTTP 404 (no such bucket?)".into()))?
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| http("LIST body", e))?;
+        let text = retried(|| {
+            answer("LIST", self.agent.get(url.as_str()).call())?
+                .ok_or_else(|| EngineError::Objects("LIST: HTTP 404 (no such bucket?)".into()))?
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| http("LIST body", e))
+        })?;
         let parsed = rusty_s3::actions::ListObjectsV2::parse_response(&text)
             .map_err(|e| EngineError::Objects(format!("LIST answer: {e}")))?;
         let items = parsed
@@ -473,7 +489,7 @@ impl Bodies for S3 {
                 .bucket
                 .delete_object(Some(&inner.credentials), &object_name(&inner.prefix, k))
                 .sign(SIGNED_FOR);
-            answer("DELETE", inner.agent.delete(url.as_str()).call())?;
+            retried(|| answer("DELETE", inner.agent.delete(url.as_str()).call()))?;
         }
         Ok(())
     }
