@@ -231,11 +231,21 @@ async fn live_answer(d: &Dovecot, folder: &str, fetch: &str) -> Vec<u8> {
     live.cmd("f", fetch).await
 }
 
-/// A snapshot folder's answer to `fetch` through the node at `tls`.
+/// A snapshot folder's answer to `fetch` through the node at `tls`. A
+/// `NO` (the object store answering 503 with a node down or just back,
+/// its nodes' pings timing out under the whole suite's load) is asked
+/// again, as a client would, for up to 90 s.
 async fn snapshot_answer(tls: std::net::SocketAddr, date: &str, folder: &str, fetch: &str) -> Vec<u8> {
     let mut c = Client::login_tls(tls, "alice", "alice-pw").await;
     c.cmd("s", &format!("EXAMINE \"Time Machine/{date}/{folder}\"")).await;
-    c.cmd("f", fetch).await
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let answer = c.cmd("f", fetch).await;
+        if !answer.windows(4).any(|w| w == b"f NO") || Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// One Garage node of three stopped: browsing goes on (a node that never
@@ -255,6 +265,18 @@ async fn a_garage_node_stopped_loses_nothing() {
     let a = ProxyProcess::start(d.addr(), on(c, &ns, secrets.path()), false).await;
     let fetch = "UID FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[])";
     let snapshot = |label: &str| cli(&a.config_path, &["snapshot", "--user", "alice", "--label", label]);
+    // A failed snapshot retried, as the nightly run retries a failed user:
+    // with a node down or just back, Garage may answer 503 for seconds
+    // (its nodes' pings time out under the whole suite's load).
+    let until_done = |label: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut out = snapshot(label);
+        while !out.status.success() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            out = snapshot(label);
+        }
+        out
+    };
     let out = snapshot("2026-11-20");
     assert!(out.status.success(), "{}", show(&out.stderr));
     let big = live_answer(&d, "Big", fetch).await;
@@ -291,7 +313,7 @@ async fn a_garage_node_stopped_loses_nothing() {
         let err = show(&out.stderr);
         assert!(err.contains("alice"), "{err}");
         assert_eq!(c.rows(&ns, "itm_snapshots"), 1, "only the day before");
-        let retry = snapshot("2026-11-21");
+        let retry = until_done("2026-11-21").await;
         assert!(retry.status.success(), "{}", show(&retry.stderr));
     }
     own.garage_node(2, "start");
@@ -320,15 +342,7 @@ async fn a_garage_node_stopped_loses_nothing() {
     // Nothing of it is visible: the two days before, and no third.
     assert_eq!(c.rows(&ns, "itm_snapshots"), 2);
     own.garage_node(1, "start");
-    // Retried, as the nightly run retries a failed user: a node that is
-    // back may take seconds more to settle with its peers (Garage answers
-    // 503 meanwhile; seen under the whole suite's load).
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut retry = snapshot("2026-11-22");
-    while !retry.status.success() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        retry = snapshot("2026-11-22");
-    }
+    let retry = until_done("2026-11-22").await;
     assert!(retry.status.success(), "{}", show(&retry.stderr));
     assert_eq!(c.rows(&ns, "itm_snapshots"), 3);
     let third = live_answer(&d, "Third", fetch).await;
