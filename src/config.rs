@@ -438,6 +438,13 @@ impl Default for SnapshotConfig {
     }
 }
 
+impl SnapshotConfig {
+    /// `claim_secs` as the claims count time (Unix seconds).
+    pub fn claim_ttl(&self) -> i64 {
+        i64::try_from(self.claim_secs).unwrap_or(i64::MAX)
+    }
+}
+
 /// One day: Thunderbird and Roundcube show only subscribed folders, and a
 /// forty-folder mailbox would gain six hundred of them with fifteen days.
 /// The newest day is where recoveries start (what was deleted since lives

@@ -594,7 +594,7 @@ impl Restores {
     }
 
     fn claim_ttl(&self) -> i64 {
-        i64::try_from(self.config.get().snapshots.claim_secs).unwrap_or(i64::MAX)
+        self.config.get().snapshots.claim_ttl()
     }
 
     /// Shutdown: no restore starts any more; waits up to `limit` for the

@@ -88,7 +88,7 @@ impl Capturer {
     /// while it stores bodies and refers to them), once no sweep runs:
     /// [`Store::start_writing`]. Held until dropped.
     pub async fn writing(&self) -> Result<Option<crate::store::ClaimGuard>, SnapshotError> {
-        let ttl = i64::try_from(self.config.snapshots.claim_secs).unwrap_or(i64::MAX);
+        let ttl = self.config.snapshots.claim_ttl();
         Ok(self.store.start_writing(ttl).await?)
     }
 

@@ -220,7 +220,7 @@ impl Service {
                     let _permit = limit.acquire_owned().await;
                     let _shared = svc.jobs.read().await;
                     let claim = format!("snapshot/{date}/{user}");
-                    let ttl = i64::try_from(config.snapshots.claim_secs).unwrap_or(i64::MAX);
+                    let ttl = config.snapshots.claim_ttl();
                     if claimed {
                         match svc.take_claim(&claim, ttl) {
                             Ok(None) => {}
@@ -370,7 +370,7 @@ impl Service {
         }
         // Other nodes' snapshot jobs may be storing bodies the sweep
         // would find unreferenced: it runs only while none does.
-        let ttl = i64::try_from(self.config.get().snapshots.claim_secs).unwrap_or(i64::MAX);
+        let ttl = self.config.get().snapshots.claim_ttl();
         let fence = self.store.fence_writers(ttl).await?;
         report.sweep = self.store.sweep()?;
         drop(fence);
@@ -526,7 +526,7 @@ impl Service {
         // other nodes' claims).
         let label = self.schedule().date_of(now).to_string();
         let claim = format!("prune/{label}");
-        let ttl = i64::try_from(self.config.get().snapshots.claim_secs).unwrap_or(i64::MAX);
+        let ttl = self.config.get().snapshots.claim_ttl();
         match self.take_claim(&claim, ttl) {
             Ok(Some(elsewhere)) => info!(?elsewhere, "another node runs retention"),
             Ok(None) | Err(_) => {

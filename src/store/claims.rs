@@ -35,6 +35,13 @@ struct Record {
     done: bool,
 }
 
+impl Record {
+    /// Neither done nor run out at `now`.
+    fn live(&self, now: i64) -> bool {
+        !self.done && self.until > now
+    }
+}
+
 /// The claim a sweep holds on a shared store.
 const SWEEP: &str = "sweep";
 /// Claims of running snapshot jobs: `writing/NODE/N`.
@@ -206,10 +213,8 @@ impl Store {
     /// written as a live writer.
     fn try_writing(&self, name: &str, now: i64, ttl: i64) -> Result<Option<i64>, StoreError> {
         let _held = self.records.lock(Lock::Claims)?;
-        if let Some(r) = self.get_decoded::<Record>(Family::Meta, &keys::claim(SWEEP))? {
-            if !r.done && r.until > now {
-                return Ok(Some(r.until));
-            }
+        if let Some(until) = self.sweep_until(now)? {
+            return Ok(Some(until));
         }
         self.put_claim(&keys::claim(name), this_node(), now.saturating_add(ttl), false)?;
         Ok(None)
@@ -248,13 +253,18 @@ impl Store {
     /// Snapshot jobs whose marks are live.
     pub fn live_writers(&self, now: i64) -> Result<usize, StoreError> {
         let marks: Vec<Record> = self.scan_decoded(Family::Meta, &keys::claim(WRITING))?;
-        Ok(marks.iter().filter(|r| !r.done && r.until > now).count())
+        Ok(marks.iter().filter(|r| r.live(now)).count())
     }
 
     /// Whether a sweep holds its fence now.
     pub fn sweeping(&self, now: i64) -> Result<bool, StoreError> {
+        Ok(self.sweep_until(now)?.is_some())
+    }
+
+    /// Until when the running sweep holds its fence, if one does.
+    fn sweep_until(&self, now: i64) -> Result<Option<i64>, StoreError> {
         let r = self.get_decoded::<Record>(Family::Meta, &keys::claim(SWEEP))?;
-        Ok(r.is_some_and(|r| !r.done && r.until > now))
+        Ok(r.filter(|r| r.live(now)).map(|r| r.until))
     }
 
     /// `name` (taken) renewed until the returned guard is dropped, then
