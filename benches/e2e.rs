@@ -24,8 +24,10 @@ struct Args {
     /// or `stress` (Dovecot's ImapTest, ten clients, direct and proxied).
     only: Option<String>,
     messages: usize,
-    /// `realistic` (default: sizes and MIME as real mailboxes, issue 14)
-    /// or `small` (4 KB of words each, the corpus of the earlier issues).
+    /// `realistic` (default: sizes and MIME as real mailboxes, issue 14),
+    /// `small` (4 KB of words each, the corpus of the earlier issues) or
+    /// `big` (2 MB of words each: a job's memory must not grow with the
+    /// message size; use with `--messages 400`).
     corpus: String,
     noops: usize,
     conns: usize,
@@ -878,6 +880,7 @@ async fn noops(sessions: &mut [Client], a: &Args, variants: &[Variant]) {
 fn fill(d: &Dovecot, a: &Args, folder: &str, n: usize, seed: u64) {
     match a.corpus.as_str() {
         "small" => d.generate("alice", "alice-pw", folder, n, 4000, seed),
+        "big" => d.generate("alice", "alice-pw", folder, n, 2_000_000, seed),
         _ => d.seed(&[
             "--user",
             "alice",

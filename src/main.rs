@@ -15,7 +15,7 @@ use imap_time_machine::server::{Handle as ServerHandle, Server};
 use imap_time_machine::services::Services;
 use imap_time_machine::snapshot::schedule::SystemClock;
 use imap_time_machine::snapshot::ProgressFn;
-use imap_time_machine::store::Store;
+use imap_time_machine::store::{FileReads, Store};
 use imap_time_machine::upstream::Connector;
 
 #[derive(Parser)]
@@ -283,8 +283,10 @@ fn reload(path: &std::path::Path, services: &Services, server: &ServerHandle, se
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
-    Store::open_config(&config.store)
+/// Opens the store; `reads`: how an embedded store's files are read
+/// (mapped for serving, copied for a job run from the command line).
+fn open_store(config: &Config, reads: FileReads) -> anyhow::Result<Arc<Store>> {
+    Store::open_config_reading(&config.store, reads)
         .map(Arc::new)
         .with_context(|| match config.store.backend {
             imap_time_machine::config::StoreBackend::Rocksdb => format!(
@@ -299,7 +301,10 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
 
 async fn serve(path: PathBuf, config: Config, set_level: SetLogLevel) -> anyhow::Result<()> {
     let config = Live::new(Arc::new(config));
-    let services = Arc::new(Services::new(config.clone(), open_store(&config.get())?)?);
+    let services = Arc::new(Services::new(
+        config.clone(),
+        open_store(&config.get(), FileReads::Mapped)?,
+    )?);
     let socket = config.get().admin.socket.clone();
     // The admin socket first: once the IMAP ports accept, everything does
     // (clients and scripts take a connectable port for a ready server).
@@ -386,7 +391,8 @@ async fn admin_command(config: Config, request: Request) -> anyhow::Result<Reply
     if let Some(stream) = admin::client::connect(&config.admin.socket).await {
         return Ok(admin::client::call(stream, &request, print).await?);
     }
-    let store = open_store(&config)?;
+    // A job here only writes and compacts, or reads each body once.
+    let store = open_store(&config, FileReads::Copied)?;
     let services = Services::new(Live::new(Arc::new(config)), store)?;
     let progress: ProgressFn = Arc::new(move |line: &str| print(line));
     Ok(admin::execute(&services, request, progress).await)
@@ -517,13 +523,12 @@ fn quiet_mail_parser_panics() {
 /// `migrate --to cluster`: the embedded store at `store.path` into the
 /// cluster store the config names.
 fn migrate(config: &Config) -> anyhow::Result<()> {
-    use imap_time_machine::store::Store;
     let path = &config.store.path;
     // Opening creates a store where there is none: say so instead.
     if !path.join("CURRENT").exists() {
         anyhow::bail!("no embedded store at {} (store.path)", path.display());
     }
-    let source = Store::open(path).with_context(|| {
+    let source = Store::open_with(path, FileReads::Copied).with_context(|| {
         format!(
             "opening the embedded store at {} (stop the proxy that uses it first)",
             path.display()

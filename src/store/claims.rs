@@ -297,7 +297,9 @@ mod tests {
     fn a_claim_is_held_expires_and_ends() {
         let dir = tempfile::tempdir().expect("tempdir");
         // RocksDB engines, but shared (as the cluster store is).
-        let rocks = std::sync::Arc::new(crate::store::engine::rocks::Rocks::open(dir.path()).expect("open"));
+        let rocks = std::sync::Arc::new(
+            crate::store::engine::rocks::Rocks::open(dir.path(), crate::store::FileReads::Mapped).expect("open"),
+        );
         let s = Store::over(rocks.clone(), rocks, None, "test".into()).expect("store");
         let n = "snapshot/2026-12-01/alice";
         assert_eq!(s.claim(n, "a", 100, 60).expect("claim"), Claim::Taken);

@@ -43,6 +43,7 @@ use thiserror::Error;
 
 pub use claims::{this_node, Claim, ClaimGuard};
 pub use deleted::{DeletedFolder, DeletedMessage, FolderMessages, Held};
+pub use engine::rocks::FileReads;
 use engine::{Batch, Bodies, EngineError, Family, KeyValue, Records};
 pub use keys::Hash;
 pub use migrate::MigrateReport;
@@ -152,14 +153,20 @@ pub(crate) struct FolderCache {
 const FOLDER_CACHE_RECORDS: usize = 500_000;
 impl Store {
     /// Opens or creates the embedded store (RocksDB) at `path`, checking
-    /// its schema version.
+    /// its schema version; its files mapped, as a serving process reads
+    /// them.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, FileReads::Mapped)
+    }
+
+    /// [`Store::open`], saying how the files are read.
+    pub fn open_with(path: &Path, reads: FileReads) -> Result<Self, StoreError> {
         if !path.exists() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
         }
         private_dir(path)?;
-        let rocks = Arc::new(engine::rocks::Rocks::open(path)?);
+        let rocks = Arc::new(engine::rocks::Rocks::open(path, reads)?);
         Self::over(rocks.clone(), rocks.clone(), Some(rocks), path.display().to_string())
     }
 
@@ -167,10 +174,16 @@ impl Store {
     /// (connecting to PostgreSQL and the bucket, so a wrong setting is an
     /// error at start, not at the first snapshot).
     pub fn open_config(config: &crate::config::StoreConfig) -> Result<Self, StoreError> {
+        Self::open_config_reading(config, FileReads::Mapped)
+    }
+
+    /// [`Store::open_config`], saying how an embedded store's files are
+    /// read ([`FileReads::Copied`] for a command-line job).
+    pub fn open_config_reading(config: &crate::config::StoreConfig, reads: FileReads) -> Result<Self, StoreError> {
         use crate::config::StoreBackend;
         match config.backend {
             StoreBackend::Cluster => Self::open_cluster(config),
-            StoreBackend::Rocksdb => Self::open(&config.path),
+            StoreBackend::Rocksdb => Self::open_with(&config.path, reads),
         }
     }
 
