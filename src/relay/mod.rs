@@ -290,6 +290,20 @@ impl Relay {
         Ok(())
     }
 
+    /// A SELECT or EXAMINE goes upstream: what the folder selected before
+    /// reported no longer holds.
+    pub fn forget_uidvalidity(&self) {
+        self.shared.forget_uidvalidity();
+    }
+
+    /// The UIDVALIDITY the upstream reported since the last
+    /// [`Relay::forget_uidvalidity`], as every successful SELECT and EXAMINE
+    /// reports it (RFC 3501 6.3.1). Once the relay is quiet, the selected
+    /// folder's: the capture at expunge then asks no STATUS.
+    pub fn uidvalidity(&self) -> Option<u32> {
+        self.shared.uidvalidity()
+    }
+
     /// Remembers a command's name for the metrics of its result.
     pub fn track(&self, tag: Bytes, name: &'static str) {
         self.shared.track(tag, name);
@@ -476,5 +490,70 @@ impl Relay {
             }
         }
         Ok(tagged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::stream::MaybeTls;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Two ends of a loopback connection.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (near, far) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (near.expect("connect"), far.expect("accept").0)
+    }
+
+    /// Reads from `s` until `end` has arrived.
+    async fn read_until(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(end.len()).any(|w| w == end) {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(buf.get(..n).unwrap_or_default());
+        }
+        got
+    }
+
+    /// A capture at expunge asks no STATUS: the relay keeps the
+    /// UIDVALIDITY the upstream's SELECT answer reported, passes that
+    /// answer on unchanged, and forgets it when the next SELECT goes.
+    #[tokio::test]
+    async fn the_uidvalidity_a_select_reports_is_kept_until_the_next_select() {
+        let (mut client, proxy_client) = pair().await;
+        let (proxy_upstream, mut server) = pair().await;
+        let (rd, wr) = tokio::io::split(MaybeTls::Plain(proxy_client));
+        let upstream = Upstream::new(FrameReader::new(MaybeTls::Plain(proxy_upstream), 8192));
+        let mut relay = Relay::start(
+            FrameReader::new(rd, 8192),
+            wr,
+            upstream,
+            &Limits::default(),
+            8192,
+            Box::new(|_| false),
+        );
+        assert_eq!(relay.uidvalidity(), None);
+        relay.forward_line(b"a SELECT INBOX\r\n").await.expect("forward");
+        assert_eq!(read_until(&mut server, b"\r\n").await, b"a SELECT INBOX\r\n");
+        let answer: &[u8] = b"* 3 EXISTS\r\n* OK [UIDVALIDITY 1764000000] UIDs valid\r\n* OK [UIDNEXT 4] next\r\na OK [READ-WRITE] done\r\n";
+        server.write_all(answer).await.expect("answer");
+        assert_eq!(read_until(&mut client, b"a OK [READ-WRITE] done\r\n").await, answer);
+        assert_eq!(relay.uidvalidity(), Some(1764000000));
+        relay.forget_uidvalidity();
+        assert_eq!(relay.uidvalidity(), None);
+        // A failed SELECT reports none: nothing is remembered.
+        relay.forward_line(b"b SELECT Nope\r\n").await.expect("forward");
+        read_until(&mut server, b"\r\n").await;
+        server
+            .write_all(b"b NO [NONEXISTENT] Mailbox doesn't exist\r\n")
+            .await
+            .expect("answer");
+        read_until(&mut client, b"b NO").await;
+        assert_eq!(relay.uidvalidity(), None);
     }
 }

@@ -179,8 +179,17 @@ async fn relay_response(
             return Ok(());
         }
         Some(b'*') => {
-            if Status::parse(&line).is_some_and(|s| s.tag.is_none() && s.kind == Kind::Bye) {
-                state.upstream_said_bye = true;
+            match Status::parse(&line) {
+                Some(s) if s.tag.is_none() && s.kind == Kind::Bye => state.upstream_said_bye = true,
+                // A SELECT's or EXAMINE's: a capture at expunge needs it,
+                // and need not ask again (see `Relay::uidvalidity`).
+                Some(Status {
+                    tag: None,
+                    kind: Kind::Ok,
+                    code: Some(Code::UidValidity(n)),
+                    ..
+                }) => shared.reported_uidvalidity(n),
+                _ => {}
             }
             if is_list_response(&line) {
                 // Small: read it whole (a name may be a literal), then decide.

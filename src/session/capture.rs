@@ -44,8 +44,9 @@ pub async fn before_expunge(st: &mut State, io: &mut dyn Io, uid_set: Option<&st
         fail("folder name not quotable");
         return Ok(());
     };
-    // Asked once per selection: it does not change while selected.
-    let mut uidvalidity = st.real_uidvalidity();
+    // The SELECT reported it (the relay is quiet now: every forwarded
+    // command is answered); asked once per selection where it did not.
+    let mut uidvalidity = st.real_uidvalidity().or_else(|| io.uidvalidity());
     if uidvalidity.is_none() {
         let status = ask_upstream(io, &format!("STATUS {arg} (UIDVALIDITY)"), |r| {
             status_uidvalidity(r).is_some()

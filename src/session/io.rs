@@ -74,6 +74,14 @@ pub trait Io: ClientIo {
     }
     /// Remembers a command's name until its tagged answer (metrics).
     fn track(&mut self, _tag: &Bytes, _name: &'static str) {}
+    /// A SELECT or EXAMINE of a real folder goes upstream: forget the
+    /// UIDVALIDITY the previous one reported.
+    fn forget_uidvalidity(&mut self) {}
+    /// The UIDVALIDITY the upstream reported since (see
+    /// [`crate::relay::Relay::uidvalidity`]); `None` when unknown.
+    fn uidvalidity(&self) -> Option<u32> {
+        None
+    }
 }
 
 #[async_trait]
@@ -147,6 +155,14 @@ impl Io for Relay {
 
     fn upstream_idle_for(&self) -> Duration {
         Relay::upstream_idle_for(self)
+    }
+
+    fn forget_uidvalidity(&mut self) {
+        Relay::forget_uidvalidity(self)
+    }
+
+    fn uidvalidity(&self) -> Option<u32> {
+        Relay::uidvalidity(self)
     }
 
     fn idling(&self) -> bool {

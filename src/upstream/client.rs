@@ -41,7 +41,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub(super) fn new(reader: FrameReader<UpstreamStream>) -> Self {
+    pub(crate) fn new(reader: FrameReader<UpstreamStream>) -> Self {
         Self {
             reader,
             capabilities: Vec::new(),

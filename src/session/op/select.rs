@@ -77,6 +77,7 @@ pub async fn before_forward(st: &mut State, io: &mut dyn Io, req: &Request<'_>) 
         }
     }
     let left_tree = matches!(st.select(Selection::Upstream), Selection::Tree(_));
+    io.forget_uidvalidity();
     match req.body() {
         Some(CommandBody::Select { mailbox, .. }) => st.select_real(mailbox_bytes(mailbox).to_vec(), true),
         Some(CommandBody::Examine { mailbox, .. }) => st.select_real(mailbox_bytes(mailbox).to_vec(), false),
