@@ -1,8 +1,9 @@
 //! Opening upstream connections: plain, STARTTLS or implicit TLS, with
 //! timeouts; and the master login the jobs use.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
@@ -15,7 +16,7 @@ use crate::net::stream::{MaybeTls, UpstreamStream};
 use crate::net::tls::{upstream_config, TlsSetupError};
 
 use super::client::capabilities_in;
-use super::{Upstream, UpstreamError};
+use super::{Namespace, Upstream, UpstreamError};
 
 /// Everything needed to open upstream connections, built once from config.
 pub struct Connector {
@@ -32,6 +33,7 @@ pub struct Connector {
     /// What identifies a user's INBOX as their own login saw it, for the
     /// check after a master login ([`Connector::connect_as`]).
     own_inbox: Option<OwnInbox>,
+    namespaces: Namespaces,
 }
 
 /// Looks up what a user's own login saw of their INBOX (the store's
@@ -64,6 +66,7 @@ impl Connector {
             login_style: config.upstream.login_style,
             master_separator: config.upstream.master_separator.clone(),
             own_inbox: None,
+            namespaces: Namespaces::default(),
         })
     }
 
@@ -79,6 +82,18 @@ impl Connector {
     }
 
     /// Connects, reads the greeting, and secures the connection as configured.
+    /// The personal namespace of `login`, logged in on `up`: as the
+    /// upstream answered it for that login within [`NAMESPACE_TTL`], else
+    /// asked (a client logging in again skips a round trip).
+    pub async fn namespace(&self, up: &mut Upstream, login: &[u8]) -> Result<Namespace, UpstreamError> {
+        if let Some(ns) = self.namespaces.get(login, Instant::now()) {
+            return Ok(ns);
+        }
+        let ns = up.namespace().await?;
+        self.namespaces.put(login, ns.clone(), Instant::now());
+        Ok(ns)
+    }
+
     pub async fn connect(&self) -> Result<Upstream, UpstreamError> {
         let r = tokio::time::timeout(self.timeout, self.connect_inner())
             .await
@@ -196,5 +211,57 @@ impl Connector {
             }
         }
         Ok(up)
+    }
+}
+
+/// How long a login's namespace is used without asking again: it is the
+/// server's configuration, which changes rarely, and a change reaches
+/// every login within this time.
+pub const NAMESPACE_TTL: Duration = Duration::from_secs(600);
+
+/// Logins kept at most; past that the cache starts over.
+const NAMESPACES_MAX: usize = 100_000;
+
+/// The personal namespace each login last reported, and when.
+#[derive(Default)]
+struct Namespaces(Mutex<HashMap<Vec<u8>, (Namespace, Instant)>>);
+
+impl Namespaces {
+    fn get(&self, login: &[u8], now: Instant) -> Option<Namespace> {
+        let map = self.0.lock().ok()?;
+        let (ns, at) = map.get(login)?;
+        (now.saturating_duration_since(*at) < NAMESPACE_TTL).then(|| ns.clone())
+    }
+
+    fn put(&self, login: &[u8], ns: Namespace, now: Instant) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= NAMESPACES_MAX {
+                map.clear();
+            }
+            map.insert(login.to_vec(), (ns, now));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_is_kept_per_login_for_its_time() {
+        let cache = Namespaces::default();
+        let t = Instant::now();
+        let ns = Namespace {
+            prefix: "INBOX.".into(),
+            delimiter: Some('.'),
+        };
+        assert_eq!(cache.get(b"alice", t), None);
+        cache.put(b"alice", ns.clone(), t);
+        assert_eq!(cache.get(b"alice", t + NAMESPACE_TTL / 2), Some(ns.clone()));
+        assert_eq!(cache.get(b"Alice", t), None, "another login string is asked");
+        assert_eq!(cache.get(b"bob", t), None);
+        assert_eq!(cache.get(b"alice", t + NAMESPACE_TTL), None, "asked again once old");
+        cache.put(b"alice", Namespace::default(), t + NAMESPACE_TTL);
+        assert_eq!(cache.get(b"alice", t + NAMESPACE_TTL), Some(Namespace::default()));
     }
 }

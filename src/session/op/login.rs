@@ -139,7 +139,7 @@ async fn check(st: &mut PreAuth, io: &mut dyn ClientIo, tag: &str, user: &[u8], 
         }
         return io.send(Bytes::from(retag(&result.line, tag))).await;
     }
-    let namespace = match upstream.namespace().await {
+    let namespace = match st.ctx.connector.namespace(&mut upstream, user).await {
         Ok(ns) => ns,
         Err(e) => {
             metrics.login("upstream_error");
