@@ -6,7 +6,13 @@ use std::path::PathBuf;
 
 #[test]
 fn corpus_replays_without_panics() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+    // Where cargo runs the test from: the compile-time path goes stale when
+    // a shared target dir reuses a binary built in another checkout (this
+    // crate rarely changes, so cargo does not rebuild it).
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let root = manifest_dir.join("../../fuzz/corpus");
     for (name, target) in itm_imap::fuzz_targets::TARGETS {
         let dir = root.join(name);
         let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
