@@ -1,5 +1,6 @@
 //! Opening upstream connections: plain, STARTTLS or implicit TLS, with
-//! timeouts; and the master login the jobs use.
+//! timeouts; the master login the jobs use; and the namespace each login
+//! reported, kept for a while.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ pub struct Connector {
     /// What identifies a user's INBOX as their own login saw it, for the
     /// check after a master login ([`Connector::connect_as`]).
     own_inbox: Option<OwnInbox>,
+    /// What NAMESPACE answered each login ([`Connector::namespace`]).
     namespaces: Namespaces,
 }
 
@@ -81,7 +83,6 @@ impl Connector {
         self.max_line
     }
 
-    /// Connects, reads the greeting, and secures the connection as configured.
     /// The personal namespace of `login`, logged in on `up`: as the
     /// upstream answered it for that login within [`NAMESPACE_TTL`], else
     /// asked (a client logging in again skips a round trip).
@@ -94,6 +95,7 @@ impl Connector {
         Ok(ns)
     }
 
+    /// Connects, reads the greeting, and secures the connection as configured.
     pub async fn connect(&self) -> Result<Upstream, UpstreamError> {
         let r = tokio::time::timeout(self.timeout, self.connect_inner())
             .await
