@@ -942,6 +942,7 @@ fn stress(d: &Dovecot, p: &ProxyProcess, a: &Args) {
         return;
     }
     let targets = [("dovecot direct", d.addr()), ("proxy (plain client side)", p.plain)];
+    let tick = clock_ticks_per_second();
     for (title, args, target) in [
         ("ImapTest's default mix", "", true),
         (
@@ -953,11 +954,15 @@ fn stress(d: &Dovecot, p: &ProxyProcess, a: &Args) {
         println!("\n## ImapTest stress, 10 clients, 30 s per run, bob's INBOX, {title}");
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
         let mut errors = [0u64; 2];
+        // Per target: (commands, Dovecot CPU s, proxy CPU s), summed over rounds.
+        let mut spent = [(0.0f64, 0.0f64, 0.0f64); 2];
+        let mut round_ratios = Vec::new();
         for round in 0..a.rounds.clamp(1, 3) {
             // Alternating: neither side always runs on the fuller mailbox.
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
                 let (name, addr) = targets[i];
+                let cpu_before = (dovecot_cpu_ticks(d), cpu_ticks(p.pid()));
                 let out = Command::new("bash")
                     .arg(&run)
                     .args([
@@ -985,10 +990,17 @@ fn stress(d: &Dovecot, p: &ProxyProcess, a: &Args) {
                     )
                 });
                 rates[i].push(rate);
+                let cpu_after = (dovecot_cpu_ticks(d), cpu_ticks(p.pid()));
+                spent[i].0 += value("TOTAL_CMDS ").unwrap_or(0.0);
+                spent[i].1 += cpu_after.0.saturating_sub(cpu_before.0) as f64 / tick;
+                spent[i].2 += cpu_after.1.saturating_sub(cpu_before.1) as f64 / tick;
                 errors[i] += (value("ERRORS ").unwrap_or(0.0) + value("FATALS ").unwrap_or(0.0)) as u64;
                 if let Some(sample) = text.lines().find(|l| l.starts_with("ERROR_SAMPLE")) {
                     println!("{name}: {sample}");
                 }
+            }
+            if let (Some(direct), Some(proxied)) = (rates[0].last(), rates[1].last()) {
+                round_ratios.push(proxied / direct);
             }
         }
         let medians: Vec<f64> = rates.iter().map(|r| median(r.clone())).collect();
@@ -1007,7 +1019,65 @@ fn stress(d: &Dovecot, p: &ProxyProcess, a: &Args) {
                 medians[i], errors[i], rates[i]
             );
         }
+        let rounds: Vec<String> = round_ratios.iter().map(|r| format!("{r:.3}")).collect();
+        println!(
+            "ratio of each round (proxied / direct, same round): [{}]",
+            rounds.join(", ")
+        );
+        // CPU per command says why, and varies less than the rates: the
+        // machine is saturated, so what each command costs decides them.
+        let per_k = |cpu: f64, cmds: f64| if cmds > 0.0 { cpu * 1e6 / cmds } else { 0.0 };
+        let (dc, dd, _) = spent[0];
+        let (pc, pd, pp) = spent[1];
+        println!(
+            "CPU per 1,000 ImapTest commands: Dovecot {:.0} ms direct, {:.0} ms proxied ({:.2} x); the proxy {:.0} ms",
+            per_k(dd, dc),
+            per_k(pd, pc),
+            per_k(pd, pc) / per_k(dd, dc).max(f64::MIN_POSITIVE),
+            per_k(pp, pc)
+        );
     }
+}
+
+/// Clock ticks per second of /proc's CPU times.
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// User and system CPU of `pid` and of its children it has reaped, in
+/// clock ticks, with the pid of its parent (fields 4 and 14-17 of
+/// /proc/PID/stat, counted after the command name's closing parenthesis).
+fn stat_ticks(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let cpu = (11..=14).filter_map(|i| fields.get(i)?.parse::<u64>().ok()).sum();
+    Some((ppid, cpu))
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    stat_ticks(pid).map_or(0, |(_, cpu)| cpu)
+}
+
+/// CPU of a Dovecot instance: its master (with the session processes it
+/// reaped) and every child still running.
+fn dovecot_cpu_ticks(d: &Dovecot) -> u64 {
+    let Some(master) = d.master_pid() else { return 0 };
+    let children: u64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(stat_ticks)
+        .filter(|(ppid, _)| *ppid == master)
+        .map(|(_, cpu)| cpu)
+        .sum();
+    cpu_ticks(master) + children
 }
 
 /// The nightly run of many users (issue 16): 200 users x 500 messages

@@ -278,6 +278,16 @@ impl Dovecot {
         self.signal_sessions("-KILL");
     }
 
+    /// The pid of this instance's master process (its services and
+    /// session processes are its children).
+    pub fn master_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.path().join("run/master.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Sends `signal` (e.g. `-STOP`, `-CONT`) to this instance's `imap`
     /// processes: `-STOP` makes the upstream hang without closing.
     pub fn signal_sessions(&self, signal: &str) {
