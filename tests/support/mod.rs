@@ -291,9 +291,9 @@ impl Dovecot {
     /// Sends `signal` (e.g. `-STOP`, `-CONT`) to this instance's `imap`
     /// processes: `-STOP` makes the upstream hang without closing.
     pub fn signal_sessions(&self, signal: &str) {
-        let pid = std::fs::read_to_string(self.dir.path().join("run/master.pid")).expect("master.pid");
+        let pid = self.master_pid().expect("master.pid").to_string();
         let status = Command::new("pkill")
-            .args([signal, "-P", pid.trim(), "-x", self.server.session_process()])
+            .args([signal, "-P", &pid, "-x", self.server.session_process()])
             .status()
             .expect("run pkill");
         assert!(status.success(), "no imap process to signal");
