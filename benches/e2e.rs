@@ -714,10 +714,8 @@ async fn snapshots(d: &Dovecot, a: &Args) {
     // replaced). Incompressible attachments bound what compression can do.
     let mut held = std::collections::HashMap::new();
     for snap in store.snapshots(Some("alice")).expect("list") {
-        for f in store.folders("alice", &snap.date).expect("folders") {
-            for m in store.messages("alice", &snap.date, &f.name).expect("messages") {
-                held.insert(m.hash, m.size);
-            }
+        for (_, messages) in store.snapshot_messages("alice", &snap.date).expect("messages") {
+            held.extend(messages.into_iter().map(|m| (m.hash, m.size)));
         }
     }
     let held_bytes: u64 = held.values().sum();

@@ -2,7 +2,7 @@
 //! diversion of responses to the proxy's own commands, lines to inject
 //! before a tagged OK, and the count of commands in flight.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -53,8 +53,9 @@ pub(super) struct Shared {
     /// Commands in flight by tag, for the metrics of their results.
     commands: Mutex<Vec<(Bytes, &'static str)>>,
     /// The UIDVALIDITY the upstream last reported in an untagged
-    /// `OK [UIDVALIDITY n]` (a SELECT or EXAMINE answer), 0 for none.
-    uidvalidity: AtomicU64,
+    /// `OK [UIDVALIDITY n]` (a SELECT or EXAMINE answer), 0 for none
+    /// (RFC 3501 makes it a non-zero number).
+    uidvalidity: AtomicU32,
     /// The response pump has ended (upstream or client gone).
     ended: AtomicBool,
     ended_notify: Notify,
@@ -144,7 +145,7 @@ impl Shared {
     }
 
     pub fn reported_uidvalidity(&self, n: u32) {
-        self.uidvalidity.store(u64::from(n), Ordering::Release);
+        self.uidvalidity.store(n, Ordering::Release);
     }
 
     pub fn forget_uidvalidity(&self) {
@@ -152,9 +153,7 @@ impl Shared {
     }
 
     pub fn uidvalidity(&self) -> Option<u32> {
-        u32::try_from(self.uidvalidity.load(Ordering::Acquire))
-            .ok()
-            .filter(|&n| n != 0)
+        Some(self.uidvalidity.load(Ordering::Acquire)).filter(|&n| n != 0)
     }
 
     /// An IDLE is in flight (the client has not sent DONE yet).
